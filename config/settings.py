@@ -1,0 +1,104 @@
+"""Postroom's settings, read once from the environment (and `.env`) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from config.errors import ConfigError
+from config.queues import QueueName, QueueTable
+
+ENV_PREFIX = "POSTROOM_"
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class PostroomSettings(BaseSettings):
+    """Everything a worker or a client needs; the seed's `REDIS_*` names keep working."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "POSTROOM_REDIS_URL")
+    )
+    redis_host: str | None = Field(default=None, validation_alias="REDIS_HOST")
+    redis_port: int = Field(default=6379, ge=1, le=65535, validation_alias="REDIS_PORT")
+    redis_username: str | None = Field(default=None, validation_alias="REDIS_USERNAME")
+    redis_password: SecretStr | None = Field(default=None, validation_alias="REDIS_PASSWORD")
+    redis_db: int = Field(default=0, ge=0, validation_alias="REDIS_DB")
+
+    # Where the embedded Redis (and later the embedded stores) keep their data.
+    data_dir: Path = Path(".postroom")
+    embedded_redis_port: int = Field(default=6399, ge=1, le=65535)
+
+    # Namespaces every key postroom owns, so several deployments (or tests) share one Redis.
+    key_prefix: str = Field(default="postroom", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    queues: QueueTable = QueueTable()
+    worker_queues: Annotated[list[QueueName], NoDecode] = list(QueueName)
+    task_modules: Annotated[list[str], NoDecode] = ["tasks"]
+
+    shutdown_grace: float = Field(default=25.0, ge=0)
+    keep_result: float = Field(default=86_400.0, ge=0)
+    dead_letter_retention: float = Field(default=7 * 86_400.0, gt=0)
+    log_format: Literal["plain", "json"] = "plain"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("worker_queues", "task_modules", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    def redis_dsn(self) -> str | None:
+        """The Redis to use, or None when the embedded server should be started."""
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = ""
+        if self.redis_username or self.redis_password:
+            password = self.redis_password.get_secret_value() if self.redis_password else ""
+            auth = f"{quote(self.redis_username or '', safe='')}:{quote(password, safe='')}@"
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+
+def env_var_for(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error location came from."""
+    head = str(loc[0])
+    if head.isupper():  # an alias such as REDIS_PORT
+        return head
+    # List indexes (worker_queues.0) are not part of the variable's name.
+    return ENV_PREFIX + "__".join(str(part) for part in loc if isinstance(part, str)).upper()
+
+
+def load_settings(**overrides: Any) -> PostroomSettings:
+    """Read the settings, turning pydantic's error into one that names each bad variable."""
+    try:
+        return PostroomSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{env_var_for(err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid postroom settings: {problems}") from exc

@@ -1,0 +1,83 @@
+"""A real Redis for the whole session (the embedded server the runtime uses) and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arq.connections import RedisSettings
+
+import tests.sample_tasks  # noqa: F401 - registers the tasks the tests enqueue
+from config.settings import PostroomSettings, load_settings
+from workers.client import PostroomClient
+from workers.redis_server import EmbeddedRedis
+from workers.registry import registry
+from workers.runtime import Runtime
+from workers.supervisor import Supervisor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> PostroomSettings:
+    """Settings isolated by a unique key prefix, so tests never see each other's jobs."""
+    return load_settings(
+        redis_url=redis_server.url,
+        key_prefix=f"test-{uuid.uuid4().hex[:10]}",
+        data_dir=tmp_path,
+        shutdown_grace=5,
+    )
+
+
+@pytest.fixture
+async def client(settings: PostroomSettings) -> AsyncIterator[PostroomClient]:
+    async with await PostroomClient.connect(settings) as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: PostroomSettings, **kwargs: Any) -> AsyncIterator[Supervisor]:
+    """A real supervisor serving `settings` in this event loop until the block ends."""
+    supervisor = Supervisor(
+        Runtime(settings), kwargs.pop("tasks", registry), RedisSettings.from_dsn(str(settings.redis_url)), **kwargs
+    )
+    run = asyncio.create_task(supervisor.run())
+    try:
+        yield supervisor
+    finally:
+        await supervisor.stop()
+        await run
+
+
+def worker_env(settings: PostroomSettings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REDIS_URL": str(settings.redis_url),
+        "POSTROOM_KEY_PREFIX": settings.key_prefix,
+        "POSTROOM_TASK_MODULES": "tests.sample_tasks",
+        "POSTROOM_DATA_DIR": str(settings.data_dir),
+        **extra,
+    }
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A worker in its own process (so a test can signal or kill it), run from the repo root."""
+    return subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+
+
+def postroom_worker(settings: PostroomSettings, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    return spawn([sys.executable, "-m", "workers", "worker", *args], worker_env(settings, **env))

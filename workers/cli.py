@@ -1,0 +1,68 @@
+"""`postroom` (also `python -m workers`): the command operators run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from config.errors import ConfigError
+from config.queues import QueueName
+from config.settings import load_settings
+from workers.logs import configure_logging
+from workers.process_pool import ProcessPool, child_command, child_env
+from workers.redis_server import resolve_redis
+from workers.serve import run_worker_process
+
+
+def _queues(values: Sequence[str]) -> list[QueueName]:
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    try:
+        return [QueueName(name) for name in names]
+    except ValueError as exc:
+        known = ", ".join(q.value for q in QueueName)
+        raise ConfigError(f"--queues: {exc}; known queues: {known}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postroom", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="run worker processes")
+    worker.add_argument(
+        "--queues",
+        nargs="+",
+        default=[],
+        help="queues to serve (space- or comma-separated; default POSTROOM_WORKER_QUEUES, all)",
+    )
+    worker.add_argument("--processes", type=int, default=1, help="worker processes to fork")
+    worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    return parser
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    queues = _queues(args.queues) if args.queues else list(settings.worker_queues)
+    if args.processes < 1:
+        raise ConfigError("--processes must be at least 1")
+    if args.processes == 1:
+        return run_worker_process(settings, queues, burst=args.burst)
+    redis_settings, server = resolve_redis(settings)
+    url = settings.redis_dsn() or f"redis://127.0.0.1:{redis_settings.port}"
+    pool = ProcessPool(child_command([q.value for q in queues]), args.processes, child_env(url))
+    try:
+        return uvloop.run(pool.run())
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _worker(args)
+    except ConfigError as exc:
+        print(f"postroom: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,158 @@
+"""The typed client a web app enqueues through: validated payloads, idempotent ids, bulk sends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import result_key_prefix
+from arq.jobs import Job, JobStatus, deserialize_result
+
+from config.settings import PostroomSettings, load_settings
+from workers.dead_letter import DeadLetterStore
+from workers.enqueue import NewJob, write_jobs
+from workers.errors import PostroomError
+from workers.keys import Keys
+from workers.registry import JobRequest, Task, TaskRegistry, registry
+from workers.serialization import dumps, loads
+
+R = TypeVar("R")
+
+
+class JobFailedError(PostroomError):
+    """Raised by `JobHandle.result()` when the job failed; carries the error it stored."""
+
+    def __init__(self, job_id: str, error: Any) -> None:
+        self.job_id = job_id
+        self.error = error
+        super().__init__(f"job {job_id} failed: {error}")
+
+
+@dataclass(frozen=True)
+class JobHandle(Generic[R]):
+    """A queued job. `created` is False when its id was already taken (the existing job)."""
+
+    job_id: str
+    task: Task[Any, R]
+    created: bool
+    redis: ArqRedis
+    queue_key: str
+
+    async def status(self) -> JobStatus:
+        return await Job(self.job_id, self.redis, _queue_name=self.queue_key).status()
+
+    async def result(self, timeout: float | None = None, poll: float = 0.02) -> R:  # noqa: ASYNC109
+        """Wait for the result, validated as the task's return type; raises on failure."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            raw = await self.redis.get(result_key_prefix + self.job_id)
+            if raw is not None:
+                stored = deserialize_result(raw, deserializer=loads)
+                if not stored.success:
+                    raise JobFailedError(self.job_id, stored.result)
+                return self.task.returns.validate_python(stored.result)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.job_id} has no result after {timeout}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+
+class PostroomClient:
+    """Enqueue tasks from any asyncio app; build it from the same settings as the workers."""
+
+    def __init__(
+        self, redis: ArqRedis, settings: PostroomSettings, tasks: TaskRegistry = registry
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.tasks = tasks
+        self.keys = Keys(settings.key_prefix)
+        self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
+
+    @classmethod
+    async def connect(
+        cls, settings: PostroomSettings | None = None, tasks: TaskRegistry = registry
+    ) -> PostroomClient:
+        """Connect to `REDIS_URL`, or to the embedded Redis a local worker started."""
+        settings = settings or load_settings()
+        dsn = settings.redis_dsn() or f"redis://127.0.0.1:{settings.embedded_redis_port}"
+        redis = await create_pool(
+            RedisSettings.from_dsn(dsn), job_serializer=dumps, job_deserializer=loads
+        )
+        return cls(redis, settings, tasks)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> PostroomClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def enqueue(
+        self,
+        request: JobRequest[R],
+        *,
+        job_id: str | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+    ) -> JobHandle[R]:
+        """Queue one job. A taken `job_id` returns the existing job with `created=False`."""
+        request = request.with_options(job_id=job_id, delay=delay, at=at)
+        [handle] = await self.enqueue_many([request])
+        return handle
+
+    async def enqueue_many(self, requests: Iterable[JobRequest[Any]]) -> list[JobHandle[Any]]:
+        """Queue many jobs in one round trip (bulk sends); answers in the same order."""
+        now = int(time.time() * 1000)
+        jobs = [self._new_job(request, now) for request in requests]
+        created = await write_jobs(self.redis, [job for job, _ in jobs])
+        return [
+            JobHandle(job.job_id, task, new, self.redis, job.queue_key)
+            for (job, task), new in zip(jobs, created, strict=True)
+        ]
+
+    async def enqueue_payload(
+        self, task_name: str, payload: Mapping[str, Any], *, job_id: str | None = None
+    ) -> JobHandle[Any]:
+        """Queue a task by name with an untyped payload (from an HTTP body), validated first."""
+        request = self.tasks.get(task_name).request(payload)
+        return await self.enqueue(request, job_id=job_id)
+
+    def job(self, job_id: str, task: Task[Any, R]) -> JobHandle[R]:
+        """A handle to a job enqueued earlier, e.g. by another process."""
+        return JobHandle(job_id, task, False, self.redis, self.keys.queue(task.queue))
+
+    def _new_job(self, request: JobRequest[Any], now_ms: int) -> tuple[NewJob, Task[Any, Any]]:
+        task = request.task
+        score = now_ms
+        if request.at is not None:
+            at = request.at if request.at.tzinfo else request.at.replace(tzinfo=UTC)
+            score = int(at.timestamp() * 1000)
+        elif request.delay is not None:
+            seconds = (
+                request.delay.total_seconds()
+                if isinstance(request.delay, timedelta)
+                else request.delay
+            )
+            score = now_ms + int(seconds * 1000)
+        job = NewJob(
+            job_id=request.job_id or uuid.uuid4().hex,
+            queue_key=self.keys.queue(task.queue),
+            task=task.name,
+            kwargs=request.kwargs,
+            score_ms=score,
+            enqueue_ms=now_ms,
+        )
+        return job, task

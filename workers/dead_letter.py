@@ -1,0 +1,183 @@
+"""The dead-letter store: every job that cannot run ends here with its reason, never dropped."""
+
+from __future__ import annotations
+
+import builtins
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix, retry_key_prefix
+from pydantic import BaseModel
+
+from config.queues import QueueName
+from workers.enqueue import NewJob, queue_job
+from workers.keys import Keys
+from workers.serialization import dumps, loads
+
+Reason = Literal["max-tries", "permanent", "undeliverable", "stalled"]
+
+# A traceback longer than this is cut from the middle of the text; the ends carry the story.
+TRACEBACK_LIMIT = 8_000
+
+
+class TryError(BaseModel):
+    """What one failed try raised."""
+
+    attempt: int
+    type: str
+    message: str
+    traceback: str
+    at: float
+
+
+class DeadLetter(BaseModel):
+    """A job that will not run again unless an operator retries it."""
+
+    job_id: str
+    task: str | None
+    queue: QueueName
+    payload: Any
+    reason: Reason
+    tries: int
+    errors: list[TryError]
+    enqueued_at: float | None
+    failed_at: float
+
+
+def try_error(attempt: int, exc: BaseException) -> TryError:
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > TRACEBACK_LIMIT:
+        half = TRACEBACK_LIMIT // 2
+        text = f"{text[:half]}\n... cut ...\n{text[-half:]}"
+    return TryError(
+        attempt=attempt, type=type(exc).__name__, message=str(exc), traceback=text, at=time.time()
+    )
+
+
+class DeadLetterStore:
+    """Dead letters per queue: a sorted index (newest last) and one JSON record per job."""
+
+    def __init__(self, redis: ArqRedis, keys: Keys, retention: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.retention = retention
+
+    async def record_try_error(self, job_id: str, error: TryError) -> None:
+        """Keep a failed try's error until the job succeeds or is dead-lettered."""
+        key = self.keys.try_errors(job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, dumps(error))
+            pipe.expire(key, int(self.retention))
+            await pipe.execute()
+
+    async def forget_try_errors(self, job_id: str) -> None:
+        await self.redis.delete(self.keys.try_errors(job_id))
+
+    async def add(
+        self,
+        *,
+        job_id: str,
+        task: str | None,
+        queue: QueueName,
+        payload: Any,
+        reason: Reason,
+        tries: int,
+        last_error: TryError,
+        enqueued_at: float | None,
+    ) -> DeadLetter:
+        """Store the dead letter with every try's error, in one transaction."""
+        earlier = await self.redis.lrange(self.keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
+        errors = [TryError.model_validate(loads(raw)) for raw in earlier] + [last_error]
+        letter = DeadLetter(
+            job_id=job_id,
+            task=task,
+            queue=queue,
+            payload=payload,
+            reason=reason,
+            tries=tries,
+            errors=errors,
+            enqueued_at=enqueued_at,
+            failed_at=time.time(),
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.dead_record(job_id), dumps(letter))
+            pipe.zadd(self.keys.dead_index(queue), {job_id: letter.failed_at})
+            pipe.delete(self.keys.try_errors(job_id))
+            await pipe.execute()
+        return letter
+
+    async def count(self, queue: QueueName) -> int:
+        return int(await self.redis.zcard(self.keys.dead_index(queue)))
+
+    async def list(
+        self, queue: QueueName, *, offset: int = 0, limit: int = 50
+    ) -> builtins.list[DeadLetter]:
+        """A page of a queue's dead letters, newest first."""
+        ids = await self.redis.zrevrange(self.keys.dead_index(queue), offset, offset + limit - 1)
+        return await self._records([i.decode() for i in ids])
+
+    async def get(self, job_id: str) -> DeadLetter | None:
+        raw = await self.redis.get(self.keys.dead_record(job_id))
+        return None if raw is None else DeadLetter.model_validate(loads(raw))
+
+    async def remove(self, job_id: str) -> bool:
+        letter = await self.get(job_id)
+        if letter is None:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.dead_record(job_id))
+            pipe.zrem(self.keys.dead_index(letter.queue), job_id)
+            await pipe.execute()
+        return True
+
+    async def purge(self, queue: QueueName) -> int:
+        """Delete all of a queue's dead letters; returns how many there were."""
+        ids = await self.redis.zrange(self.keys.dead_index(queue), 0, -1)
+        return await self._delete(queue, [i.decode() for i in ids])
+
+    async def trim(self, queue: QueueName, *, older_than: float | None = None) -> int:
+        """Delete dead letters older than the retention (or `older_than` seconds)."""
+        cutoff = time.time() - (self.retention if older_than is None else older_than)
+        ids = await self.redis.zrangebyscore(self.keys.dead_index(queue), "-inf", cutoff)
+        return await self._delete(queue, [i.decode() for i in ids])
+
+    async def retry_all(self, queue: QueueName) -> int:
+        """Retry every dead letter of `queue`; returns how many were queued again."""
+        ids = await self.redis.zrange(self.keys.dead_index(queue), 0, -1)
+        return sum([await self.retry(i.decode()) for i in ids])
+
+    async def retry(self, job_id: str) -> bool:
+        """Queue the job again under the same id with a fresh try budget; drop the letter."""
+        letter = await self.get(job_id)
+        if letter is None or letter.task is None or not isinstance(letter.payload, dict):
+            return False
+        now = int(time.time() * 1000)
+        job = NewJob(job_id, self.keys.queue(letter.queue), letter.task, letter.payload, now, now)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # The failed result and try counter would block the id and spend the new budget.
+            pipe.delete(
+                result_key_prefix + job_id, retry_key_prefix + job_id, job_key_prefix + job_id
+            )
+            await queue_job(self.redis, pipe, job)
+            pipe.delete(self.keys.dead_record(job_id))
+            pipe.zrem(self.keys.dead_index(letter.queue), job_id)
+            await pipe.execute()
+        return True
+
+    async def _records(self, ids: Sequence[str]) -> builtins.list[DeadLetter]:
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.keys.dead_record(i) for i in ids])
+        return [DeadLetter.model_validate(loads(raw)) for raw in raws if raw is not None]
+
+    async def _delete(self, queue: QueueName, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*(self.keys.dead_record(i) for i in ids))
+            pipe.zrem(self.keys.dead_index(queue), *ids)
+            await pipe.execute()
+        return len(ids)

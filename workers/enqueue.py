@@ -1,0 +1,65 @@
+"""Writing jobs into arq's queues: one script call per job, many per round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+
+from workers.serialization import dumps
+
+# A job id is taken while its job or its result exists (arq's own rule); taking it is one
+# atomic step instead of arq's WATCH/EXISTS/MULTI, so a bulk enqueue can pipeline it.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+# How long a queued job's data outlives its start time: far beyond any retry schedule, so
+# that a job waiting behind a long outage is still there (arq's default is one day).
+JOB_TTL_EXTRA_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job to write: arq's payload format, so a stock arq worker could read it too."""
+
+    job_id: str
+    queue_key: str
+    task: str
+    kwargs: dict[str, Any]
+    score_ms: int
+    enqueue_ms: int
+
+    def payload(self) -> bytes:
+        return serialize_job(self.task, (), self.kwargs, None, self.enqueue_ms, serializer=dumps)
+
+    def ttl_ms(self) -> int:
+        return max(self.score_ms - self.enqueue_ms, 0) + JOB_TTL_EXTRA_MS
+
+
+async def queue_job(redis: ArqRedis, pipe: Any, job: NewJob) -> None:
+    """Add `job`'s enqueue to a pipeline; its reply is 1 if written, 0 if the id was taken."""
+    script = redis.register_script(_ENQUEUE)
+    await script(
+        keys=[job_key_prefix + job.job_id, result_key_prefix + job.job_id, job.queue_key],
+        args=[job.payload(), job.ttl_ms(), job.score_ms, job.job_id],
+        client=pipe,
+    )
+
+
+async def write_jobs(redis: ArqRedis, jobs: Sequence[NewJob]) -> list[bool]:
+    """Write `jobs` in one round trip; each answer says whether that job was new."""
+    if not jobs:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for job in jobs:
+            await queue_job(redis, pipe, job)
+        replies = await pipe.execute()
+    return [bool(reply) for reply in replies]

@@ -1,0 +1,49 @@
+"""Postroom's exceptions.
+
+PostroomError
+├── ConfigError            (a setting has a wrong value; defined in config.errors)
+├── TaskDefinitionError    (a @task declaration is wrong; raised at import)
+├── UnknownTaskError       (a task name nobody registered)
+├── PayloadValidationError (a payload does not match its task's signature)
+└── PermanentError         (raised by a task: retrying cannot help, dead-letter now)
+"""
+
+from __future__ import annotations
+
+from config.errors import ConfigError, PostroomError
+
+
+class TaskDefinitionError(PostroomError, TypeError):
+    """Raised at import when a @task declaration is invalid; the message names the task."""
+
+
+class UnknownTaskError(PostroomError, LookupError):
+    """Raised when a task name is not registered."""
+
+
+class PayloadValidationError(PostroomError, ValueError):
+    """Raised when a payload does not validate against its task; names the task and fields."""
+
+    def __init__(self, task: str, errors: list[tuple[str, str]]) -> None:
+        self.task = task
+        self.errors = errors
+        detail = "; ".join(f"{field}: {message}" for field, message in errors)
+        super().__init__(f"invalid payload for task {task!r}: {detail}")
+
+    @property
+    def fields(self) -> list[str]:
+        return [field for field, _ in self.errors]
+
+
+class PermanentError(PostroomError):
+    """Raised by a task when retrying cannot help; the job goes straight to the dead letters."""
+
+
+__all__ = [
+    "ConfigError",
+    "PayloadValidationError",
+    "PermanentError",
+    "PostroomError",
+    "TaskDefinitionError",
+    "UnknownTaskError",
+]

@@ -1,0 +1,146 @@
+"""One job's run: validate, run under its timeout, then retry with backoff or dead-letter.
+
+arq retries nothing on a plain exception or a timeout and deletes what it cannot run; this
+wrapper, which arq sees as the task function, makes those decisions instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+from arq.constants import retry_key_prefix
+from arq.worker import Function, Retry, func
+
+from config.queues import QueueConfig, QueueName
+from workers.backoff import retry_delay
+from workers.context import JobContext
+from workers.dead_letter import DeadLetterStore, Reason, try_error
+from workers.errors import PayloadValidationError, PermanentError
+from workers.keys import Keys
+from workers.registry import Task
+from workers.runtime import Runtime
+from workers.serialization import UNDELIVERABLE_TASK
+
+logger = logging.getLogger(__name__)
+
+# arq's own timeout is a backstop a little past postroom's, so postroom's fires first and the
+# job is retried (arq would fail it for good).
+ARQ_TIMEOUT_MARGIN = 5.0
+# arq refuses a job past its max_tries without running any hook and drops it; postroom makes
+# that decision itself (and dead-letters), so arq's limit must never be reached.
+ARQ_MAX_TRIES = 1_000_000
+
+
+class JobExecution:
+    """Runs the tasks of one queue on behalf of arq."""
+
+    def __init__(self, queue: QueueName, config: QueueConfig, runtime: Runtime) -> None:
+        self.queue = queue
+        self.config = config
+        self.runtime = runtime
+        self.keys = Keys(runtime.settings.key_prefix)
+
+    def _dead_letters(self, ctx: dict[str, Any]) -> DeadLetterStore:
+        # The Worker's own pool, which arq creates inside its main() and puts in ctx.
+        return DeadLetterStore(ctx["redis"], self.keys, self.runtime.settings.dead_letter_retention)
+
+    def arq_function(self, task: Task[Any, Any]) -> Function:
+        policy = task.policy(self.config)
+
+        async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
+            return await self.run(task, policy, ctx, kwargs)
+
+        run.__qualname__ = task.name
+        return func(
+            run,
+            name=task.name,
+            timeout=policy.timeout + ARQ_TIMEOUT_MARGIN,
+            max_tries=ARQ_MAX_TRIES,
+            keep_result=self.runtime.settings.keep_result,
+        )
+
+    def undeliverable_function(self) -> Function:
+        """The job every undecodable or unroutable job becomes (see serialization.job_decoder)."""
+
+        async def undeliverable(
+            ctx: dict[str, Any], task: str | None, reason: str, payload: Any
+        ) -> None:
+            logger.error("job %s on %s is undeliverable: %s", ctx["job_id"], self.queue, reason)
+            await self._dead_letter(ctx, task, payload, "undeliverable", PermanentError(reason))
+            raise PermanentError(reason)
+
+        return func(undeliverable, name=UNDELIVERABLE_TASK, max_tries=ARQ_MAX_TRIES, timeout=30)
+
+    async def run(
+        self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
+    ) -> Any:
+        job_id: str = ctx["job_id"]
+        job_try: int = ctx["job_try"]
+        ctx["task"] = task.name
+        try:
+            arguments = task.decode(kwargs)
+            async with asyncio.timeout(policy.timeout):
+                result = await task.function(cast(JobContext, ctx), **arguments)
+        except asyncio.CancelledError:
+            if self.runtime.shutting_down:
+                # Put back by a shutdown: this try does not count (arq counted it at pickup).
+                await asyncio.shield(ctx["redis"].decr(retry_key_prefix + job_id))
+            raise
+        except (PermanentError, PayloadValidationError) as exc:
+            await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "permanent", exc))
+            raise
+        except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                exc = TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
+            if job_try < policy.max_tries:
+                delay = retry_delay(policy.backoff, job_try)
+                error = try_error(job_try, exc)
+                await asyncio.shield(self._dead_letters(ctx).record_try_error(job_id, error))
+                logger.warning(
+                    "%s %s try %d/%d failed (%s: %s); retrying in %.2fs",
+                    task.name,
+                    job_id,
+                    job_try,
+                    policy.max_tries,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                raise Retry(defer=delay) from exc
+            await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "max-tries", exc))
+            raise exc from None
+        if job_try > 1:
+            await self._dead_letters(ctx).forget_try_errors(job_id)
+        return result
+
+    async def _dead_letter(
+        self,
+        ctx: dict[str, Any],
+        task: str | None,
+        payload: Any,
+        reason: Reason,
+        exc: BaseException,
+    ) -> None:
+        job_try: int = ctx["job_try"]
+        enqueued = ctx.get("enqueue_time")
+        await self._dead_letters(ctx).add(
+            job_id=ctx["job_id"],
+            task=task,
+            queue=self.queue,
+            payload=payload,
+            reason=reason,
+            tries=job_try,
+            last_error=try_error(job_try, exc),
+            enqueued_at=enqueued.timestamp() if enqueued is not None else None,
+        )
+        logger.error(
+            "%s %s dead-lettered (%s) after %d tries: %s: %s",
+            task,
+            ctx["job_id"],
+            reason,
+            job_try,
+            type(exc).__name__,
+            exc,
+        )

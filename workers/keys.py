@@ -1,0 +1,35 @@
+"""Every Redis key postroom writes besides arq's own (`arq:job:`, `arq:result:`, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.queues import QueueName
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one deployment's prefix, so deployments and tests can share a Redis."""
+
+    prefix: str
+
+    def queue(self, queue: QueueName) -> str:
+        return f"{self.prefix}:queue:{queue.value}"
+
+    def dead_index(self, queue: QueueName) -> str:
+        """Sorted set of a queue's dead-lettered job ids, scored by when they died."""
+        return f"{self.prefix}:dead:{queue.value}"
+
+    def dead_record(self, job_id: str) -> str:
+        return f"{self.prefix}:dead-letter:{job_id}"
+
+    def try_errors(self, job_id: str) -> str:
+        """List of the errors of a job's failed tries, kept until it succeeds or dies."""
+        return f"{self.prefix}:errors:{job_id}"
+
+    def health(self, queue: QueueName, worker_id: str) -> str:
+        return f"{self.prefix}:health:{queue.value}:{worker_id}"
+
+    def control_queue(self) -> str:
+        """The queue of the host worker that `arq workers.Settings` starts; it runs no jobs."""
+        return f"{self.prefix}:control"

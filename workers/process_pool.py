@@ -1,0 +1,78 @@
+"""`postroom worker --processes N`: N worker processes, each restarted if it crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+# A child that ran this long before dying is restarted at once; quicker deaths back off
+# (doubling up to the cap) so a crash loop does not spin the machine.
+STABLE_AFTER = 30.0
+RESTART_DELAYS = (1.0, 30.0)
+
+
+class ProcessPool:
+    """Forks `processes` copies of a one-process worker command and keeps them alive."""
+
+    def __init__(self, command: Sequence[str], processes: int, env: dict[str, str]) -> None:
+        self.command = list(command)
+        self.processes = processes
+        self.env = env
+        self.children: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._forward, sig)
+        slots = [asyncio.create_task(self._keep_alive(i)) for i in range(self.processes)]
+        codes = await asyncio.gather(*slots)
+        return 0 if all(code == 0 for code in codes) else 1
+
+    def _forward(self, sig: signal.Signals) -> None:
+        """Pass the signal on; each child drains itself (a second signal stops them at once)."""
+        self._stopping.set()
+        for child in self.children.values():
+            if child.returncode is None:
+                child.send_signal(sig)
+
+    async def _keep_alive(self, slot: int) -> int:
+        delay = RESTART_DELAYS[0]
+        while True:
+            started = time.monotonic()
+            child = await asyncio.create_subprocess_exec(*self.command, env=self.env)
+            self.children[slot] = child
+            logger.info("worker process %d started (pid %d)", slot, child.pid)
+            code = await child.wait()
+            if self._stopping.is_set():
+                logger.info("worker process %d (pid %d) exited with %d", slot, child.pid, code)
+                return code
+            if time.monotonic() - started > STABLE_AFTER:
+                delay = RESTART_DELAYS[0]
+            logger.error(
+                "worker process %d (pid %d) died with %d; restarting in %.0fs",
+                slot,
+                child.pid,
+                code,
+                delay,
+            )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                return code
+            except TimeoutError:
+                delay = min(delay * 2, RESTART_DELAYS[1])
+
+
+def child_command(queues: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "workers", "worker", "--processes", "1", "--queues", *queues]
+
+
+def child_env(redis_url: str) -> dict[str, str]:
+    return {**os.environ, "REDIS_URL": redis_url}

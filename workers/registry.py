@@ -1,0 +1,229 @@
+"""The `@task` decorator: declares a task, its queue and its policy, and types its enqueue."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Concatenate, Generic, Never, ParamSpec, TypeVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from config.queues import BackoffPolicy, QueueConfig, QueueName
+from workers.context import JobContext
+from workers.errors import PayloadValidationError, TaskDefinitionError, UnknownTaskError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TaskFunction = Callable[Concatenate[JobContext, P], Awaitable[R]]
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _field_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    return [
+        (".".join(str(p) for p in err["loc"]) or "<payload>", err["msg"]) for err in exc.errors()
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest(Generic[R]):
+    """A validated call of a task, ready to enqueue; `kwargs` is already JSON-safe."""
+
+    task: Task[Any, R]
+    kwargs: dict[str, Any]
+    job_id: str | None = None
+    delay: float | timedelta | None = None
+    at: datetime | None = None
+
+    def with_options(
+        self,
+        *,
+        job_id: str | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+    ) -> JobRequest[R]:
+        """A copy with an idempotency key or a start time; unset options are kept."""
+        return replace(
+            self,
+            job_id=job_id if job_id is not None else self.job_id,
+            delay=delay if delay is not None else self.delay,
+            at=at if at is not None else self.at,
+        )
+
+
+@dataclass(frozen=True)
+class Task(Generic[P, R]):
+    """A registered task: the function, its queue and its per-task policy overrides."""
+
+    name: str
+    queue: QueueName
+    function: TaskFunction[P, R]
+    timeout: float | None = None
+    max_tries: int | None = None
+    backoff: BackoffPolicy | None = None
+    arguments: type[BaseModel] = field(repr=False, default=BaseModel)
+    returns: TypeAdapter[R] = field(repr=False, default_factory=lambda: TypeAdapter(Any))
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> JobRequest[R]:
+        """Validate a call now, so a bad payload never reaches Redis."""
+        try:
+            bound = self._signature().bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PayloadValidationError(self.name, [("<arguments>", str(exc))]) from exc
+        return JobRequest(self, self.encode(bound.arguments))
+
+    def request(self, payload: Mapping[str, Any]) -> JobRequest[R]:
+        """Validate an untyped payload (from JSON or another language) keyed by argument name."""
+        return JobRequest(self, self.encode(payload))
+
+    def encode(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate `arguments` and return their JSON form, the one stored in the job."""
+        model = self._validate(arguments)
+        dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+        return dumped
+
+    def decode(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn a stored job's JSON arguments back into the typed values the function takes."""
+        model = self._validate(stored)
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    def policy(self, queue: QueueConfig) -> QueueConfig:
+        """The queue's policy with this task's overrides applied."""
+        return queue.model_copy(
+            update={
+                k: v
+                for k, v in (
+                    ("timeout", self.timeout),
+                    ("max_tries", self.max_tries),
+                    ("backoff", self.backoff),
+                )
+                if v is not None
+            }
+        )
+
+    def _validate(self, arguments: Mapping[str, Any]) -> BaseModel:
+        try:
+            return self.arguments.model_validate(dict(arguments))
+        except ValidationError as exc:
+            raise PayloadValidationError(self.name, _field_errors(exc)) from exc
+
+    def _signature(self) -> inspect.Signature:
+        signature = inspect.signature(self.function)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def _arguments_model(name: str, function: Callable[..., Any]) -> type[BaseModel]:
+    """A pydantic model of the function's arguments after `ctx`, to validate payloads."""
+    hints = inspect.get_annotations(function, eval_str=True)
+    parameters = list(inspect.signature(function).parameters.values())
+    if not parameters:
+        raise TaskDefinitionError(f"task {name!r} must take the job context as first argument")
+    fields: dict[str, Any] = {}
+    for parameter in parameters[1:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise TaskDefinitionError(
+                f"task {name!r}: *args/**kwargs ({parameter.name}) cannot be validated"
+            )
+        if parameter.name not in hints:
+            raise TaskDefinitionError(f"task {name!r}: argument {parameter.name!r} needs a type")
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter.name] = (hints[parameter.name], default)
+    model: type[BaseModel] = create_model(
+        f"{name}.arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+@dataclass
+class Hooks:
+    """Worker lifecycle hooks; each is guarded so that raising cannot stop a worker."""
+
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+    on_job_start: list[Hook] = field(default_factory=list)
+    on_job_end: list[Hook] = field(default_factory=list)
+
+
+class TaskRegistry:
+    """Tasks by name. The module-level `registry` is the one workers and clients use."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task[Any, Any]] = {}
+        self.hooks = Hooks()
+
+    def task(
+        self,
+        *,
+        queue: QueueName,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_tries: int | None = None,
+        backoff: BackoffPolicy | None = None,
+        **unknown: Never,
+    ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
+        """Register an `async def f(ctx, ...)` on `queue`, overriding the queue's policy."""
+
+        def register(function: TaskFunction[P, R]) -> Task[P, R]:
+            task_name = name or function.__name__
+            self._check(task_name, function, queue, timeout, max_tries, unknown)
+            hints = inspect.get_annotations(function, eval_str=True)
+            task: Task[P, R] = Task(
+                name=task_name,
+                queue=queue,
+                function=function,
+                timeout=timeout,
+                max_tries=max_tries,
+                backoff=backoff,
+                arguments=_arguments_model(task_name, function),
+                returns=TypeAdapter(hints.get("return", Any)),
+            )
+            self._tasks[task_name] = task
+            return task
+
+        return register
+
+    def _check(
+        self,
+        name: str,
+        function: Callable[..., Any],
+        queue: Any,
+        timeout: float | None,
+        max_tries: int | None,
+        unknown: Mapping[str, Any],
+    ) -> None:
+        if unknown:
+            raise TaskDefinitionError(f"task {name!r}: unknown option(s) {', '.join(unknown)}")
+        if not inspect.iscoroutinefunction(function):
+            raise TaskDefinitionError(f"task {name!r} must be an async def")
+        if not isinstance(queue, QueueName):
+            raise TaskDefinitionError(f"task {name!r}: queue must be a QueueName, got {queue!r}")
+        if timeout is not None and timeout <= 0:
+            raise TaskDefinitionError(f"task {name!r}: timeout must be positive")
+        if max_tries is not None and max_tries < 1:
+            raise TaskDefinitionError(f"task {name!r}: max_tries must be at least 1")
+        if name in self._tasks:
+            other = self._tasks[name].function
+            raise TaskDefinitionError(
+                f"task {name!r} is already registered by {other.__module__}.{other.__qualname__}"
+            )
+
+    def get(self, name: str) -> Task[Any, Any]:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTaskError(f"no task named {name!r} is registered") from None
+
+    def for_queue(self, queue: QueueName) -> list[Task[Any, Any]]:
+        return [t for t in self._tasks.values() if t.queue == queue]
+
+    def __iter__(self) -> Iterator[Task[Any, Any]]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+registry = TaskRegistry()
+task = registry.task

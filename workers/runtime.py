@@ -1,0 +1,23 @@
+"""State one worker process shares between its supervisor and its running jobs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from config.settings import PostroomSettings
+
+
+@dataclass
+class Runtime:
+    """Per-process state: who this worker is and whether it is shutting down."""
+
+    settings: PostroomSettings
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+    # Set just before the supervisor cancels the jobs still running after the grace period:
+    # a job cancelled then is put back without spending a try.
+    shutting_down: bool = False

@@ -1,0 +1,169 @@
+"""Runs one arq Worker per queue in one event loop, and alone owns SIGTERM and SIGINT.
+
+Shutdown order, and why:
+1. every queue stops taking jobs at once, so no job starts that the grace period cannot cover;
+2. running jobs get `shutdown_grace` seconds to finish;
+3. the rest are cancelled with `Runtime.shutting_down` set, so each is put back in its queue
+   without spending a try (arq counts the try at pickup; the job wrapper refunds it);
+4. the Workers close (their health keys go, their pools close).
+A second signal skips the wait in step 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.worker import Worker
+from redis.exceptions import RedisError
+
+from config.queues import QueueName
+from workers.queue_worker import build_worker
+from workers.registry import TaskRegistry
+from workers.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+# Reconnect backoff after Redis is lost: doubles from the first value up to the second.
+RECONNECT_DELAYS = (0.5, 10.0)
+
+
+class Supervisor:
+    """The six (or the chosen) queues of one worker process."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        registry: TaskRegistry,
+        redis_settings: RedisSettings,
+        queues: Iterable[QueueName] | None = None,
+        *,
+        burst: bool = False,
+    ) -> None:
+        self.runtime = runtime
+        self.registry = registry
+        self.redis_settings = redis_settings
+        self.queues = list(queues if queues is not None else runtime.settings.worker_queues)
+        self.burst = burst
+        self.workers: dict[QueueName, Worker] = {}
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._stop_lock = asyncio.Lock()
+        self._signals = 0
+
+    async def run(self) -> None:
+        """Run every queue until a signal (or, in burst mode, until the queues are empty)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        try:
+            # Workers capture the running loop when built, so they are built here, inside it.
+            for queue in self.queues:
+                self.workers[queue] = build_worker(
+                    queue, self.registry, self.runtime, self.redis_settings, burst=self.burst
+                )
+            logger.info(
+                "postroom worker %s serving %s",
+                self.runtime.worker_id,
+                ", ".join(q.value for q in self.queues),
+            )
+            runs = [asyncio.create_task(self._keep_running(q, w)) for q, w in self.workers.items()]
+            stop = asyncio.create_task(self._stop.wait())
+            waiters: list[asyncio.Future[Any]] = [stop, asyncio.gather(*runs)]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            await self.stop()
+            await asyncio.gather(*runs, return_exceptions=True)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """First call: drain gracefully. Second call: stop at once."""
+        self._signals += 1
+        if self._signals == 1:
+            logger.info(
+                "%s: draining (grace %.0fs); send again to stop at once",
+                sig.name,
+                self.runtime.settings.shutdown_grace,
+            )
+            self._stop.set()
+        else:
+            logger.warning("%s again: stopping now, running jobs are put back", sig.name)
+            self._force.set()
+
+    async def stop(self) -> None:
+        """Drain and close every Worker; safe to call more than once."""
+        self._stop.set()
+        async with self._stop_lock:
+            if not self.workers:
+                return
+            workers = list(self.workers.values())
+            self.workers = {}
+            for worker in workers:
+                worker.allow_pick_jobs = False
+            await self._wait_for_running_jobs(workers)
+            self.runtime.shutting_down = True
+            running = [t for w in workers for t in w.tasks.values() if not t.done()]
+            if running:
+                logger.warning("putting back %d unfinished job(s)", len(running))
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            for worker in workers:
+                if worker.main_task is not None:
+                    worker.main_task.cancel()
+            await asyncio.gather(*(self._close(w) for w in workers))
+            logger.info("postroom worker %s stopped", self.runtime.worker_id)
+
+    async def _wait_for_running_jobs(self, workers: list[Worker]) -> None:
+        running = [t for w in workers for t in w.tasks.values() if not t.done()]
+        if not running:
+            return
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(asyncio.wait(running)),
+            asyncio.create_task(self._force.wait()),
+        ]
+        await asyncio.wait(
+            waiters,
+            timeout=self.runtime.settings.shutdown_grace,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for waiter in waiters:
+            waiter.cancel()
+
+    async def _close(self, worker: Worker) -> None:
+        try:
+            await worker.close()
+        except (RedisError, OSError) as exc:
+            logger.warning("closing %s: %s", worker.queue_name, exc)
+
+    async def _keep_running(self, queue: QueueName, worker: Worker) -> None:
+        """Run a Worker, restarting its poll loop when Redis goes away (arq would exit)."""
+        delay = RECONNECT_DELAYS[0]
+        while not self._stop.is_set():
+            try:
+                await worker.async_run()
+                return  # burst mode: the queue is empty
+            except asyncio.CancelledError:
+                if self._stop.is_set():
+                    return
+                raise
+            except (RedisError, OSError) as exc:
+                if self._stop.is_set():
+                    return
+                logger.warning(
+                    "queue %s lost Redis (%s: %s); reconnecting in %.1fs",
+                    queue,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, RECONNECT_DELAYS[1])
