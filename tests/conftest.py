@@ -26,6 +26,14 @@ from workers.supervisor import Supervisor
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own REDIS_URL or POSTROOM_* settings must not leak into a test."""
+    for name in list(os.environ):
+        if name.startswith(("REDIS_", "POSTROOM_")):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
@@ -53,7 +61,10 @@ async def client(settings: PostroomSettings) -> AsyncIterator[PostroomClient]:
 async def running_worker(settings: PostroomSettings, **kwargs: Any) -> AsyncIterator[Supervisor]:
     """A real supervisor serving `settings` in this event loop until the block ends."""
     supervisor = Supervisor(
-        Runtime(settings), kwargs.pop("tasks", registry), RedisSettings.from_dsn(str(settings.redis_url)), **kwargs
+        Runtime(settings),
+        kwargs.pop("tasks", registry),
+        RedisSettings.from_dsn(str(settings.redis_url)),
+        **kwargs,
     )
     run = asyncio.create_task(supervisor.run())
     try:
