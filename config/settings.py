@@ -52,6 +52,8 @@ class PostroomSettings(BaseSettings):
     worker_queues: Annotated[list[QueueName], NoDecode] = list(QueueName)
     task_modules: Annotated[list[str], NoDecode] = ["tasks"]
 
+    # A cron tick found later than this (after downtime) is skipped, not replayed.
+    cron_max_lateness: float = Field(default=300.0, gt=0)
     shutdown_grace: float = Field(default=25.0, ge=0)
     keep_result: float = Field(default=86_400.0, ge=0)
     dead_letter_retention: float = Field(default=7 * 86_400.0, gt=0)

@@ -86,8 +86,11 @@ def worker_env(settings: PostroomSettings, **extra: str) -> dict[str, str]:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A worker in its own process (so a test can signal or kill it), run from the repo root."""
-    return subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    """A worker in its own process (so a test can signal or kill it), run from the repo root.
+
+    Its output goes where the test's goes, so pytest shows it when the test fails.
+    """
+    return subprocess.Popen(args, cwd=ROOT, env=env)
 
 
 def postroom_worker(settings: PostroomSettings, *args: str, **env: str) -> subprocess.Popen[bytes]:

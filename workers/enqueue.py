@@ -14,8 +14,10 @@ from workers.serialization import dumps
 
 # A job id is taken while its job or its result exists (arq's own rule); taking it is one
 # atomic step instead of arq's WATCH/EXISTS/MULTI, so a bulk enqueue can pipeline it.
+# An optional fourth key is a "once" marker (a cron tick) that outlives the job and result.
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+if #KEYS > 3 and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[5]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 return 1
@@ -36,6 +38,8 @@ class NewJob:
     kwargs: dict[str, Any]
     score_ms: int
     enqueue_ms: int
+    once_key: str | None = None
+    once_ttl_ms: int = 0
 
     def payload(self) -> bytes:
         return serialize_job(self.task, (), self.kwargs, None, self.enqueue_ms, serializer=dumps)
@@ -47,11 +51,12 @@ class NewJob:
 async def queue_job(redis: ArqRedis, pipe: Any, job: NewJob) -> None:
     """Add `job`'s enqueue to a pipeline; its reply is 1 if written, 0 if the id was taken."""
     script = redis.register_script(_ENQUEUE)
-    await script(
-        keys=[job_key_prefix + job.job_id, result_key_prefix + job.job_id, job.queue_key],
-        args=[job.payload(), job.ttl_ms(), job.score_ms, job.job_id],
-        client=pipe,
-    )
+    keys = [job_key_prefix + job.job_id, result_key_prefix + job.job_id, job.queue_key]
+    args: list[Any] = [job.payload(), job.ttl_ms(), job.score_ms, job.job_id]
+    if job.once_key is not None:
+        keys.append(job.once_key)
+        args.append(job.once_ttl_ms)
+    await script(keys=keys, args=args, client=pipe)
 
 
 async def write_jobs(redis: ArqRedis, jobs: Sequence[NewJob]) -> list[bool]:

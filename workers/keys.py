@@ -27,6 +27,10 @@ class Keys:
         """List of the errors of a job's failed tries, kept until it succeeds or dies."""
         return f"{self.prefix}:errors:{job_id}"
 
+    def cron_tick(self, task: str, tick_ms: int) -> str:
+        """Marks a cron tick as enqueued, so every process enqueues it only once."""
+        return f"{self.prefix}:cron:{task}:{tick_ms}"
+
     def health(self, queue: QueueName, worker_id: str) -> str:
         return f"{self.prefix}:health:{queue.value}:{worker_id}"
 

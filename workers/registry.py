@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 
 from config.queues import BackoffPolicy, QueueConfig, QueueName
 from workers.context import JobContext
+from workers.cron import Cron
 from workers.errors import PayloadValidationError, TaskDefinitionError, UnknownTaskError
 
 P = ParamSpec("P")
@@ -63,6 +64,7 @@ class Task(Generic[P, R]):
     timeout: float | None = None
     max_tries: int | None = None
     backoff: BackoffPolicy | None = None
+    cron: Cron | None = None
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)
     returns: TypeAdapter[R] = field(repr=False, default_factory=lambda: TypeAdapter(Any))
 
@@ -136,6 +138,16 @@ def _arguments_model(name: str, function: Callable[..., Any]) -> type[BaseModel]
     return model
 
 
+def _check_schedule(task: Task[Any, Any], schedule: Cron) -> None:
+    problem = schedule.problem()
+    if problem is not None:
+        raise TaskDefinitionError(f"task {task.name!r}: {problem}")
+    try:
+        task.encode(schedule.payload)
+    except PayloadValidationError as exc:
+        raise TaskDefinitionError(f"task {task.name!r}: cron payload: {exc}") from None
+
+
 @dataclass
 class Hooks:
     """Worker lifecycle hooks; each is guarded so that raising cannot stop a worker."""
@@ -161,9 +173,15 @@ class TaskRegistry:
         timeout: float | None = None,
         max_tries: int | None = None,
         backoff: BackoffPolicy | None = None,
+        cron: str | Cron | None = None,
         **unknown: Never,
     ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
-        """Register an `async def f(ctx, ...)` on `queue`, overriding the queue's policy."""
+        """Register an `async def f(ctx, ...)` on `queue`, overriding the queue's policy.
+
+        `cron` ("0 2 * * *" in UTC, or a `Cron` with a time zone and payload) also runs the
+        task on that schedule, once per tick across all worker processes.
+        """
+        schedule = Cron(cron) if isinstance(cron, str) else cron
 
         def register(function: TaskFunction[P, R]) -> Task[P, R]:
             task_name = name or function.__name__
@@ -176,9 +194,12 @@ class TaskRegistry:
                 timeout=timeout,
                 max_tries=max_tries,
                 backoff=backoff,
+                cron=schedule,
                 arguments=_arguments_model(task_name, function),
                 returns=TypeAdapter(hints.get("return", Any)),
             )
+            if schedule is not None:
+                _check_schedule(task, schedule)
             self._tasks[task_name] = task
             return task
 

@@ -18,14 +18,17 @@ import signal
 from collections.abc import Iterable
 from typing import Any
 
-from arq.connections import RedisSettings
+from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from config.queues import QueueName
+from workers.cron import CronScheduler
+from workers.keys import Keys
 from workers.queue_worker import build_worker
 from workers.registry import TaskRegistry
 from workers.runtime import Runtime
+from workers.serialization import dumps
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +76,20 @@ class Supervisor:
                 ", ".join(q.value for q in self.queues),
             )
             runs = [asyncio.create_task(self._keep_running(q, w)) for q, w in self.workers.items()]
+            runs.append(asyncio.create_task(self._keep_scheduling()))
             stop = asyncio.create_task(self._stop.wait())
             waiters: list[asyncio.Future[Any]] = [stop, asyncio.gather(*runs)]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             await self.stop()
-            await asyncio.gather(*runs, return_exceptions=True)
+            failures = [
+                outcome
+                for outcome in await asyncio.gather(*runs, return_exceptions=True)
+                if isinstance(outcome, Exception)
+            ]
+            if failures:
+                # Exit non-zero so a process manager (or --processes) restarts this worker.
+                raise failures[0]
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -142,6 +153,27 @@ class Supervisor:
             await worker.close()
         except (RedisError, OSError) as exc:
             logger.warning("closing %s: %s", worker.queue_name, exc)
+
+    async def _keep_scheduling(self) -> None:
+        """Enqueue the ticks of the served queues' cron tasks, surviving Redis outages."""
+        tasks = [t for q in self.queues for t in self.registry.for_queue(q) if t.cron is not None]
+        if not tasks or self.burst:
+            return
+        settings = self.runtime.settings
+        while not self._stop.is_set():
+            try:
+                redis = await create_pool(self.redis_settings, job_serializer=dumps)
+                try:
+                    keys = Keys(settings.key_prefix)
+                    await CronScheduler(redis, keys, tasks, settings.cron_max_lateness).run(
+                        self._stop
+                    )
+                finally:
+                    await redis.aclose()
+            except (RedisError, OSError) as exc:
+                logger.warning("cron scheduler lost Redis (%s); retrying in 1s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
 
     async def _keep_running(self, queue: QueueName, worker: Worker) -> None:
         """Run a Worker, restarting its poll loop when Redis goes away (arq would exit)."""
