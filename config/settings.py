@@ -54,6 +54,11 @@ class PostroomSettings(BaseSettings):
 
     # A cron tick found later than this (after downtime) is skipped, not replayed.
     cron_max_lateness: float = Field(default=300.0, gt=0)
+    # A running job's lease: its worker renews it; if the worker dies, another worker takes
+    # the job once the lease lapses, whatever the job's own timeout.
+    lease_seconds: float = Field(default=15.0, gt=0)
+    # How often a job may be recovered from a dead worker before it is dead-lettered.
+    max_recoveries: int = Field(default=3, ge=0)
     shutdown_grace: float = Field(default=25.0, ge=0)
     keep_result: float = Field(default=86_400.0, ge=0)
     dead_letter_retention: float = Field(default=7 * 86_400.0, gt=0)

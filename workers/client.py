@@ -15,6 +15,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_result
 
+from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.dead_letter import DeadLetterStore
 from workers.enqueue import NewJob, write_jobs
@@ -129,6 +130,16 @@ class PostroomClient:
         """Queue a task by name with an untyped payload (from an HTTP body), validated first."""
         request = self.tasks.get(task_name).request(payload)
         return await self.enqueue(request, job_id=job_id)
+
+    async def pause(self, queue: QueueName) -> None:
+        """Stop `queue`'s workers starting jobs (running ones finish; enqueueing still works)."""
+        await self.redis.set(self.keys.paused(queue), b"1")
+
+    async def resume(self, queue: QueueName) -> None:
+        await self.redis.delete(self.keys.paused(queue))
+
+    async def is_paused(self, queue: QueueName) -> bool:
+        return bool(await self.redis.exists(self.keys.paused(queue)))
 
     def job(self, job_id: str, task: Task[Any, R]) -> JobHandle[R]:
         """A handle to a job enqueued earlier, e.g. by another process."""

@@ -159,7 +159,11 @@ class DeadLetterStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             # The failed result and try counter would block the id and spend the new budget.
             pipe.delete(
-                result_key_prefix + job_id, retry_key_prefix + job_id, job_key_prefix + job_id
+                result_key_prefix + job_id,
+                retry_key_prefix + job_id,
+                job_key_prefix + job_id,
+                self.keys.recoveries(job_id),
+                self.keys.running(job_id),
             )
             await queue_job(self.redis, pipe, job)
             pipe.delete(self.keys.dead_record(job_id))

@@ -31,6 +31,8 @@ ARQ_TIMEOUT_MARGIN = 5.0
 # arq refuses a job past its max_tries without running any hook and drops it; postroom makes
 # that decision itself (and dead-letters), so arq's limit must never be reached.
 ARQ_MAX_TRIES = 1_000_000
+# How long a job's "running" marker lives: longer than any run, so only a crash leaves one.
+MARKER_TTL_MS = 24 * 3600 * 1000
 
 
 class JobExecution:
@@ -76,9 +78,49 @@ class JobExecution:
     async def run(
         self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
     ) -> Any:
+        ctx["task"] = task.name
+        redis = ctx["redis"]
+        marker = self.keys.running(ctx["job_id"])
+        # The marker outlives a dead worker; finding it means the last run never finished.
+        previous = await redis.set(marker, self.runtime.worker_id, px=MARKER_TTL_MS, get=True)
+        try:
+            if previous is not None:
+                await self._recovered(task, ctx, kwargs, previous.decode())
+            return await self._attempt(task, policy, ctx, kwargs)
+        finally:
+            await asyncio.shield(redis.delete(marker))
+
+    async def _recovered(
+        self, task: Task[Any, Any], ctx: dict[str, Any], kwargs: dict[str, Any], lost_by: str
+    ) -> None:
+        """A crash is counted apart from tries; too many and the job is dead-lettered."""
+        redis = ctx["redis"]
+        job_id = ctx["job_id"]
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(self.keys.recoveries(job_id))
+            pipe.expire(self.keys.recoveries(job_id), MARKER_TTL_MS // 1000)
+            pipe.decr(retry_key_prefix + job_id)  # the crashed try does not count
+            recoveries, _, _ = await pipe.execute()
+        ctx["job_try"] -= 1
+        limit = self.runtime.settings.max_recoveries
+        logger.warning(
+            "%s %s recovered from dead worker %s (%d/%d)",
+            task.name,
+            job_id,
+            lost_by,
+            recoveries,
+            limit,
+        )
+        if recoveries > limit:
+            error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
+            await self._dead_letter(ctx, task.name, kwargs, "stalled", error)
+            raise error
+
+    async def _attempt(
+        self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
+    ) -> Any:
         job_id: str = ctx["job_id"]
         job_try: int = ctx["job_try"]
-        ctx["task"] = task.name
         try:
             arguments = task.decode(kwargs)
             async with asyncio.timeout(policy.timeout):

@@ -31,6 +31,16 @@ class Keys:
         """Marks a cron tick as enqueued, so every process enqueues it only once."""
         return f"{self.prefix}:cron:{task}:{tick_ms}"
 
+    def running(self, job_id: str) -> str:
+        """Set while a job runs; found at pickup, it means the previous run's worker died."""
+        return f"{self.prefix}:running:{job_id}"
+
+    def recoveries(self, job_id: str) -> str:
+        return f"{self.prefix}:recoveries:{job_id}"
+
+    def paused(self, queue: QueueName) -> str:
+        return f"{self.prefix}:paused:{queue.value}"
+
     def health(self, queue: QueueName, worker_id: str) -> str:
         return f"{self.prefix}:health:{queue.value}:{worker_id}"
 

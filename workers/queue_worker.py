@@ -53,7 +53,7 @@ def build_worker(
     functions = [execution.arq_function(task) for task in registry.for_queue(queue)]
     functions.append(execution.undeliverable_function())
 
-    return Worker(
+    worker = Worker(
         functions=functions,
         queue_name=keys.queue(queue),
         redis_settings=redis_settings,
@@ -77,3 +77,8 @@ def build_worker(
         timezone=UTC,
         log_results=False,
     )
+    # arq marks a claimed job "in progress" for the longest timeout + 10 s and never renews
+    # it, so a dead worker's job waits that long. Postroom uses a short lease instead, which
+    # the supervisor renews while the job runs (see Supervisor._maintain).
+    worker.in_progress_timeout_s = settings.lease_seconds
+    return worker

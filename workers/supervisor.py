@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from arq.connections import RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
@@ -54,6 +55,8 @@ class Supervisor:
         self.queues = list(queues if queues is not None else runtime.settings.worker_queues)
         self.burst = burst
         self.workers: dict[QueueName, Worker] = {}
+        # Whether each queue is paused, as last read from Redis (absent: not read yet).
+        self.paused: dict[QueueName, bool] = {}
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._stop_lock = asyncio.Lock()
@@ -67,9 +70,11 @@ class Supervisor:
         try:
             # Workers capture the running loop when built, so they are built here, inside it.
             for queue in self.queues:
-                self.workers[queue] = build_worker(
+                worker = build_worker(
                     queue, self.registry, self.runtime, self.redis_settings, burst=self.burst
                 )
+                worker.allow_pick_jobs = False  # until _maintain has read the pause flag
+                self.workers[queue] = worker
             logger.info(
                 "postroom worker %s serving %s",
                 self.runtime.worker_id,
@@ -77,6 +82,7 @@ class Supervisor:
             )
             runs = [asyncio.create_task(self._keep_running(q, w)) for q, w in self.workers.items()]
             runs.append(asyncio.create_task(self._keep_scheduling()))
+            runs.append(asyncio.create_task(self._maintain()))
             stop = asyncio.create_task(self._stop.wait())
             waiters: list[asyncio.Future[Any]] = [stop, asyncio.gather(*runs)]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -153,6 +159,38 @@ class Supervisor:
             await worker.close()
         except (RedisError, OSError) as exc:
             logger.warning("closing %s: %s", worker.queue_name, exc)
+
+    async def _maintain(self) -> None:
+        """Renew the leases of running jobs and apply pause/resume, about every second."""
+        interval = min(1.0, self.runtime.settings.lease_seconds / 3)
+        keys = Keys(self.runtime.settings.key_prefix)
+        while not self._stop.is_set():
+            for queue, worker in list(self.workers.items()):
+                try:
+                    await self._maintain_worker(keys, queue, worker)
+                except (RedisError, OSError) as exc:
+                    logger.warning("queue %s: lease renewal failed: %s", queue, exc)
+            # Until every queue knows whether it is paused (none starts jobs before), look often.
+            known = len(self.paused) == len(self.workers)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval if known else 0.02)
+
+    async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: Worker) -> None:
+        if worker._pool is None:  # not connected yet
+            return
+        lease_ms = int(self.runtime.settings.lease_seconds * 1000)
+        running = [job_id for job_id, t in worker.tasks.items() if not t.done()]
+        async with worker.pool.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.paused(queue))
+            for job_id in running:
+                pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+            paused, *_ = await pipe.execute()
+        if self._stop.is_set():
+            return
+        if queue in self.paused and self.paused[queue] != bool(paused):
+            logger.info("queue %s %s", queue, "paused" if paused else "resumed")
+        self.paused[queue] = bool(paused)
+        worker.allow_pick_jobs = not paused
 
     async def _keep_scheduling(self) -> None:
         """Enqueue the ticks of the served queues' cron tasks, surviving Redis outages."""
