@@ -20,3 +20,33 @@ async def test_enqueued_job_runs_in_worker_and_result_is_readable(
         assert job.created
         result = await job.result(timeout=30)
     assert result == {"text": "hello", "queue": "message-delivery", "task": "tests.echo"}
+
+
+@pytest.mark.parametrize("queue", list(QueueName), ids=lambda q: q.value)
+async def test_each_queue_runs_the_tasks_declared_on_it(
+    settings: PostroomSettings, client: PostroomClient, queue: QueueName
+) -> None:
+    probe = client.tasks.get(f"tests.probe.{queue.value}")
+    async with running_worker(settings, queues=[queue]):
+        job = await client.enqueue(probe.call())
+        assert job.queue_key == Keys(settings.key_prefix).queue(queue)
+        assert await job.result(timeout=30) == queue.value
+
+
+async def test_job_waits_in_its_queue_until_a_worker_serving_that_queue_runs_it(
+    settings: PostroomSettings, client: PostroomClient
+) -> None:
+    delivery_key = Keys(settings.key_prefix).queue(QueueName.DELIVERY)
+    key = f"{settings.key_prefix}:occupy"
+    job = await client.enqueue(occupy.call(key, 0.01))
+    assert await client.redis.zrange(delivery_key, 0, -1) == [job.job_id.encode()]
+
+    notification = client.tasks.get(f"tests.probe.{QueueName.NOTIFICATION.value}")
+    async with running_worker(settings, queues=[QueueName.NOTIFICATION]):
+        other = await client.enqueue(notification.call())
+        assert await other.result(timeout=30) == QueueName.NOTIFICATION.value
+    assert await client.redis.zrange(delivery_key, 0, -1) == [job.job_id.encode()]
+
+    async with running_worker(settings, queues=[QueueName.DELIVERY]):
+        assert await job.result(timeout=30) == 1
+    assert await client.redis.zcard(delivery_key) == 0

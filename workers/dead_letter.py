@@ -9,8 +9,14 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from pydantic import BaseModel
+from redis.exceptions import WatchError
 
 from config.queues import QueueName
 from workers.enqueue import NewJob, queue_job
@@ -150,13 +156,21 @@ class DeadLetterStore:
         return sum([await self.retry(i.decode()) for i in ids])
 
     async def retry(self, job_id: str) -> bool:
-        """Queue the job again under the same id with a fresh try budget; drop the letter."""
+        """Queue the job again under the same id with a fresh try budget; drop the letter.
+
+        False when there is no such letter, or while the dying run is still being finished
+        (its worker would delete the new job): try again a moment later.
+        """
         letter = await self.get(job_id)
         if letter is None or letter.task is None or not isinstance(letter.payload, dict):
             return False
         now = int(time.time() * 1000)
         job = NewJob(job_id, self.keys.queue(letter.queue), letter.task, letter.payload, now, now)
         async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(in_progress_key_prefix + job_id)
+            if await pipe.exists(in_progress_key_prefix + job_id):
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
             # The failed result and try counter would block the id and spend the new budget.
             pipe.delete(
                 result_key_prefix + job_id,
@@ -168,7 +182,10 @@ class DeadLetterStore:
             await queue_job(self.redis, pipe, job)
             pipe.delete(self.keys.dead_record(job_id))
             pipe.zrem(self.keys.dead_index(letter.queue), job_id)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except WatchError:
+                return False
         return True
 
     async def _records(self, ids: Sequence[str]) -> builtins.list[DeadLetter]:

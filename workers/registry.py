@@ -84,6 +84,9 @@ class Task(Generic[P, R]):
         """Validate `arguments` and return their JSON form, the one stored in the job."""
         model = self._validate(arguments)
         dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+        # Pydantic trusts model instances (model_construct skips validation), so check the
+        # stored form too: what the worker will decode must be valid now.
+        self._validate(dumped)
         return dumped
 
     def decode(self, stored: Mapping[str, Any]) -> dict[str, Any]:

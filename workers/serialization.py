@@ -64,8 +64,7 @@ def job_decoder(known_tasks: Collection[str]) -> Callable[[bytes], dict[str, Any
                 f"no task {task!r} is registered on this queue",
                 {"args": args, "kwargs": kwargs},
             )
-        if not isinstance(data, dict):
-            return _undeliverable(None, "job data is not an object", {"raw": data})
-        return data
+        job: dict[str, Any] = data
+        return job
 
     return decode

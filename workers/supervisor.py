@@ -132,9 +132,11 @@ class Supervisor:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-            for worker in workers:
-                if worker.main_task is not None:
-                    worker.main_task.cancel()
+            mains = [w.main_task for w in workers if w.main_task is not None]
+            for main in mains:
+                main.cancel()
+            # Let each poll loop unwind (and release its pipeline) before its pool closes.
+            await asyncio.gather(*mains, return_exceptions=True)
             await asyncio.gather(*(self._close(w) for w in workers))
             logger.info("postroom worker %s stopped", self.runtime.worker_id)
 
