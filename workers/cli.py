@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -59,7 +60,14 @@ def _worker(args: argparse.Namespace) -> int:
             server.stop()
 
 
+def _stop_before_serving(signum: int, frame: object) -> None:
+    """SIGTERM before the supervisor (or pool) owns signals, or after it let go: nothing runs
+    yet or any more, so exit cleanly (finally blocks still stop an embedded Redis)."""
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_before_serving)
     args = _parser().parse_args(argv)
     try:
         return _worker(args)

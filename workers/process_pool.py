@@ -53,7 +53,9 @@ class ProcessPool:
             code = await child.wait()
             if self._stopping.is_set():
                 logger.info("worker process %d (pid %d) exited with %d", slot, child.pid, code)
-                return code
+                # Killed by the signal we forwarded before it could handle it: it was still
+                # starting (importing), so it ran no job and its stop is a clean one.
+                return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
             if time.monotonic() - started > STABLE_AFTER:
                 delay = RESTART_DELAYS[0]
             logger.error(
