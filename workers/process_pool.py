@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -45,10 +46,16 @@ class ProcessPool:
 
     async def _keep_alive(self, slot: int) -> int:
         delay = RESTART_DELAYS[0]
-        while True:
+        while not self._stopping.is_set():
             started = time.monotonic()
-            child = await asyncio.create_subprocess_exec(*self.command, env=self.env)
+            # Its own process group: a terminal's Ctrl-C reaches only this parent, which
+            # forwards it once (twice would mean "stop at once" to the child).
+            child = await asyncio.create_subprocess_exec(
+                *self.command, env=self.env, start_new_session=True
+            )
             self.children[slot] = child
+            if self._stopping.is_set():  # the signal came while this child was starting
+                child.send_signal(signal.SIGTERM)
             logger.info("worker process %d started (pid %d)", slot, child.pid)
             code = await child.wait()
             if self._stopping.is_set():
@@ -65,11 +72,10 @@ class ProcessPool:
                 code,
                 delay,
             )
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-                return code
-            except TimeoutError:
-                delay = min(delay * 2, RESTART_DELAYS[1])
+            delay = min(delay * 2, RESTART_DELAYS[1])
+        return 0  # asked to stop while this slot had no live child
 
 
 def child_command(queues: Sequence[str]) -> list[str]:

@@ -59,13 +59,18 @@ class Supervisor:
         self.paused: dict[QueueName, bool] = {}
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        # Set when stop() has closed every Worker: leases are renewed until then, because
+        # jobs keep running through the drain.
+        self._closed = asyncio.Event()
         self._stop_lock = asyncio.Lock()
         self._signals = 0
 
     async def run(self) -> None:
         """Run every queue until a signal (or, in burst mode, until the queues are empty)."""
         loop = asyncio.get_running_loop()
+        previous: dict[signal.Signals, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, self.request_stop, sig)
         try:
             # Workers capture the running loop when built, so they are built here, inside it.
@@ -99,6 +104,9 @@ class Supervisor:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+                # remove_signal_handler resets to SIG_DFL; give back what was there before.
+                if sig in previous:
+                    signal.signal(sig, previous[sig])
 
     def request_stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """First call: drain gracefully. Second call: stop at once."""
@@ -122,22 +130,25 @@ class Supervisor:
                 return
             workers = list(self.workers.values())
             self.workers = {}
-            for worker in workers:
-                worker.allow_pick_jobs = False
-            await self._wait_for_running_jobs(workers)
-            self.runtime.shutting_down = True
-            running = [t for w in workers for t in w.tasks.values() if not t.done()]
-            if running:
-                logger.warning("putting back %d unfinished job(s)", len(running))
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            mains = [w.main_task for w in workers if w.main_task is not None]
-            for main in mains:
-                main.cancel()
-            # Let each poll loop unwind (and release its pipeline) before its pool closes.
-            await asyncio.gather(*mains, return_exceptions=True)
-            await asyncio.gather(*(self._close(w) for w in workers))
+            try:
+                for worker in workers:
+                    worker.allow_pick_jobs = False
+                await self._wait_for_running_jobs(workers)
+                self.runtime.shutting_down = True
+                running = [t for w in workers for t in w.tasks.values() if not t.done()]
+                if running:
+                    logger.warning("putting back %d unfinished job(s)", len(running))
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+                mains = [w.main_task for w in workers if w.main_task is not None]
+                for main in mains:
+                    main.cancel()
+                # Let each poll loop unwind (and release its pipeline) before its pool closes.
+                await asyncio.gather(*mains, return_exceptions=True)
+                await asyncio.gather(*(self._close(w) for w in workers))
+            finally:
+                self._closed.set()
             logger.info("postroom worker %s stopped", self.runtime.worker_id)
 
     async def _wait_for_running_jobs(self, workers: list[Worker]) -> None:
@@ -166,16 +177,17 @@ class Supervisor:
         """Renew the leases of running jobs and apply pause/resume, about every second."""
         interval = min(1.0, self.runtime.settings.lease_seconds / 3)
         keys = Keys(self.runtime.settings.key_prefix)
-        while not self._stop.is_set():
-            for queue, worker in list(self.workers.items()):
+        served = dict(self.workers)  # stop() empties self.workers before the drain ends
+        while not self._closed.is_set():
+            for queue, worker in served.items():
                 try:
                     await self._maintain_worker(keys, queue, worker)
                 except (RedisError, OSError) as exc:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
             # Until every queue knows whether it is paused (none starts jobs before), look often.
-            known = len(self.paused) == len(self.workers)
+            known = len(self.paused) == len(served)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval if known else 0.02)
+                await asyncio.wait_for(self._closed.wait(), interval if known else 0.02)
 
     async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: Worker) -> None:
         if worker._pool is None:  # not connected yet
