@@ -59,9 +59,10 @@ class Supervisor:
         self.paused: dict[QueueName, bool] = {}
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        # Set when stop() has closed every Worker: leases are renewed until then, because
-        # jobs keep running through the drain.
+        # Set by stop() once no job runs: leases are renewed until then, because jobs keep
+        # running through the drain.
         self._closed = asyncio.Event()
+        self._maintenance: asyncio.Task[None] | None = None
         self._stop_lock = asyncio.Lock()
         self._signals = 0
 
@@ -87,7 +88,8 @@ class Supervisor:
             )
             runs = [asyncio.create_task(self._keep_running(q, w)) for q, w in self.workers.items()]
             runs.append(asyncio.create_task(self._keep_scheduling()))
-            runs.append(asyncio.create_task(self._maintain()))
+            self._maintenance = asyncio.create_task(self._maintain())
+            runs.append(self._maintenance)
             stop = asyncio.create_task(self._stop.wait())
             waiters: list[asyncio.Future[Any]] = [stop, asyncio.gather(*runs)]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -141,6 +143,10 @@ class Supervisor:
                 for task in running:
                     task.cancel()
                 await asyncio.gather(*running, return_exceptions=True)
+                # No job runs any more: stop renewing leases before the pools close under it.
+                self._closed.set()
+                if self._maintenance is not None:
+                    await asyncio.gather(self._maintenance, return_exceptions=True)
                 mains = [w.main_task for w in workers if w.main_task is not None]
                 for main in mains:
                     main.cancel()
