@@ -9,7 +9,6 @@ default to a single try, is not used.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ from croniter import croniter
 
 from workers.enqueue import NewJob, write_jobs
 from workers.keys import Keys
+from workers.waiting import sleep_unless
 
 if TYPE_CHECKING:
     from workers.registry import Task
@@ -91,8 +91,7 @@ class CronScheduler:
             await self.enqueue_ticks(last, now)
             last = now
             wake = min(t.cron.next_tick(now) for t in self.tasks if t.cron is not None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(wake - self.clock(), 0.01))
+            await sleep_unless(stop, max(wake - self.clock(), 0.01))
 
     async def enqueue_ticks(self, after: float, upto: float) -> int:
         """Enqueue each task's latest tick in (after, upto] unless it is later than

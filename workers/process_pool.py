@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
+
+from workers.waiting import sleep_unless
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ class ProcessPool:
                 code,
                 delay,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            await sleep_unless(self._stopping, delay)
             delay = min(delay * 2, RESTART_DELAYS[1])
         return 0  # asked to stop while this slot had no live child
 

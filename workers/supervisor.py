@@ -12,7 +12,6 @@ A second signal skips the wait in step 2.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ from workers.queue_worker import build_worker
 from workers.registry import TaskRegistry
 from workers.runtime import Runtime
 from workers.serialization import dumps
+from workers.waiting import sleep_unless
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Supervisor:
         self._force = asyncio.Event()
         # Set by stop() once no job runs: leases are renewed until then, because jobs keep
         # running through the drain.
-        self._closed = asyncio.Event()
+        self._jobs_done = asyncio.Event()
         self._maintenance: asyncio.Task[None] | None = None
         self._stop_lock = asyncio.Lock()
         self._signals = 0
@@ -144,7 +144,7 @@ class Supervisor:
                     task.cancel()
                 await asyncio.gather(*running, return_exceptions=True)
                 # No job runs any more: stop renewing leases before the pools close under it.
-                self._closed.set()
+                self._jobs_done.set()
                 if self._maintenance is not None:
                     await asyncio.gather(self._maintenance, return_exceptions=True)
                 mains = [w.main_task for w in workers if w.main_task is not None]
@@ -154,7 +154,7 @@ class Supervisor:
                 await asyncio.gather(*mains, return_exceptions=True)
                 await asyncio.gather(*(self._close(w) for w in workers))
             finally:
-                self._closed.set()
+                self._jobs_done.set()
             logger.info("postroom worker %s stopped", self.runtime.worker_id)
 
     async def _wait_for_running_jobs(self, workers: list[Worker]) -> None:
@@ -184,7 +184,7 @@ class Supervisor:
         interval = min(1.0, self.runtime.settings.lease_seconds / 3)
         keys = Keys(self.runtime.settings.key_prefix)
         served = dict(self.workers)  # stop() empties self.workers before the drain ends
-        while not self._closed.is_set():
+        while not self._jobs_done.is_set():
             for queue, worker in served.items():
                 try:
                     await self._maintain_worker(keys, queue, worker)
@@ -192,8 +192,7 @@ class Supervisor:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
             # Until every queue knows whether it is paused (none starts jobs before), look often.
             known = len(self.paused) == len(served)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), interval if known else 0.02)
+            await sleep_unless(self._jobs_done, interval if known else 0.02)
 
     async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: Worker) -> None:
         if worker._pool is None:  # not connected yet
@@ -230,8 +229,7 @@ class Supervisor:
                     await redis.aclose()
             except (RedisError, OSError) as exc:
                 logger.warning("cron scheduler lost Redis (%s); retrying in 1s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+                await sleep_unless(self._stop, 1.0)
 
     async def _keep_running(self, queue: QueueName, worker: Worker) -> None:
         """Run a Worker, restarting its poll loop when Redis goes away (arq would exit)."""
@@ -254,6 +252,5 @@ class Supervisor:
                     exc,
                     delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                await sleep_unless(self._stop, delay)
                 delay = min(delay * 2, RECONNECT_DELAYS[1])
