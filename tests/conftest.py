@@ -7,8 +7,9 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,12 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def postroom_worker(settings: PostroomSettings, *args: str, **env: str) -> subprocess.Popen[bytes]:
     return spawn([sys.executable, "-m", "workers", "worker", *args], worker_env(settings, **env))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 60) -> None:
+    """Poll `check` until it holds; fail after `within` seconds (a bound, never a sleep)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g}s waiting until {what}")
+        await asyncio.sleep(0.05)

@@ -17,6 +17,7 @@ from workers.client import PostroomClient
 from workers.cron import Cron, CronScheduler
 from workers.errors import TaskDefinitionError
 from workers.keys import Keys
+from workers.priority import Priority, ready_score
 from workers.registry import TaskRegistry
 
 
@@ -44,8 +45,9 @@ async def test_downtime_runs_only_the_latest_tick_within_the_bound_once(
 
     queued = await client.redis.zrange(keys.queue(QueueName.CLEANUP), 0, -1, withscores=True)
     noon_ms = datetime(2026, 11, 22, 12, 0, tzinfo=UTC).timestamp() * 1000
+    # Ready (its tick has passed) in the normal band, in the order of its tick.
     assert [(job_id.decode(), score) for job_id, score in queued] == [
-        (f"cron:purge:{int(noon_ms)}", noon_ms)
+        (f"cron:purge:{int(noon_ms)}", ready_score(Priority.NORMAL, int(noon_ms)))
     ]
 
 

@@ -162,7 +162,7 @@ async def test_job_for_an_unregistered_task_is_dead_lettered_with_the_task_name(
         queue_key=client.keys.queue(QueueName.DELIVERY),
         task="tests.never_registered",
         kwargs={"to": "someone"},
-        score_ms=now,
+        due_ms=now,
         enqueue_ms=now,
     )
     assert await write_jobs(client.redis, [job]) == [True]

@@ -6,26 +6,17 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from arq.jobs import JobStatus
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
-from tests.conftest import postroom_worker, running_worker
+from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import PostroomClient
 from workers.keys import Keys
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        await asyncio.sleep(0.05)
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:

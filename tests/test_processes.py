@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -22,21 +21,12 @@ from arq.jobs import JobStatus
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
-from tests.conftest import ROOT, postroom_worker, running_worker, spawn, worker_env
+from tests.conftest import ROOT, eventually, postroom_worker, running_worker, spawn, worker_env
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import JobHandle, PostroomClient
 from workers.keys import Keys
 
 DEADLINE = 30.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll `check` until it holds; fail after DEADLINE seconds."""
-    deadline = time.monotonic() + DEADLINE
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {DEADLINE:g}s waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 async def exit_code(process: subprocess.Popen[bytes]) -> int:

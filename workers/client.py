@@ -21,6 +21,7 @@ from workers.dead_letter import DeadLetterStore
 from workers.enqueue import NewJob, write_jobs
 from workers.errors import PostroomError
 from workers.keys import Keys
+from workers.priority import Priority
 from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.serialization import dumps, loads
 
@@ -108,9 +109,14 @@ class PostroomClient:
         job_id: str | None = None,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        priority: Priority | None = None,
     ) -> JobHandle[R]:
-        """Queue one job. A taken `job_id` returns the existing job with `created=False`."""
-        request = request.with_options(job_id=job_id, delay=delay, at=at)
+        """Queue one job. A taken `job_id` returns the existing job with `created=False`.
+
+        `delay` or `at` hold it back until then; `priority` (default normal) orders it among
+        the queue's ready jobs.
+        """
+        request = request.with_options(job_id=job_id, delay=delay, at=at, priority=priority)
         [handle] = await self.enqueue_many([request])
         return handle
 
@@ -125,11 +131,16 @@ class PostroomClient:
         ]
 
     async def enqueue_payload(
-        self, task_name: str, payload: Mapping[str, Any], *, job_id: str | None = None
+        self,
+        task_name: str,
+        payload: Mapping[str, Any],
+        *,
+        job_id: str | None = None,
+        priority: Priority | None = None,
     ) -> JobHandle[Any]:
         """Queue a task by name with an untyped payload (from an HTTP body), validated first."""
         request = self.tasks.get(task_name).request(payload)
-        return await self.enqueue(request, job_id=job_id)
+        return await self.enqueue(request, job_id=job_id, priority=priority)
 
     async def pause(self, queue: QueueName) -> None:
         """Stop `queue`'s workers starting jobs (running ones finish; enqueueing still works)."""
@@ -147,23 +158,24 @@ class PostroomClient:
 
     def _new_job(self, request: JobRequest[Any], now_ms: int) -> tuple[NewJob, Task[Any, Any]]:
         task = request.task
-        score = now_ms
+        due = now_ms
         if request.at is not None:
             at = request.at if request.at.tzinfo else request.at.replace(tzinfo=UTC)
-            score = int(at.timestamp() * 1000)
+            due = int(at.timestamp() * 1000)
         elif request.delay is not None:
             seconds = (
                 request.delay.total_seconds()
                 if isinstance(request.delay, timedelta)
                 else request.delay
             )
-            score = now_ms + int(seconds * 1000)
+            due = now_ms + int(seconds * 1000)
         job = NewJob(
             job_id=request.job_id or uuid.uuid4().hex,
             queue_key=self.keys.queue(task.queue),
             task=task.name,
             kwargs=request.kwargs,
-            score_ms=score,
+            due_ms=due,
             enqueue_ms=now_ms,
+            priority=request.priority,
         )
         return job, task

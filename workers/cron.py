@@ -121,7 +121,7 @@ class CronScheduler:
                         queue_key=self.keys.queue(task.queue),
                         task=task.name,
                         kwargs=task.encode(task.cron.payload),
-                        score_ms=tick_ms,
+                        due_ms=tick_ms,
                         enqueue_ms=int(upto * 1000),
                         once_key=self.keys.cron_tick(task.name, tick_ms),
                         once_ttl_ms=ONCE_TTL_MS,

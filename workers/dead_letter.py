@@ -21,6 +21,7 @@ from redis.exceptions import WatchError
 from config.queues import QueueName
 from workers.enqueue import NewJob, queue_job
 from workers.keys import Keys
+from workers.priority import Priority
 from workers.serialization import dumps, loads
 
 Reason = Literal["max-tries", "permanent", "undeliverable", "stalled"]
@@ -51,6 +52,7 @@ class DeadLetter(BaseModel):
     errors: list[TryError]
     enqueued_at: float | None
     failed_at: float
+    priority: Priority = Priority.NORMAL
 
 
 def try_error(attempt: int, exc: BaseException) -> TryError:
@@ -93,6 +95,7 @@ class DeadLetterStore:
         tries: int,
         last_error: TryError,
         enqueued_at: float | None,
+        priority: Priority = Priority.NORMAL,
     ) -> DeadLetter:
         """Store the dead letter with every try's error, in one transaction."""
         earlier = await self.redis.lrange(self.keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
@@ -107,6 +110,7 @@ class DeadLetterStore:
             errors=errors,
             enqueued_at=enqueued_at,
             failed_at=time.time(),
+            priority=priority,
         )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.dead_record(job_id), dumps(letter))
@@ -165,7 +169,15 @@ class DeadLetterStore:
         if letter is None or letter.task is None or not isinstance(letter.payload, dict):
             return False
         now = int(time.time() * 1000)
-        job = NewJob(job_id, self.keys.queue(letter.queue), letter.task, letter.payload, now, now)
+        job = NewJob(
+            job_id,
+            self.keys.queue(letter.queue),
+            letter.task,
+            letter.payload,
+            due_ms=now,
+            enqueue_ms=now,
+            priority=letter.priority,
+        )
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(in_progress_key_prefix + job_id)
             if await pipe.exists(in_progress_key_prefix + job_id):

@@ -10,6 +10,7 @@ from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 
+from workers.priority import Priority, job_score
 from workers.serialization import dumps
 
 # A job id is taken while its job or its result exists (arq's own rule); taking it is one
@@ -36,8 +37,9 @@ class NewJob:
     queue_key: str
     task: str
     kwargs: dict[str, Any]
-    score_ms: int
+    due_ms: int
     enqueue_ms: int
+    priority: Priority = Priority.NORMAL
     once_key: str | None = None
     once_ttl_ms: int = 0
 
@@ -45,14 +47,17 @@ class NewJob:
         return serialize_job(self.task, (), self.kwargs, None, self.enqueue_ms, serializer=dumps)
 
     def ttl_ms(self) -> int:
-        return max(self.score_ms - self.enqueue_ms, 0) + JOB_TTL_EXTRA_MS
+        return max(self.due_ms - self.enqueue_ms, 0) + JOB_TTL_EXTRA_MS
+
+    def score(self) -> float:
+        return job_score(self.priority, self.due_ms, self.enqueue_ms)
 
 
 async def queue_job(redis: ArqRedis, pipe: Any, job: NewJob) -> None:
     """Add `job`'s enqueue to a pipeline; its reply is 1 if written, 0 if the id was taken."""
     script = redis.register_script(_ENQUEUE)
     keys = [job_key_prefix + job.job_id, result_key_prefix + job.job_id, job.queue_key]
-    args: list[Any] = [job.payload(), job.ttl_ms(), job.score_ms, job.job_id]
+    args: list[Any] = [job.payload(), job.ttl_ms(), repr(job.score()), job.job_id]
     if job.once_key is not None:
         keys.append(job.once_key)
         args.append(job.once_ttl_ms)

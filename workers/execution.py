@@ -19,6 +19,7 @@ from workers.context import JobContext
 from workers.dead_letter import DeadLetterStore, Reason, try_error
 from workers.errors import PayloadValidationError, PermanentError
 from workers.keys import Keys
+from workers.priority import priority_of
 from workers.registry import Task
 from workers.runtime import Runtime
 from workers.serialization import UNDELIVERABLE_TASK
@@ -176,6 +177,7 @@ class JobExecution:
             tries=job_try,
             last_error=try_error(job_try, exc),
             enqueued_at=enqueued.timestamp() if enqueued is not None else None,
+            priority=priority_of(ctx["score"]),
         )
         logger.error(
             "%s %s dead-lettered (%s) after %d tries: %s: %s",

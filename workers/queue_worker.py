@@ -9,7 +9,6 @@ from typing import Any, cast
 
 from arq.connections import RedisSettings
 from arq.typing import StartupShutdown
-from arq.worker import Worker
 
 from config.queues import QueueName
 from workers.execution import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN, JobExecution
@@ -17,6 +16,7 @@ from workers.keys import Keys
 from workers.registry import Hook, TaskRegistry
 from workers.runtime import Runtime
 from workers.serialization import dumps, job_decoder
+from workers.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def build_worker(
     redis_settings: RedisSettings,
     *,
     burst: bool = False,
-) -> Worker:
+) -> QueueWorker:
     """The arq Worker of `queue`; the supervisor, not the Worker, handles signals."""
     settings = runtime.settings
     config = settings.queues[queue]
@@ -53,7 +53,7 @@ def build_worker(
     functions = [execution.arq_function(task) for task in registry.for_queue(queue)]
     functions.append(execution.undeliverable_function())
 
-    worker = Worker(
+    worker = QueueWorker(
         functions=functions,
         queue_name=keys.queue(queue),
         redis_settings=redis_settings,

@@ -14,6 +14,7 @@ from config.queues import BackoffPolicy, QueueConfig, QueueName
 from workers.context import JobContext
 from workers.cron import Cron
 from workers.errors import PayloadValidationError, TaskDefinitionError, UnknownTaskError
+from workers.priority import Priority
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +38,7 @@ class JobRequest(Generic[R]):
     job_id: str | None = None
     delay: float | timedelta | None = None
     at: datetime | None = None
+    priority: Priority = Priority.NORMAL
 
     def with_options(
         self,
@@ -44,13 +46,15 @@ class JobRequest(Generic[R]):
         job_id: str | None = None,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        priority: Priority | None = None,
     ) -> JobRequest[R]:
-        """A copy with an idempotency key or a start time; unset options are kept."""
+        """A copy with an idempotency key, a start time or a priority; unset ones are kept."""
         return replace(
             self,
             job_id=job_id if job_id is not None else self.job_id,
             delay=delay if delay is not None else self.delay,
             at=at if at is not None else self.at,
+            priority=Priority(priority) if priority is not None else self.priority,
         )
 
 

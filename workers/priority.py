@@ -1,0 +1,126 @@
+"""Priorities as positions in arq's queue sorted set, so that one ZRANGEBYSCORE reads them in order.
+
+arq reads a queue's ready jobs as the members scored at most "now", lowest score first. Postroom
+keeps that read and only chooses the scores:
+
+- a ready job is scored ``since_ms - OFFSET[priority]``: every band lies below zero, urgent
+  lowest, and within a band the job that became ready first comes first;
+- a job waiting for its time (delayed, or retrying after a backoff) is scored by that time,
+  ``due_ms + TAG[priority] / 8``: it stays out of every read until then, and the fraction keeps
+  its priority (exactly: a double holds a millisecond timestamp with bits to spare);
+- before each read a worker promotes the jobs whose time has come into their band (PROMOTE).
+
+A plain millisecond score written by a stock arq client has tag 0 and so counts as ``normal``.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+
+class Priority(StrEnum):
+    """Chosen at enqueue; within a queue, a ready job of a higher priority starts first."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+# Wider than any millisecond timestamp before the year 2286, so bands never overlap.
+BAND_MS = 10**13
+OFFSET = {Priority.URGENT: 4 * BAND_MS, Priority.HIGH: 3 * BAND_MS, Priority.NORMAL: 2 * BAND_MS}
+OFFSET[Priority.LOW] = BAND_MS
+TAG = {Priority.NORMAL: 0, Priority.URGENT: 1, Priority.HIGH: 2, Priority.LOW: 3}
+_BY_TAG = {tag: priority for priority, tag in TAG.items()}
+_BY_OFFSET = {offset: priority for priority, offset in OFFSET.items()}
+
+
+def ready_score(priority: Priority, since_ms: int) -> int:
+    return since_ms - OFFSET[priority]
+
+
+def waiting_score(priority: Priority, due_ms: int) -> float:
+    return due_ms + TAG[priority] / 8
+
+
+def job_score(priority: Priority, due_ms: int, now_ms: int) -> float:
+    """The score of a job that may start at `due_ms`: in its band if that time has come."""
+    return ready_score(priority, due_ms) if due_ms <= now_ms else waiting_score(priority, due_ms)
+
+
+def priority_of(score: float) -> Priority:
+    if score >= 0:
+        return _BY_TAG.get(round((score - math.floor(score)) * 8), Priority.NORMAL)
+    return _BY_OFFSET[math.ceil(-score / BAND_MS) * BAND_MS]
+
+
+def is_waiting(score: float) -> bool:
+    """True for a job scored by the time it waits for (not yet promoted into its band)."""
+    return score >= 0
+
+
+# Lua shared by the scripts that move jobs between the two forms; `band(s)` reads the offset
+# of a ready score or the tag of a waiting one, and returns the offset to use.
+LUA_BANDS = f"""
+local BAND = {BAND_MS}
+local OFFSET_OF_TAG = {{[0] = {OFFSET[Priority.NORMAL]}, [1] = {OFFSET[Priority.URGENT]},
+                       [2] = {OFFSET[Priority.HIGH]}, [3] = {OFFSET[Priority.LOW]}}}
+local TAG_OF_OFFSET = {{[{OFFSET[Priority.NORMAL]}] = 0, [{OFFSET[Priority.URGENT]}] = 1,
+                       [{OFFSET[Priority.HIGH]}] = 2, [{OFFSET[Priority.LOW]}] = 3}}
+local function offset_of(score)
+    if score >= 0 then
+        local tag = math.floor((score - math.floor(score)) * 8 + 0.5)
+        return OFFSET_OF_TAG[tag] or OFFSET_OF_TAG[0]
+    end
+    return math.ceil(-score / BAND) * BAND
+end
+local function fmt(score) return string.format('%.3f', score) end
+"""
+
+# KEYS[1] queue; ARGV: now ms, how many jobs to claim, arq's in-progress key prefix, the lease
+# in ms, how many ready ids to look at at most. Promotes every waiting job whose time has come
+# into its band, then claims ready jobs in priority order, skipping those running elsewhere
+# (they stay in the queue until they finish): claiming sets the job's in-progress key, as
+# arq's WATCH/MULTI does, in one call for all of them. Returns id, score, id, score, ...
+CLAIM_READY = (
+    LUA_BANDS
+    + """
+local queue, now, want = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local prefix, lease, scan = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', queue, 0, now, 'WITHSCORES', 'LIMIT', 0, 1000)
+for i = 1, #due, 2 do
+    local score = tonumber(due[i + 1])
+    redis.call('ZADD', queue, fmt(math.floor(score) - offset_of(score)), due[i])
+end
+local claimed, seen = {}, 0
+while #claimed < 2 * want and seen < scan do
+    local page = math.min(100, scan - seen)
+    local batch = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', seen, page)
+    if #batch == 0 then break end
+    for i = 1, #batch, 2 do
+        local free = #claimed < 2 * want
+        if free and redis.call('SET', prefix .. batch[i], '1', 'NX', 'PX', lease) then
+            claimed[#claimed + 1] = batch[i]
+            claimed[#claimed + 1] = batch[i + 1]
+        end
+    end
+    seen = seen + #batch / 2
+end
+return claimed
+"""
+)
+
+# KEYS[1] queue; ARGV[1] job id, ARGV[2] arq's score increment for a retry (the backoff plus
+# the time since the score). Where arq would ZINCRBY the score into a later time in the same
+# band, this moves the job out to wait for that time, keeping its priority.
+RESCHEDULE = (
+    LUA_BANDS
+    + """
+local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+local tag = TAG_OF_OFFSET[offset_of(score)] or 0
+local due = math.floor(score) + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], fmt(due + tag / 8), ARGV[1])
+"""
+)
