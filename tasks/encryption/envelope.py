@@ -1,0 +1,80 @@
+"""An encrypted payload and the compact text it is stored as in a database text column."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from tasks.encryption.errors import MalformedEnvelope
+
+VERSION = "v1"
+NONCE_BYTES = 12  # 96 bits, GCM's native nonce size
+TAG_BYTES = 16
+# Key ids appear in the text form, whose separator is ':'; keep them short and plain.
+KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def valid_key_id(key_id: str) -> bool:
+    return KEY_ID_PATTERN.fullmatch(key_id) is not None
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str, part: str) -> bytes:
+    # Strict: a stray character means a corrupted column, not something to guess around.
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise MalformedEnvelope(f"envelope {part} is not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedEnvelope(f"envelope {part} is not base64url") from None
+
+
+@dataclass(frozen=True, repr=False)
+class Envelope:
+    """AES-256-GCM output: which key, the nonce, and the ciphertext with its 16-byte tag.
+
+    Text form: `v1:<key_id>:<base64url nonce>:<base64url ciphertext>` (no padding), so the
+    version allows a future format and the key id lets old keys decrypt after a rotation.
+    """
+
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+    def __post_init__(self) -> None:
+        if not valid_key_id(self.key_id):
+            raise MalformedEnvelope(f"envelope key id must match {KEY_ID_PATTERN.pattern}")
+        if len(self.nonce) != NONCE_BYTES:
+            raise MalformedEnvelope(
+                f"envelope nonce is {len(self.nonce)} bytes, expected {NONCE_BYTES}"
+            )
+        if len(self.ciphertext) < TAG_BYTES:
+            raise MalformedEnvelope(
+                f"envelope ciphertext is {len(self.ciphertext)} bytes, shorter than its tag"
+            )
+
+    def to_text(self) -> str:
+        return ":".join((VERSION, self.key_id, _b64encode(self.nonce), _b64encode(self.ciphertext)))
+
+    @classmethod
+    def from_text(cls, text: str) -> Envelope:
+        """Parse `to_text()` output; MalformedEnvelope says which part is wrong (not the data)."""
+        parts = text.strip().split(":")
+        if len(parts) != 4:
+            raise MalformedEnvelope(
+                f"envelope text has {len(parts)} ':'-separated parts, expected 4 "
+                f"({VERSION}:<key_id>:<nonce>:<ciphertext>)"
+            )
+        version, key_id, nonce, ciphertext = parts
+        if version != VERSION:
+            raise MalformedEnvelope(f"unsupported envelope version {version[:8]!r}")
+        return cls(key_id, _b64decode(nonce, "nonce"), _b64decode(ciphertext, "ciphertext"))
+
+    def __repr__(self) -> str:
+        # A repr ends up in logs and tracebacks: no ciphertext dump (it may be megabytes).
+        return f"Envelope(key_id={self.key_id!r}, ciphertext=<{len(self.ciphertext)} bytes>)"

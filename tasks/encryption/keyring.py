@@ -1,0 +1,86 @@
+"""AES-256-GCM with several keys by id: one active key encrypts, any held key decrypts.
+
+Each envelope binds its message id as associated data, so a ciphertext copied onto another
+message (a swapped column, a bad migration) fails to authenticate instead of decrypting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from cryptography.exceptions import InvalidTag
+
+from tasks.encryption.envelope import KEY_ID_PATTERN, NONCE_BYTES, Envelope, valid_key_id
+from tasks.encryption.errors import DecryptionError, UnknownKeyError
+from tasks.encryption.gcm import seal, unseal
+
+KEY_BYTES = 32  # AES-256
+
+
+def _associated_data(message_id: str) -> bytes:
+    if not message_id:
+        # An empty id would bind nothing; that is a caller's bug, not a data problem.
+        raise ValueError("message_id must be a non-empty string")
+    return message_id.encode("utf-8")
+
+
+class Keyring:
+    """Keys by id (32 bytes each) and the id of the one that encrypts.
+
+    Construction raises ValueError for a bad key table; `load_keyring` turns configuration into
+    a Keyring and reports such problems as ConfigError naming the setting.
+    """
+
+    def __init__(self, keys: Mapping[str, bytes], active_key_id: str) -> None:
+        for key_id, key in keys.items():
+            if not valid_key_id(key_id):
+                raise ValueError(f"key id {key_id!r} must match {KEY_ID_PATTERN.pattern}")
+            if len(key) != KEY_BYTES:
+                raise ValueError(f"key {key_id!r} is {len(key)} bytes, expected {KEY_BYTES}")
+        if active_key_id not in keys:
+            raise ValueError(f"active key id {active_key_id!r} is not among the keys")
+        self._keys = {key_id: bytes(key) for key_id, key in keys.items()}
+        self._active_key_id = active_key_id
+
+    @property
+    def active_key_id(self) -> str:
+        return self._active_key_id
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def encrypt(self, plaintext: bytes | str, *, message_id: str) -> Envelope:
+        """Encrypt under the active key with a fresh random 96-bit nonce; str is UTF-8 encoded."""
+        data = plaintext.encode("utf-8") if isinstance(plaintext, str) else plaintext
+        nonce = os.urandom(NONCE_BYTES)
+        key = self._keys[self._active_key_id]
+        ciphertext = seal(key, nonce, data, _associated_data(message_id))
+        return Envelope(self._active_key_id, nonce, ciphertext)
+
+    def decrypt(self, envelope: Envelope, *, message_id: str) -> bytes:
+        """Decrypt with the key the envelope names; DecryptionError if it does not authenticate."""
+        associated_data = _associated_data(message_id)
+        key = self._keys.get(envelope.key_id)
+        if key is None:
+            raise UnknownKeyError(
+                f"cannot decrypt message {message_id!r}: key id {envelope.key_id!r} is not in "
+                f"the keyring (holds {', '.join(sorted(self._keys))})"
+            )
+        try:
+            return unseal(key, envelope.nonce, envelope.ciphertext, associated_data)
+        except InvalidTag:
+            raise DecryptionError(
+                f"cannot decrypt message {message_id!r} with key {envelope.key_id!r}: "
+                "authentication failed (tampered, or encrypted for another message id)"
+            ) from None
+
+    def rotate(self, envelope: Envelope, *, message_id: str) -> Envelope:
+        """Re-encrypt under the active key; an envelope already under it is returned as is."""
+        if envelope.key_id == self._active_key_id:
+            return envelope
+        return self.encrypt(self.decrypt(envelope, message_id=message_id), message_id=message_id)
+
+    def __repr__(self) -> str:
+        return f"Keyring(key_ids={sorted(self._keys)}, active={self._active_key_id!r})"

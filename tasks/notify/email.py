@@ -1,0 +1,126 @@
+"""E-mail through an SMTP server with aiosmtplib, one connection per message.
+
+A connection per message leaves the channel without session state to go stale (servers drop
+idle sessions, and a half-dead pooled one turns into spurious retries); at notification
+volumes the handshake is cheap. SMTP reply codes decide the outcome: 5xx is ProviderRejected,
+4xx and lost or refused connections are ProviderUnavailable. Errors carry the server's short
+reply text (it says which rule refused the mail) but never the message or the password.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+
+import aiosmtplib
+
+from config.errors import ConfigError
+from config.notify import SmtpSettings
+from tasks.notify.channel import Channel
+from tasks.notify.errors import (
+    ChannelNotConfigured,
+    InvalidRecipient,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from tasks.notify.templates import RenderedMessage
+
+REPLY_LIMIT = 200
+
+logger = logging.getLogger(__name__)
+
+
+def _address(value: str) -> str:
+    """The bare address of `value` ("Name <a@b>" or "a@b"); InvalidRecipient if it has none."""
+    address = parseaddr(value)[1]
+    if "\r" in value or "\n" in value or "@" not in address:
+        raise InvalidRecipient("not a usable e-mail address")
+    return address
+
+
+def build_message(sender: str, recipient: str, message: RenderedMessage) -> EmailMessage:
+    """A plain-text e-mail; the title, flattened to one line, is the subject."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = recipient
+    email["Subject"] = " ".join(message.title.splitlines())
+    email["Date"] = format_datetime(datetime.now(UTC))
+    # A domain of our own: the default would ask DNS for this machine's name on every message.
+    email["Message-ID"] = make_msgid(
+        domain=parseaddr(sender)[1].rpartition("@")[2] or "postroom.invalid"
+    )
+    email.set_content(message.body)
+    return email
+
+
+def _reply(text: str) -> str:
+    return " ".join(text.split())[:REPLY_LIMIT]
+
+
+class EmailChannel(Channel):
+    """Sends as `settings.sender`; STARTTLS is required unless the settings turn it off."""
+
+    channel = "email"
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.provider = f"{settings.host}:{settings.effective_port}" if settings.host else None
+        self._tls_context: ssl.SSLContext | None = None
+        if settings.ca_file is not None:
+            try:
+                self._tls_context = ssl.create_default_context(cafile=str(settings.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"SmtpSettings.ca_file: cannot load {settings.ca_file}: {exc}"
+                ) from None
+
+    async def send(self, recipient: str, message: RenderedMessage) -> None:
+        settings = self.settings
+        if settings.host is None or self.provider is None:
+            raise ChannelNotConfigured("the email channel is not configured (SmtpSettings.host)")
+        sender_header = settings.sender or ""
+        try:
+            sender = _address(sender_header)
+        except InvalidRecipient:
+            raise ChannelNotConfigured(
+                "the email channel has no sender address (SmtpSettings.sender)"
+            ) from None
+        address = _address(recipient)
+        email = build_message(sender_header, recipient, message)
+        smtp = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.effective_port,
+            use_tls=settings.use_tls,
+            start_tls=settings.uses_starttls,
+            tls_context=self._tls_context,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            timeout=settings.timeout,
+        )
+        try:
+            async with smtp:
+                await smtp.send_message(email, sender=sender, recipients=[address])
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            error = self._classify(self.provider, exc)
+            logger.info("%s", error)
+            raise error from exc
+        logger.debug("email sent via %s", self.provider)
+
+    def _classify(self, provider: str, exc: aiosmtplib.SMTPException | OSError) -> ProviderError:
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+            exc = exc.recipients[0]
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            detail = f"SMTP {exc.code} {_reply(exc.message)}"
+            if 500 <= exc.code < 600:
+                return ProviderRejected(self.channel, provider, exc.code, f"rejected, {detail}")
+            return ProviderUnavailable(self.channel, provider, exc.code, f"unavailable, {detail}")
+        if isinstance(exc, OSError):  # refused, lost, timed out, TLS handshake failed
+            detail = f"{type(exc).__name__}: {_reply(str(exc))}"
+            return ProviderUnavailable(self.channel, provider, None, f"unavailable, {detail}")
+        # The server lacks what the settings require (STARTTLS, AUTH, SMTPUTF8): a retry
+        # would meet the same server.
+        return ProviderRejected(self.channel, provider, None, f"rejected, {_reply(str(exc))}")

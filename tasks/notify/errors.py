@@ -1,0 +1,36 @@
+"""Notification failures, split by what a retry can do about them.
+
+Messages name the channel, the provider's host and the status; never the message, the
+recipient's token or a credential, since they end up in logs and dead letters.
+"""
+
+from __future__ import annotations
+
+from config.errors import PostroomError
+from workers.errors import PermanentError
+
+
+class ChannelNotConfigured(PermanentError):
+    """Raised when sending through a channel whose settings name no provider."""
+
+
+class InvalidRecipient(PermanentError, ValueError):
+    """Raised when a recipient cannot be addressed at all (e.g. a header-breaking address)."""
+
+
+class ProviderError(PostroomError):
+    """A provider's answer (or its absence); `status` is the HTTP status or SMTP reply code."""
+
+    def __init__(self, channel: str, provider: str, status: int | None, detail: str) -> None:
+        self.channel = channel
+        self.provider = provider
+        self.status = status
+        super().__init__(f"{channel} provider {provider}: {detail}")
+
+
+class ProviderRejected(ProviderError, PermanentError):
+    """The provider refused this message (HTTP 4xx, SMTP 5xx): sending it again cannot help."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not take the message now (5xx, 429, timeout, no connection): retry."""
