@@ -52,9 +52,11 @@ class QueueConfig(BaseModel):
     timeout: PositiveFloat
     # Seconds between polls when the queue is idle: the floor of enqueue-to-start latency.
     poll_delay: PositiveFloat = 0.05
-    # Ids read per poll; must exceed the fleet-wide running jobs or idle workers starve
-    # (arq reads from offset 0 and skips ids that are in progress elsewhere).
+    # Ready ids a claim looks at at most; must exceed the fleet-wide running jobs or idle
+    # workers starve (a running job stays in its queue until it finishes, and is skipped).
     queue_read_limit: PositiveInt | None = None
+    # Seconds a dead letter is kept; None means the deployment's `dead_letter_retention`.
+    dead_letter_retention: PositiveFloat | None = None
 
     @property
     def read_limit(self) -> int:

@@ -60,7 +60,11 @@ class PostroomSettings(BaseSettings):
     # How often a job may be recovered from a dead worker before it is dead-lettered.
     max_recoveries: int = Field(default=3, ge=0)
     shutdown_grace: float = Field(default=25.0, ge=0)
+    # Completed results are kept this many seconds or the last `results_per_queue` of each
+    # queue, whichever is fewer.
     keep_result: float = Field(default=86_400.0, ge=0)
+    results_per_queue: int = Field(default=1_000, ge=1)
+    # Dead letters older than this are trimmed by the cleanup cron (a queue may override it).
     dead_letter_retention: float = Field(default=7 * 86_400.0, gt=0)
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from arq.constants import result_key_prefix
-from arq.jobs import JobStatus
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
@@ -17,6 +16,7 @@ from tests.conftest import running_worker
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError
+from workers.job_status import JobState
 
 
 def _unique_id() -> str:
@@ -123,5 +123,5 @@ async def test_delay_and_at_schedule_the_job_in_the_future_and_it_waits(
         now = await client.enqueue(echo.call(Greeting(messageId="n", text="now")))
         assert (await now.result(timeout=30))["text"] == "now"
         for handle in (delayed, by_timedelta, scheduled):
-            assert await handle.status() == JobStatus.deferred
+            assert await handle.status() == JobState.DEFERRED
             assert await client.redis.get(result_key_prefix + handle.job_id) is None

@@ -29,8 +29,10 @@ async def test_each_queue_runs_the_tasks_declared_on_it(
     probe = client.tasks.get(f"tests.probe.{queue.value}")
     async with running_worker(settings, queues=[queue]):
         job = await client.enqueue(probe.call())
-        assert job.queue_key == Keys(settings.key_prefix).queue(queue)
         assert await job.result(timeout=30) == queue.value
+        info = await job.info()
+        assert info is not None
+        assert info.queue == queue
 
 
 async def test_job_waits_in_its_queue_until_a_worker_serving_that_queue_runs_it(

@@ -9,13 +9,13 @@ import subprocess
 import uuid
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
-from arq.jobs import JobStatus
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import PostroomClient
+from workers.job_status import JobState
 from workers.keys import Keys
 
 
@@ -102,6 +102,6 @@ async def test_paused_queue_starts_nothing_until_resumed(
         await eventually(paused_seen, "the worker saw the pause")
         job = await client.enqueue(echo.call(Greeting(messageId="m", text="hi")))
         await asyncio.sleep(1)
-        assert await job.status() == JobStatus.queued
+        assert await job.status() == JobState.QUEUED
         await client.resume(QueueName.DELIVERY)
         assert (await job.result(timeout=60))["text"] == "hi"

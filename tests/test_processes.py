@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from arq.constants import result_key_prefix, retry_key_prefix
-from arq.jobs import JobStatus
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import ROOT, eventually, postroom_worker, running_worker, spawn, worker_env
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import JobHandle, PostroomClient
+from workers.job_status import JobState
 from workers.keys import Keys
 
 DEADLINE = 30.0
@@ -156,7 +156,7 @@ async def test_sigterm_requeues_job_longer_than_grace_without_spending_a_try(
     assert first_code == 0
     assert not await client.redis.exists(f"{key}:release")
     assert not await client.redis.exists(result_key_prefix + job.job_id)
-    assert await job.status() == JobStatus.queued
+    assert await job.status() == JobState.QUEUED
     queue = Keys(settings.key_prefix).queue(QueueName.DELIVERY)
     assert await client.redis.zscore(queue, job.job_id) is not None
     assert int(await client.redis.get(retry_key_prefix + job.job_id) or 0) == 0
@@ -207,8 +207,8 @@ async def test_worker_queues_setting_limits_the_served_queues(
     finally:
         terminate(worker)
     assert results == {queue: queue.value for queue in served}
-    assert cleanup_status == JobStatus.queued
-    assert await cleanup.status() == JobStatus.queued
+    assert cleanup_status == JobState.QUEUED
+    assert await cleanup.status() == JobState.QUEUED
     assert code == 0
 
 

@@ -13,15 +13,18 @@ from typing import Any, Generic, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import result_key_prefix
-from arq.jobs import Job, JobStatus, deserialize_result
+from arq.jobs import deserialize_result
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
+from workers.cancellation import CancelOutcome, cancel_job
 from workers.dead_letter import DeadLetterStore
 from workers.enqueue import NewJob, write_jobs
 from workers.errors import PostroomError
+from workers.job_status import JobInfo, JobState, read_job_info
 from workers.keys import Keys
 from workers.priority import Priority
+from workers.queue_stats import QueueStats, read_queue_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.serialization import dumps, loads
 
@@ -44,11 +47,22 @@ class JobHandle(Generic[R]):
     job_id: str
     task: Task[Any, R]
     created: bool
-    redis: ArqRedis
-    queue_key: str
+    client: PostroomClient
 
-    async def status(self) -> JobStatus:
-        return await Job(self.job_id, self.redis, _queue_name=self.queue_key).status()
+    @property
+    def redis(self) -> ArqRedis:
+        return self.client.redis
+
+    async def info(self) -> JobInfo | None:
+        """State, progress, tries, result or error; None once nothing of the job is left."""
+        return await self.client.job_info(self.job_id)
+
+    async def status(self) -> JobState | None:
+        info = await self.info()
+        return None if info is None else info.state
+
+    async def cancel(self) -> CancelOutcome:
+        return await self.client.cancel(self.job_id)
 
     async def result(self, timeout: float | None = None, poll: float = 0.02) -> R:  # noqa: ASYNC109
         """Wait for the result, validated as the task's return type; raises on failure."""
@@ -126,7 +140,7 @@ class PostroomClient:
         jobs = [self._new_job(request, now) for request in requests]
         created = await write_jobs(self.redis, [job for job, _ in jobs])
         return [
-            JobHandle(job.job_id, task, new, self.redis, job.queue_key)
+            JobHandle(job.job_id, task, new, self)
             for (job, task), new in zip(jobs, created, strict=True)
         ]
 
@@ -154,7 +168,20 @@ class PostroomClient:
 
     def job(self, job_id: str, task: Task[Any, R]) -> JobHandle[R]:
         """A handle to a job enqueued earlier, e.g. by another process."""
-        return JobHandle(job_id, task, False, self.redis, self.keys.queue(task.queue))
+        return JobHandle(job_id, task, False, self)
+
+    async def job_info(self, job_id: str) -> JobInfo | None:
+        """Any job's state, progress, tries, result or error, by id alone."""
+        return await read_job_info(self.redis, self.keys, job_id)
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel a job: "cancelled" if it had not started (it never will), "stopping" if it
+        runs (its worker stops it within about a second), "not-found" if it already ended.
+        A cancelled job is not retried."""
+        return await cancel_job(self.redis, self.keys, job_id, self.settings.keep_result)
+
+    async def queue_stats(self, queue: QueueName) -> QueueStats:
+        return await read_queue_stats(self.redis, self.keys, queue)
 
     def _new_job(self, request: JobRequest[Any], now_ms: int) -> tuple[NewJob, Task[Any, Any]]:
         task = request.task

@@ -11,6 +11,7 @@ from config.queues import QueueName
 from config.settings import PostroomSettings
 
 if TYPE_CHECKING:
+    from workers.progress import ProgressReporter
     from workers.runtime import Runtime
 
 
@@ -26,3 +27,5 @@ class JobContext(TypedDict):
     task: str
     settings: PostroomSettings
     runtime: Runtime
+    # `await ctx["progress"](percentage=..., step=..., current_step=..., total_steps=..., data=...)`
+    progress: ProgressReporter

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+import time
+from typing import Any, Literal, cast
 
 from arq.constants import retry_key_prefix
 from arq.worker import Function, Retry, func
@@ -20,6 +21,7 @@ from workers.dead_letter import DeadLetterStore, Reason, try_error
 from workers.errors import PayloadValidationError, PermanentError
 from workers.keys import Keys
 from workers.priority import priority_of
+from workers.progress import ProgressReporter
 from workers.registry import Task
 from workers.runtime import Runtime
 from workers.serialization import UNDELIVERABLE_TASK
@@ -35,6 +37,10 @@ ARQ_MAX_TRIES = 1_000_000
 # How long a job's "running" marker lives: longer than any run, so only a crash leaves one.
 MARKER_TTL_MS = 24 * 3600 * 1000
 
+# How a run ended, for the queue's counters (see QueueWorker.finish_job); a run put back by a
+# shutdown has none.
+Outcome = Literal["completed", "retried", "dead_lettered", "cancelled"]
+
 
 class JobExecution:
     """Runs the tasks of one queue on behalf of arq."""
@@ -44,6 +50,8 @@ class JobExecution:
         self.config = config
         self.runtime = runtime
         self.keys = Keys(runtime.settings.key_prefix)
+        # Filled as runs end, emptied by the Worker's finish_job in the same transaction.
+        self.outcomes: dict[str, Outcome] = {}
 
     def _dead_letters(self, ctx: dict[str, Any]) -> DeadLetterStore:
         # The Worker's own pool, which arq creates inside its main() and puts in ctx.
@@ -79,17 +87,22 @@ class JobExecution:
     async def run(
         self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
     ) -> Any:
-        ctx["task"] = task.name
+        job_id: str = ctx["job_id"]
         redis = ctx["redis"]
-        marker = self.keys.running(ctx["job_id"])
-        # The marker outlives a dead worker; finding it means the last run never finished.
-        previous = await redis.set(marker, self.runtime.worker_id, px=MARKER_TTL_MS, get=True)
-        try:
-            if previous is not None:
-                await self._recovered(task, ctx, kwargs, previous.decode())
-            return await self._attempt(task, policy, ctx, kwargs)
-        finally:
-            await asyncio.shield(redis.delete(marker))
+        ctx["task"] = task.name
+        ctx["progress"] = ProgressReporter(
+            redis, self.keys.progress(job_id), self.runtime.settings.keep_result
+        )
+        lease_end = time.time() * 1000 + self.runtime.settings.lease_seconds * 1000
+        async with redis.pipeline(transaction=False) as pipe:
+            # The marker outlives a dead worker; finding it means the last run never finished.
+            # The Worker deletes it when the run ends (QueueWorker.finish_job).
+            pipe.set(self.keys.running(job_id), self.runtime.worker_id, px=MARKER_TTL_MS, get=True)
+            pipe.zadd(self.keys.active(self.queue), {job_id: lease_end})
+            previous, _ = await pipe.execute()
+        if previous is not None:
+            await self._recovered(task, ctx, kwargs, previous.decode())
+        return await self._attempt(task, policy, ctx, kwargs)
 
     async def _recovered(
         self, task: Task[Any, Any], ctx: dict[str, Any], kwargs: dict[str, Any], lost_by: str
@@ -130,6 +143,8 @@ class JobExecution:
             if self.runtime.shutting_down:
                 # Put back by a shutdown: this try does not count (arq counted it at pickup).
                 await asyncio.shield(ctx["redis"].decr(retry_key_prefix + job_id))
+            else:
+                self.outcomes[job_id] = "cancelled"  # by a user (see Supervisor._maintain)
             raise
         except (PermanentError, PayloadValidationError) as exc:
             await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "permanent", exc))
@@ -151,11 +166,13 @@ class JobExecution:
                     exc,
                     delay,
                 )
+                self.outcomes[job_id] = "retried"
                 raise Retry(defer=delay) from exc
             await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "max-tries", exc))
             raise exc from None
         if job_try > 1:
             await self._dead_letters(ctx).forget_try_errors(job_id)
+        self.outcomes[job_id] = "completed"
         return result
 
     async def _dead_letter(
@@ -179,6 +196,7 @@ class JobExecution:
             enqueued_at=enqueued.timestamp() if enqueued is not None else None,
             priority=priority_of(ctx["score"]),
         )
+        self.outcomes[ctx["job_id"]] = "dead_lettered"
         logger.error(
             "%s %s dead-lettered (%s) after %d tries: %s: %s",
             task,

@@ -38,6 +38,26 @@ class Keys:
     def recoveries(self, job_id: str) -> str:
         return f"{self.prefix}:recoveries:{job_id}"
 
+    def progress(self, job_id: str) -> str:
+        """The last progress a running job reported, kept as long as its result."""
+        return f"{self.prefix}:progress:{job_id}"
+
+    def stats(self, queue: QueueName) -> str:
+        """Hash of a queue's lifetime counters (completed, failed, retried, ...)."""
+        return f"{self.prefix}:stats:{queue.value}"
+
+    def active(self, queue: QueueName) -> str:
+        """Sorted set of a queue's running jobs, scored by when their lease runs out."""
+        return f"{self.prefix}:active:{queue.value}"
+
+    def results(self, queue: QueueName) -> str:
+        """Sorted set of the jobs whose results are kept, scored by when they finished."""
+        return f"{self.prefix}:results:{queue.value}"
+
+    def cancel_requests(self, queue: QueueName) -> str:
+        """Sorted set of running jobs a user cancelled, for their workers to stop."""
+        return f"{self.prefix}:cancel:{queue.value}"
+
     def paused(self, queue: QueueName) -> str:
         return f"{self.prefix}:paused:{queue.value}"
 

@@ -54,6 +54,10 @@ def build_worker(
     functions.append(execution.undeliverable_function())
 
     worker = QueueWorker(
+        queue=queue,
+        keys=keys,
+        outcomes=execution.outcomes,
+        results_per_queue=settings.results_per_queue,
         functions=functions,
         queue_name=keys.queue(queue),
         redis_settings=redis_settings,

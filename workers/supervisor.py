@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from config.queues import QueueName
+from workers.cancellation import REQUEST_TTL_MS
 from workers.cron import CronScheduler
 from workers.keys import Keys
 from workers.queue_worker import build_worker
@@ -199,17 +201,35 @@ class Supervisor:
             return
         lease_ms = int(self.runtime.settings.lease_seconds * 1000)
         running = [job_id for job_id, t in worker.tasks.items() if not t.done()]
+        now = int(time.time() * 1000)
         async with worker.pool.pipeline(transaction=False) as pipe:
             pipe.exists(keys.paused(queue))
+            pipe.zremrangebyscore(keys.cancel_requests(queue), "-inf", now - REQUEST_TTL_MS)
+            pipe.zrange(keys.cancel_requests(queue), 0, -1)
             for job_id in running:
                 pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
-            paused, *_ = await pipe.execute()
+            if running:
+                pipe.zadd(keys.active(queue), dict.fromkeys(running, now + lease_ms))
+            paused, _, cancels, *_ = await pipe.execute()
+        await self._cancel_requested(keys, queue, worker, [c.decode() for c in cancels])
         if self._stop.is_set():
             return
         if queue in self.paused and self.paused[queue] != bool(paused):
             logger.info("queue %s %s", queue, "paused" if paused else "resumed")
         self.paused[queue] = bool(paused)
         worker.allow_pick_jobs = not paused
+
+    async def _cancel_requested(
+        self, keys: Keys, queue: QueueName, worker: Worker, requested: list[str]
+    ) -> None:
+        """Stop the jobs a user cancelled that run here; arq stores them as aborted."""
+        mine = [job_id for job_id in requested if job_id in worker.job_tasks]
+        for job_id in mine:
+            logger.info("cancelling job %s on %s at a user's request", job_id, queue)
+            worker.aborting_tasks.add(job_id)
+            worker.job_tasks[job_id].cancel()
+        if mine:
+            await worker.pool.zrem(keys.cancel_requests(queue), *mine)
 
     async def _keep_scheduling(self) -> None:
         """Enqueue the ticks of the served queues' cron tasks, surviving Redis outages."""

@@ -21,20 +21,60 @@ from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
 
+from config.queues import QueueName
+from workers.execution import Outcome
+from workers.keys import Keys
 from workers.priority import CLAIM_READY, RESCHEDULE
 
 logger = logging.getLogger("arq.worker")
+
+# The counters each outcome moves (see QueueStats): `failed` counts every failed try.
+COUNTERS: dict[Outcome | None, tuple[str, ...]] = {
+    "completed": ("completed",),
+    "retried": ("retried", "failed"),
+    "dead_lettered": ("dead_lettered", "failed"),
+    "cancelled": ("cancelled",),
+    None: ("failed",),  # arq itself failed the job (it outlived arq's own timeout, say)
+}
+
+# KEYS[1] a queue's result index; ARGV: job id, now ms, how many to keep, the oldest finish
+# time kept (ms), arq's result key prefix. Indexes a new result and deletes those past either
+# bound, so results are kept for `keep_result` or the last N, whichever is fewer.
+KEEP_RESULT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if extra > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, extra - 1)) do
+        redis.call('DEL', ARGV[5] .. id)
+    end
+    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
+end
+"""
 
 
 class QueueWorker(Worker):
     """One queue's arq Worker with priority-ordered reads; built by queue_worker.build_worker."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        queue: QueueName,
+        keys: Keys,
+        outcomes: dict[str, Outcome],
+        results_per_queue: int,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.queue = queue
+        self.keys = keys
+        self.outcomes = outcomes
+        self.results_per_queue = results_per_queue
         self._slot_freed = asyncio.Event()
         self._read_full = False
         self._claim: AsyncScript | None = None
         self._reschedule: AsyncScript | None = None
+        self._keep_result: AsyncScript | None = None
 
     async def main(self) -> None:
         """arq's main(), with a wait that ends early when a slot frees (see `_wait`)."""
@@ -48,6 +88,7 @@ class QueueWorker(Worker):
             )
         self._claim = self.pool.register_script(CLAIM_READY)
         self._reschedule = self.pool.register_script(RESCHEDULE)
+        self._keep_result = self.pool.register_script(KEEP_RESULT)
         logger.info("Starting worker for %d functions: %s", len(self.functions), self.queue_name)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
@@ -129,9 +170,18 @@ class QueueWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """arq's finish_job, but a retry waits out of its band and keeps its priority."""
+        """arq's finish_job, plus postroom's bookkeeping in the same transaction.
+
+        A retry waits out of its band and keeps its priority; the result joins the queue's
+        result index; the counters move; the job leaves the active set.
+        """
+        outcome = self.outcomes.pop(job_id, None)
         async with self.pool.pipeline(transaction=True) as tr:
-            delete_keys = []
+            delete_keys = [self.keys.running(job_id)]
+            tr.zrem(self.keys.active(self.queue), job_id)
+            if finish or outcome is not None:
+                for counter in COUNTERS[outcome]:
+                    tr.hincrby(self.keys.stats(self.queue), counter, 1)
             in_progress_key = in_progress_key_prefix + job_id
             if keep_in_progress is None:
                 delete_keys.append(in_progress_key)
@@ -141,11 +191,18 @@ class QueueWorker(Worker):
                 if result_data:
                     expire = None if keep_result_forever else result_timeout_s
                     tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+                    await self._index_result(tr, job_id, result_timeout_s)
                 delete_keys += [retry_prefix + job_id, job_key_prefix + job_id]
                 tr.zrem(self.queue_name, job_id)
             elif incr_score:
                 assert self._reschedule is not None
                 await self._reschedule(keys=[self.queue_name], args=[job_id, incr_score], client=tr)
-            if delete_keys:
-                tr.delete(*delete_keys)
+            tr.delete(*delete_keys)
             await tr.execute()
+
+    async def _index_result(self, tr: Any, job_id: str, keep_s: float | None) -> None:
+        assert self._keep_result is not None
+        now = timestamp_ms()
+        oldest = now - int((keep_s or 0) * 1000) if keep_s else 0
+        args: list[str | int] = [job_id, now, self.results_per_queue, oldest, result_key_prefix]
+        await self._keep_result(keys=[self.keys.results(self.queue)], args=args, client=tr)

@@ -1,0 +1,88 @@
+"""Cancelling a job by id: a waiting job is removed at once, a running one is stopped.
+
+A waiting job is taken out of its queue atomically with the claim script's view of it (both
+are scripts), so it can never start afterwards. A running job is listed for its worker, whose
+supervisor cancels the task within about a second (Supervisor._maintain); arq then stores it
+as aborted, and postroom does not retry it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import retry_key_prefix as retry_prefix
+from arq.jobs import deserialize_job_raw, serialize_result
+
+from workers.errors import PostroomError
+from workers.job_status import locate
+from workers.keys import Keys
+from workers.serialization import dumps, loads
+
+CancelOutcome = Literal["cancelled", "stopping", "not-found"]
+
+# How long a cancel request for a running job waits for its worker to act on it.
+REQUEST_TTL_MS = 60_000
+
+# KEYS: queue, in-progress, job, retry, result, cancel requests, stats.
+# ARGV: job id, the cancelled result, its ttl ms, now ms.
+_CANCEL = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
+    return 2
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
+redis.call('HINCRBY', KEYS[7], 'cancelled', 1)
+return 1
+"""
+
+
+class JobCancelledError(PostroomError):
+    """Stored as the result of a job cancelled before it started."""
+
+
+async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: float) -> CancelOutcome:
+    """Cancel a waiting or running job; a cancelled job is never retried."""
+    located = await locate(redis, keys, job_id)
+    if located is None:
+        return "not-found"
+    queue, _ = located
+    raw = await redis.get(job_key_prefix + job_id)
+    function, args, kwargs, tries, enqueue_ms = (
+        deserialize_job_raw(raw, deserializer=loads) if raw else ("<unknown>", (), {}, 0, 0)
+    )
+    now = int(time.time() * 1000)
+    result = serialize_result(
+        function,
+        args,
+        kwargs,
+        tries or 0,
+        enqueue_ms,
+        False,
+        JobCancelledError("cancelled before it started"),
+        now,
+        now,
+        f"{job_id}:{function}",
+        keys.queue(queue),
+        job_id,
+        serializer=dumps,
+    )
+    script = redis.register_script(_CANCEL)
+    answer = await script(
+        keys=[
+            keys.queue(queue),
+            in_progress_key_prefix + job_id,
+            job_key_prefix + job_id,
+            retry_prefix + job_id,
+            result_key_prefix + job_id,
+            keys.cancel_requests(queue),
+            keys.stats(queue),
+        ],
+        args=[job_id, result or b"", max(int(keep_result * 1000), 1), now],
+    )
+    return {0: "not-found", 1: "cancelled", 2: "stopping"}[int(answer)]  # type: ignore[return-value]

@@ -1,0 +1,53 @@
+"""A queue's numbers, from Redis, so every process (and the admin API) sees the same."""
+
+from __future__ import annotations
+
+import time
+
+from arq.connections import ArqRedis
+from pydantic import BaseModel
+
+from config.queues import QueueName
+from workers.keys import Keys
+
+
+class QueueStats(BaseModel):
+    """Counts now (waiting ... paused) and since the queue's counters began (completed ...).
+
+    `failed` counts failed tries (retried or dead-lettered); `dead_lettered_now` is how many
+    dead letters the queue holds today, `dead_lettered` how many jobs were ever dead-lettered.
+    """
+
+    queue: QueueName
+    waiting: int
+    active: int
+    delayed: int
+    paused: bool
+    dead_lettered_now: int
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    cancelled: int = 0
+
+
+async def read_queue_stats(redis: ArqRedis, keys: Keys, queue: QueueName) -> QueueStats:
+    now = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        # Running jobs stay in the queue (with a ready score) until they finish.
+        pipe.zcount(keys.queue(queue), "-inf", now)
+        pipe.zcount(keys.queue(queue), f"({now}", "+inf")
+        pipe.zcount(keys.active(queue), now, "+inf")
+        pipe.exists(keys.paused(queue))
+        pipe.zcard(keys.dead_index(queue))
+        pipe.hgetall(keys.stats(queue))
+        ready, delayed, active, paused, dead_now, counters = await pipe.execute()
+    return QueueStats(
+        queue=queue,
+        waiting=max(ready - active, 0),
+        active=active,
+        delayed=delayed,
+        paused=bool(paused),
+        dead_lettered_now=dead_now,
+        **{name.decode(): int(value) for name, value in counters.items()},
+    )
