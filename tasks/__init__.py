@@ -2,3 +2,7 @@
 
 Workers import the modules named by `POSTROOM_TASK_MODULES` (default: this package).
 """
+
+from tasks import maintenance
+
+__all__ = ["maintenance"]

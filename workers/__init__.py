@@ -7,6 +7,7 @@ from config.queues import BackoffPolicy, QueueName
 from workers.arq_settings import WorkerSettings
 from workers.client import JobFailedError, JobHandle, PostroomClient
 from workers.context import JobContext
+from workers.cron import Cron
 from workers.errors import (
     ConfigError,
     PayloadValidationError,
@@ -15,6 +16,10 @@ from workers.errors import (
     TaskDefinitionError,
     UnknownTaskError,
 )
+from workers.job_status import JobInfo, JobState
+from workers.priority import Priority
+from workers.progress import Progress
+from workers.queue_stats import QueueStats
 from workers.registry import JobRequest, Task, TaskRegistry, registry, task
 
 Settings = WorkerSettings()
@@ -22,15 +27,21 @@ Settings = WorkerSettings()
 __all__ = [
     "BackoffPolicy",
     "ConfigError",
+    "Cron",
     "JobContext",
     "JobFailedError",
     "JobHandle",
+    "JobInfo",
     "JobRequest",
+    "JobState",
     "PayloadValidationError",
     "PermanentError",
     "PostroomClient",
     "PostroomError",
+    "Priority",
+    "Progress",
     "QueueName",
+    "QueueStats",
     "Settings",
     "Task",
     "TaskDefinitionError",

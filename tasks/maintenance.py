@@ -1,0 +1,25 @@
+"""The runtime's own upkeep, scheduled like any other cron task on the cleanup queue."""
+
+from __future__ import annotations
+
+from config.queues import QueueName
+from workers.context import JobContext
+from workers.cron import Cron
+from workers.dead_letter import DeadLetterStore
+from workers.keys import Keys
+from workers.registry import task
+
+
+@task(queue=QueueName.CLEANUP, name="postroom.trim_dead_letters", cron=Cron("17 * * * *"))
+async def trim_dead_letters(ctx: JobContext) -> dict[str, int]:
+    """Delete dead letters past their queue's retention; hourly, so none outlives it by much.
+
+    Returns how many were deleted per queue.
+    """
+    settings = ctx["settings"]
+    store = DeadLetterStore(ctx["redis"], Keys(settings.key_prefix), settings.dead_letter_retention)
+    trimmed: dict[str, int] = {}
+    for queue, config in settings.queues.items():
+        retention = config.dead_letter_retention or settings.dead_letter_retention
+        trimmed[queue.value] = await store.trim(queue, older_than=retention)
+    return trimmed
