@@ -9,6 +9,7 @@ reply text (it says which rule refused the mail) but never the message or the pa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from datetime import UTC, datetime
@@ -105,6 +106,9 @@ class EmailChannel(Channel):
             async with smtp:
                 await smtp.send_message(email, sender=sender, recipients=[address])
         except (aiosmtplib.SMTPException, OSError) as exc:
+            # aiosmtplib closed the transport; its socket is released on the loop's next turn,
+            # which must come before a caller (or a test's loop) moves on and drops it.
+            await asyncio.sleep(0)
             error = self._classify(self.provider, exc)
             logger.info("%s", error)
             raise error from exc

@@ -1,0 +1,1 @@
+"""The store's revisions, applied in order by `tasks.store.migrate`."""
