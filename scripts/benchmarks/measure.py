@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -117,7 +117,7 @@ class Harness:
 
 
 def _counter(client: redis.Redis) -> int:
-    return int(client.get(jobs.DONE_KEY) or 0)
+    return int(cast(bytes | None, client.get(jobs.DONE_KEY)) or 0)
 
 
 @dataclass
@@ -196,7 +196,8 @@ def drain(
     first = progress.first_at or spawned
     ran = count - progress.first_count
     deltas = {k: v - before.get(k, 0) for k, v in after.items() if k != "info"}
-    deltas["incr"] = deltas.get("incr", 0) - progress.done  # the jobs' own counter
+    # The jobs' own counter: redis-py's incr() sends INCRBY.
+    deltas["incrby"] = deltas.get("incrby", 0) - progress.done
     deltas["get"] = deltas.get("get", 0) - progress.polls  # this loop's polls
     deltas = {k: v for k, v in sorted(deltas.items(), key=lambda kv: -kv[1]) if v > 0}
     return {

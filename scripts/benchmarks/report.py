@@ -35,6 +35,7 @@ class Inputs:
     interrupted: bool
     redis_server: str = "?"
     postroom_source: dict[str, Any] | None = None
+    cpu_steal_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,24 @@ class Target:
     value: str
     status: str  # "met", "missed" or "n/a"
     margin: str
+
+
+def cpu_times() -> dict[str, int]:
+    """The machine's CPU time counters (ticks) from /proc/stat, to compute steal over a run."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return {}
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {name: int(value) for name, value in zip(names, fields, strict=False)}
+
+
+def steal_percent(before: dict[str, int], after: dict[str, int]) -> float | None:
+    """Share of CPU time the hypervisor took from this VM: high steal makes figures noisy."""
+    if not before or not after:
+        return None
+    total = sum(after.values()) - sum(before.values())
+    return 100 * (after.get("steal", 0) - before.get("steal", 0)) / total if total else None
 
 
 def machine() -> dict[str, Any]:
@@ -219,6 +238,58 @@ def _cell(values: dict[str, float], metric: str, fmt: str) -> str:
     return fmt.format(values[metric]) if metric in values else "n/a"
 
 
+SPREAD_METRICS = (
+    ("enqueue_one", "enqueue 1-by-1"),
+    ("drain", "drain"),
+    ("io", "I/O"),
+    ("latency_p50_ms", "p50"),
+    ("latency_p99_ms", "p99"),
+)
+
+
+def _spread_section(inputs: Inputs) -> list[str]:
+    """Max/min across runs: on a shared VM one run can be far off, and a reader should know."""
+    if inputs.runs < 2:
+        return []
+    lines = [
+        "",
+        "## Run-to-run spread (max / min of the runs)",
+        "",
+        "How much to trust a difference: medians closer than the spread are not a result.",
+        "",
+        "| system | " + " | ".join(label for _, label in SPREAD_METRICS) + " |",
+        "|---|" + "---|" * len(SPREAD_METRICS),
+    ]
+    for system in inputs.systems:
+        samples = inputs.samples.get(system.name, {})
+        cells = []
+        for metric, _ in SPREAD_METRICS:
+            values = samples.get(metric, [])
+            ok = len(values) > 1 and min(values) > 0
+            cells.append(f"{max(values) / min(values):.1f}x" if ok else "n/a")
+        lines.append(f"| {system.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _commands_section(inputs: Inputs) -> list[str]:
+    """Per job, the commands each system's drain sent: where its Redis cost comes from."""
+    lines = [
+        "",
+        "## Redis commands per job, by command (last drain run)",
+        "",
+        "Commands run inside Lua scripts count, and so do idle polls during the drain.",
+        "",
+    ]
+    for system in inputs.systems:
+        counts = inputs.details.get(system.name, {}).get("drain_commands")
+        if not counts:
+            continue
+        per_job = [(cmd, n / inputs.sizes.drain) for cmd, n in counts.items()]
+        shown = ", ".join(f"{cmd} {n:.2f}" for cmd, n in per_job if n >= 0.01)
+        lines.append(f"- **{system.name}**: {shown}")
+    return lines if len(lines) > 5 else []
+
+
 def markdown(inputs: Inputs, data: dict[str, Any]) -> str:
     m: dict[str, dict[str, float]] = data["medians"]
     s = inputs.sizes
@@ -228,7 +299,12 @@ def markdown(inputs: Inputs, data: dict[str, Any]) -> str:
         "",
         f"{data['generated']} · {mach['cpu_model']}, {mach['cores']} cores, "
         f"{mach['ram_gib']} GiB RAM · Python {mach['python']} · {inputs.redis_server} "
-        "(embedded, AOF everysec, fresh per measurement, loopback)",
+        "(embedded, AOF everysec, fresh per measurement, loopback)"
+        + (
+            f" · CPU steal during the run {inputs.cpu_steal_percent:.0f} %"
+            if inputs.cpu_steal_percent is not None
+            else ""
+        ),
         "",
         f"Median of {inputs.runs} run(s){' (--quick)' if inputs.quick else ''}; "
         f"enqueue {s.enqueue:,} jobs, drain {s.drain:,} no-op jobs, I/O {s.io:,} jobs of "
@@ -242,7 +318,13 @@ def markdown(inputs: Inputs, data: dict[str, Any]) -> str:
         changed = source.get("uncommitted_changes") or []
         lines += [
             f"postroom at commit {source.get('commit')}"
-            + (f" with uncommitted changes to {', '.join(changed)}." if changed else "."),
+            + (f" with uncommitted changes to {', '.join(changed)}." if changed else ".")
+            + (
+                f" **postroom changed during the run** (started at {source['commit_at_start']});"
+                " its figures may mix versions."
+                if source.get("changed_during_run")
+                else ""
+            ),
             "",
         ]
     if inputs.interrupted:
@@ -276,6 +358,8 @@ def markdown(inputs: Inputs, data: dict[str, Any]) -> str:
     for t in data["targets"]:
         mark = {"met": "✅ met", "missed": "❌ missed"}.get(t["status"], t["status"])
         lines.append(f"| {t['name']} | {t['goal']} | {t['value']} | {mark} | {t['margin']} |")
+    lines += _spread_section(inputs)
+    lines += _commands_section(inputs)
     lines += ["", "## Systems", "", "| system | versions | setup |", "|---|---|---|"]
     for system in inputs.systems:
         info = inputs.versions.get(system.name, {})
@@ -316,7 +400,7 @@ def write(out: Path, inputs: Inputs) -> list[Path]:
         "generated": datetime.datetime.fromtimestamp(inputs.started, datetime.UTC).strftime(
             "%Y-%m-%d %H:%M UTC"
         ),
-        "machine": machine(),
+        "machine": {**machine(), "cpu_steal_percent_during_run": inputs.cpu_steal_percent},
         "redis_server": inputs.redis_server,
         "postroom_source": inputs.postroom_source,
         "runs": inputs.runs,
@@ -340,3 +424,41 @@ def write(out: Path, inputs: Inputs) -> list[Path]:
 
     paths.append(chart.draw(out / "chart.png", [s.name for s in inputs.systems], m, data))
     return paths
+
+
+def rewrite(results_json: Path) -> list[Path]:
+    """Rebuild results.md and chart.png (and results.json) from a results.json's samples.
+
+    For changes to the report itself: no need to measure again.
+    """
+    from benchmarks.systems import SYSTEMS
+
+    data = json.loads(results_json.read_text())
+    source = data.get("postroom_source") or {}
+    inputs = Inputs(
+        systems=[SYSTEMS[name] for name in data["systems"]],
+        runs=data["runs"],
+        sizes=Sizes(**data["sizes"]),
+        quick=data["quick"],
+        samples=data["samples"],
+        details=data["details"],
+        errors=data["errors"],
+        versions={name: s.get("versions") for name, s in data["systems"].items()},
+        started=datetime.datetime.strptime(data["generated"], "%Y-%m-%d %H:%M UTC")
+        .replace(tzinfo=datetime.UTC)
+        .timestamp(),
+        interrupted=data["interrupted"],
+        redis_server=data["redis_server"],
+        postroom_source=source,
+        cpu_steal_percent=data["machine"].get("cpu_steal_percent_during_run"),
+    )
+    return write(results_json.parent, inputs)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for written in rewrite(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "bench-results/results.json")
+    ):
+        print(written)

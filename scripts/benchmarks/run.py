@@ -139,6 +139,15 @@ def _profile(h: Harness, system: System, out: Path) -> None:
     _say(f"  {system.name:12} profile        {summary}")
 
 
+def _source(at_start: dict[str, Any], at_end: dict[str, Any]) -> dict[str, Any]:
+    """postroom's commit at the end, flagged when its code changed while the bench ran."""
+    return {
+        **at_end,
+        "commit_at_start": at_start["commit"],
+        "changed_during_run": at_start != at_end,
+    }
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
@@ -146,6 +155,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Ctrl-C must stop the bench even when started from a shell that ignores SIGINT for it
+    # (a background job); Python would otherwise keep that SIG_IGN.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     scratch = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
     logs = scratch / "logs"
     logs.mkdir()
@@ -153,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     h = Harness(root=args.root, scratch=scratch, logs=logs, sizes=sizes)
     results = Results()
     started = time.time()
+    cpu_before = report.cpu_times()
+    source_at_start = report.postroom_source(args.root)
     interrupted = False
     versions: dict[str, Any] = {}
     redis_server = "?"
@@ -204,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             started=started,
             interrupted=interrupted,
             redis_server=redis_server,
-            postroom_source=report.postroom_source(args.root),
+            postroom_source=_source(source_at_start, report.postroom_source(args.root)),
+            cpu_steal_percent=report.steal_percent(cpu_before, report.cpu_times()),
         ),
     )
     _say(f"bench: wrote {', '.join(str(p) for p in written)} in {time.time() - started:.0f}s")

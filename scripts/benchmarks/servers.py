@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -38,7 +38,7 @@ def connect(server: EmbeddedRedis) -> redis.Redis:
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
     """Calls per command so far (`INFO commandstats`; commands run by scripts count too)."""
-    stats: dict[str, Any] = client.info("commandstats")
+    stats = cast(dict[str, Any], client.info("commandstats"))
     return {
         name.removeprefix("cmdstat_"): int(value["calls"])
         for name, value in stats.items()
@@ -47,7 +47,7 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
 
 
 def server_version(client: redis.Redis) -> str:
-    info: dict[str, Any] = client.info("server")
+    info = cast(dict[str, Any], client.info("server"))
     if "valkey_version" in info:
         return f"valkey {info['valkey_version']}"
     return f"redis {info.get('redis_version', '?')}"

@@ -35,7 +35,8 @@ def worker_command(processes: int) -> tuple[list[str], dict[str, str]]:
 
 
 async def connect() -> ArqRedis:
-    return await _arq.connect()
+    pool: ArqRedis = await _arq.connect()
+    return pool
 
 
 async def close(client: ArqRedis) -> None:

@@ -42,7 +42,8 @@ def worker_command(processes: int) -> tuple[list[str], dict[str, str]]:
 
 
 async def connect() -> ArqRedis:
-    return await _arq.connect(orjson.dumps)
+    pool: ArqRedis = await _arq.connect(orjson.dumps)
+    return pool
 
 
 async def close(client: ArqRedis) -> None:

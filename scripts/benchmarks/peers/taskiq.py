@@ -35,18 +35,18 @@ def _broker() -> AsyncBroker:
 broker = _broker()
 
 
-@broker.task(task_name=jobs.NOOP)
+@broker.task(task_name=jobs.NOOP)  # type: ignore[untyped-decorator]
 async def bench_noop() -> None:
     await jobs.done()
 
 
-@broker.task(task_name=jobs.SLEEP)
+@broker.task(task_name=jobs.SLEEP)  # type: ignore[untyped-decorator]
 async def bench_sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
     await jobs.done()
 
 
-@broker.task(task_name=jobs.LATENCY)
+@broker.task(task_name=jobs.LATENCY)  # type: ignore[untyped-decorator]
 async def bench_latency(enqueued_at: float) -> None:
     await jobs.started(enqueued_at)
 
