@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 
 from config.errors import ConfigError
 from config.notify import SmtpSettings
@@ -56,6 +57,24 @@ def build_message(sender: str, recipient: str, message: RenderedMessage) -> Emai
     )
     email.set_content(message.body)
     return email
+
+
+async def _closed(connection: SMTPProtocol | None, limit: float) -> None:
+    """Wait, at most `limit` seconds, until the connection's socket is closed.
+
+    Closing a TLS connection takes a round trip (close_notify), and closing any transport takes
+    a turn of the loop: a caller that moves on at once (a worker shutting down, a test's loop
+    ending) would otherwise leave the socket open. The protocol drops its transport when the
+    connection is lost, after the socket was closed.
+    """
+    await asyncio.sleep(0)
+    if connection is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    # aiosmtplib offers no event for it; noqa: a bounded poll of its public state.
+    while connection.transport is not None and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
 
 
 def _reply(text: str) -> str:
@@ -102,16 +121,17 @@ class EmailChannel(Channel):
             password=settings.password.get_secret_value() if settings.password else None,
             timeout=settings.timeout,
         )
+        connection: SMTPProtocol | None = None
         try:
             async with smtp:
+                connection = smtp.protocol
                 await smtp.send_message(email, sender=sender, recipients=[address])
         except (aiosmtplib.SMTPException, OSError) as exc:
-            # aiosmtplib closed the transport; its socket is released on the loop's next turn,
-            # which must come before a caller (or a test's loop) moves on and drops it.
-            await asyncio.sleep(0)
             error = self._classify(self.provider, exc)
             logger.info("%s", error)
             raise error from exc
+        finally:
+            await _closed(connection, settings.timeout)
         logger.debug("email sent via %s", self.provider)
 
     def _classify(self, provider: str, exc: aiosmtplib.SMTPException | OSError) -> ProviderError:
