@@ -9,7 +9,9 @@ from urllib.parse import quote
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.encryption import EncryptionSettings
 from config.errors import ConfigError
+from config.notify import PushSettings, SmsSettings, SmtpSettings
 from config.queues import QueueName, QueueTable
 
 ENV_PREFIX = "POSTROOM_"
@@ -66,6 +68,21 @@ class PostroomSettings(BaseSettings):
     results_per_queue: int = Field(default=1_000, ge=1)
     # Dead letters older than this are trimmed by the cleanup cron (a queue may override it).
     dead_letter_retention: float = Field(default=7 * 86_400.0, gt=0)
+    # The message store: PostgreSQL in production (`postgresql://...`), else a SQLite file in
+    # `data_dir`.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "POSTROOM_DATABASE_URL")
+    )
+    # The tasks' services: `POSTROOM_ENCRYPTION__KEYS`, `POSTROOM_SMTP__HOST`, ...
+    encryption: EncryptionSettings = EncryptionSettings()
+    push: PushSettings = PushSettings()
+    sms: SmsSettings = SmsSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    # Messages stored encrypted stay out of the search index unless this is set: the index
+    # holds their words in plaintext.
+    index_encrypted_messages: bool = False
+    # The cleanup cron deletes messages older than this (the job's `retentionDays` overrides).
+    message_retention_days: int = Field(default=90, ge=1)
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -19,7 +19,7 @@ from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.cancellation import CancelOutcome, cancel_job
 from workers.dead_letter import DeadLetterStore
-from workers.enqueue import NewJob, write_jobs
+from workers.enqueue import Checkpoint, NewJob, write_jobs
 from workers.errors import PostroomError
 from workers.job_status import JobInfo, JobState, read_job_info
 from workers.keys import Keys
@@ -134,11 +134,16 @@ class PostroomClient:
         [handle] = await self.enqueue_many([request])
         return handle
 
-    async def enqueue_many(self, requests: Iterable[JobRequest[Any]]) -> list[JobHandle[Any]]:
-        """Queue many jobs in one round trip (bulk sends); answers in the same order."""
+    async def enqueue_many(
+        self, requests: Iterable[JobRequest[Any]], *, checkpoint: Checkpoint | None = None
+    ) -> list[JobHandle[Any]]:
+        """Queue many jobs in one round trip (bulk sends); answers in the same order.
+
+        A `checkpoint` key is set in the same transaction (see `Checkpoint`).
+        """
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
-        created = await write_jobs(self.redis, [job for job, _ in jobs])
+        created = await write_jobs(self.redis, [job for job, _ in jobs], checkpoint=checkpoint)
         return [
             JobHandle(job.job_id, task, new, self)
             for (job, task), new in zip(jobs, created, strict=True)

@@ -148,9 +148,14 @@ class DeadLetterStore:
         ids = await self.redis.zrange(self.keys.dead_index(queue), 0, -1)
         return await self._delete(queue, [i.decode() for i in ids])
 
-    async def trim(self, queue: QueueName, *, older_than: float | None = None) -> int:
-        """Delete dead letters older than the retention (or `older_than` seconds)."""
+    async def trim(
+        self, queue: QueueName, *, older_than: float | None = None, dry_run: bool = False
+    ) -> int:
+        """Delete (or with `dry_run`, count) dead letters older than the retention (or
+        `older_than` seconds)."""
         cutoff = time.time() - (self.retention if older_than is None else older_than)
+        if dry_run:
+            return int(await self.redis.zcount(self.keys.dead_index(queue), "-inf", cutoff))
         ids = await self.redis.zrangebyscore(self.keys.dead_index(queue), "-inf", cutoff)
         return await self._delete(queue, [i.decode() for i in ids])
 

@@ -64,12 +64,33 @@ async def queue_job(redis: ArqRedis, pipe: Any, job: NewJob) -> None:
     await script(keys=keys, args=args, client=pipe)
 
 
-async def write_jobs(redis: ArqRedis, jobs: Sequence[NewJob]) -> list[bool]:
-    """Write `jobs` in one round trip; each answer says whether that job was new."""
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A key set in the same transaction as a bulk enqueue: "these jobs are written".
+
+    A task that fans out in chunks (batch-send) records its progress this way, so a retry
+    resumes after the last chunk written, never re-sending one whose children already ran and
+    whose results were since deleted.
+    """
+
+    key: str
+    value: str
+    ttl_ms: int
+
+
+async def write_jobs(
+    redis: ArqRedis, jobs: Sequence[NewJob], *, checkpoint: Checkpoint | None = None
+) -> list[bool]:
+    """Write `jobs` in one round trip; each answer says whether that job was new.
+
+    With a `checkpoint`, the jobs and the checkpoint are one MULTI/EXEC: all or nothing.
+    """
     if not jobs:
         return []
-    async with redis.pipeline(transaction=False) as pipe:
+    async with redis.pipeline(transaction=checkpoint is not None) as pipe:
         for job in jobs:
             await queue_job(redis, pipe, job)
+        if checkpoint is not None:
+            pipe.set(checkpoint.key, checkpoint.value, px=checkpoint.ttl_ms)
         replies = await pipe.execute()
-    return [bool(reply) for reply in replies]
+    return [bool(reply) for reply in replies[: len(jobs)]]

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from config.settings import PostroomSettings
+from workers.resources import Resources
 
 
 @dataclass
@@ -21,3 +22,8 @@ class Runtime:
     # Set just before the supervisor cancels the jobs still running after the grace period:
     # a job cancelled then is put back without spending a try.
     shutting_down: bool = False
+    # The services the tasks share, closed by the supervisor once no job runs.
+    resources: Resources = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resources = Resources(self.settings)

@@ -149,6 +149,7 @@ class Supervisor:
                 self._jobs_done.set()
                 if self._maintenance is not None:
                     await asyncio.gather(self._maintenance, return_exceptions=True)
+                await self._close_resources()
                 mains = [w.main_task for w in workers if w.main_task is not None]
                 for main in mains:
                     main.cancel()
@@ -174,6 +175,12 @@ class Supervisor:
         )
         for waiter in waiters:
             waiter.cancel()
+
+    async def _close_resources(self) -> None:
+        try:
+            await self.runtime.resources.aclose()
+        except Exception:
+            logger.exception("closing the tasks' shared services failed")
 
     async def _close(self, worker: Worker) -> None:
         try:

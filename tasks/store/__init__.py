@@ -6,7 +6,7 @@ the repository functions take a session from `store.transaction()`, so a task gr
 in one transaction, and are idempotent, so a retried task changes nothing twice.
 """
 
-from tasks.store.cleanup import CleanupCounts, cleanup
+from tasks.store.cleanup import CLEANUP_KINDS, CleanupCounts, CleanupKind, cleanup
 from tasks.store.database import MessageStore, create_engine, database_url, normalise_url
 from tasks.store.deliveries import (
     get_delivery,
@@ -18,8 +18,10 @@ from tasks.store.deliveries import (
 from tasks.store.messages import (
     add_attachment,
     delete_conversation,
+    encrypted_under_other_keys,
     ensure_conversation,
     get_message,
+    replace_content,
     save_message,
 )
 from tasks.store.migrate import downgrade, migrate
@@ -34,13 +36,20 @@ from tasks.store.models import (
     NotificationStatus,
     SearchEntry,
 )
-from tasks.store.notifications import list_notifications, mark_notification_read, store_notification
+from tasks.store.notifications import (
+    list_notifications,
+    mark_notification_read,
+    set_notification_status,
+    store_notification,
+)
 from tasks.store.search import SearchHit, delete_from_index, index_message, search, update_index
 
 __all__ = [
+    "CLEANUP_KINDS",
     "Attachment",
     "Channel",
     "CleanupCounts",
+    "CleanupKind",
     "Conversation",
     "Delivery",
     "DeliveryStatus",
@@ -57,6 +66,7 @@ __all__ = [
     "delete_conversation",
     "delete_from_index",
     "downgrade",
+    "encrypted_under_other_keys",
     "ensure_conversation",
     "get_delivery",
     "get_message",
@@ -69,8 +79,10 @@ __all__ = [
     "migrate",
     "normalise_url",
     "record_sent",
+    "replace_content",
     "save_message",
     "search",
+    "set_notification_status",
     "store_notification",
     "update_index",
 ]

@@ -18,13 +18,13 @@ leave files that no row points to any more.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement, CursorResult, Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, CursorResult, Select, delete, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tasks.store.database import MessageStore
@@ -56,18 +56,27 @@ class CleanupCounts(BaseModel):
         )
 
 
+CleanupKind = Literal["old_messages", "deleted_conversations", "expired_attachments"]
+CLEANUP_KINDS: frozenset[CleanupKind] = frozenset(get_args(CleanupKind))
+
+
 class _Doomed:
     """The conditions that pick what goes, shared by the dry run and the real one."""
 
-    def __init__(self, older_than: datetime, now: datetime) -> None:
+    def __init__(self, older_than: datetime, now: datetime, kinds: Collection[CleanupKind]) -> None:
         deleted_conversations = select(Conversation.id).where(Conversation.deleted_at.is_not(None))
-        self.message = or_(
-            Message.created_at < older_than, Message.conversation_id.in_(deleted_conversations)
-        )
+        doomed_messages = []
+        if "old_messages" in kinds:
+            doomed_messages.append(Message.created_at < older_than)
+        if "deleted_conversations" in kinds:
+            doomed_messages.append(Message.conversation_id.in_(deleted_conversations))
+        self.message = or_(false(), *doomed_messages)
         self.message_ids = select(Message.id).where(self.message)
-        self.expired = Attachment.expires_at <= now
+        self.expired = Attachment.expires_at <= now if "expired_attachments" in kinds else false()
         self.attachment = or_(self.expired, Attachment.message_id.in_(self.message_ids))
-        self.conversation = Conversation.deleted_at.is_not(None)
+        self.conversation = (
+            Conversation.deleted_at.is_not(None) if "deleted_conversations" in kinds else false()
+        )
 
 
 # One batch: how many rows of its own table it took (fewer than asked: the last batch), and
@@ -81,15 +90,17 @@ async def cleanup(
     older_than: datetime,
     batch_size: int,
     dry_run: bool,
+    kinds: Collection[CleanupKind] = CLEANUP_KINDS,
     now: datetime | None = None,
 ) -> CleanupCounts:
     """Purge (or with `dry_run`, count) what retention removes, `batch_size` rows at a time.
 
-    `now` decides which attachments have expired (default: the current time).
+    `kinds` narrows it to old messages, deleted conversations (their messages too) or expired
+    attachments; `now` decides which attachments have expired (default: the current time).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    doomed = _Doomed(older_than, now or utcnow())
+    doomed = _Doomed(older_than, now or utcnow(), kinds)
     if dry_run:
         async with store.transaction() as session:
             return await _count(session, doomed)

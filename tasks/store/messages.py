@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tasks.store.models import Attachment, Conversation, Message
@@ -102,3 +102,45 @@ async def add_attachment(
         .returning(Attachment.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def replace_content(
+    session: AsyncSession,
+    message_id: str,
+    content: str,
+    *,
+    encrypted: bool,
+    key_id: str | None,
+    expected_key_id: str | None,
+) -> bool:
+    """Swap a message's stored content (encrypted at rest, or re-encrypted under a new key).
+
+    Compare-and-set on the key id the caller read (None: plaintext): when a concurrent job got
+    there first, nothing changes and the answer is False.
+    """
+    statement = (
+        update(Message)
+        .where(Message.id == message_id, _key_is(expected_key_id))
+        .values(content=content, encrypted=encrypted, key_id=key_id)
+        .returning(Message.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+def _key_is(key_id: str | None) -> ColumnElement[bool]:
+    if key_id is None:
+        return Message.encrypted.is_(False)
+    return and_(Message.encrypted.is_(True), Message.key_id == key_id)
+
+
+async def encrypted_under_other_keys(
+    session: AsyncSession, active_key_id: str, *, after: str = "", limit: int = 500
+) -> list[Message]:
+    """Encrypted messages not under `active_key_id`, by id after `after`: a rotation's page."""
+    query = (
+        select(Message)
+        .where(Message.encrypted.is_(True), Message.key_id != active_key_id, Message.id > after)
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())

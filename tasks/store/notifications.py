@@ -89,3 +89,16 @@ async def mark_notification_read(
         .returning(Notification.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def set_notification_status(
+    session: AsyncSession, notification_id: str, status: NotificationStatus
+) -> bool:
+    """Record what the provider did with it (sent or failed); never undoes a read."""
+    statement = (
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.read_at.is_(None))
+        .values(status=status)
+        .returning(Notification.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None

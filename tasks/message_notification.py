@@ -1,0 +1,88 @@
+"""The message-notification queue: `send-notification` on push, e-mail, SMS or in-app.
+
+The notification is stored first (id: the payload's or the job's, so a retry finds the same
+row), then sent, then marked sent. A provider's 4xx (or SMTP 5xx) is a PermanentError: the
+notification is marked failed and the job goes to the dead letters. A 5xx, timeout or lost
+connection raises ProviderUnavailable, and the job retries with backoff. An in-app
+notification is in the inbox once stored, and is published on the user's real-time channel.
+Neither the body nor the provider's credentials reach a log line.
+"""
+
+from __future__ import annotations
+
+from config.queues import QueueName
+from tasks.notify import Channel, MessageTemplate, ProviderRejected, RenderedMessage
+from tasks.payloads import NotificationSent, SendNotification
+from tasks.realtime import NotificationEvent, publish
+from tasks.services import email_channel, message_store, push_channel, service, sms_channel
+from tasks.store import Channel as StoredChannel
+from tasks.store import (
+    MessageStore,
+    NotificationStatus,
+    set_notification_status,
+    store_notification,
+)
+from workers.context import JobContext
+from workers.registry import task
+
+
+@task(queue=QueueName.NOTIFICATION, name="send-notification")
+async def send_notification(ctx: JobContext, notification: SendNotification) -> NotificationSent:
+    rendered = MessageTemplate(notification.title, notification.message).render(
+        notification.variables
+    )
+    notification_id = notification.notification_id or ctx["job_id"]
+    store = await service(ctx, message_store)
+    async with store.transaction() as session:
+        await store_notification(
+            session,
+            notification_id=notification_id,
+            recipient_id=notification.recipient_id,
+            channel=StoredChannel(notification.type),
+            title=rendered.title,
+            body=rendered.body,
+            message_id=notification.message_id,
+            data=dict(notification.data),
+            created_at=notification.created_at,
+        )
+    if notification.type == "in_app":
+        event = NotificationEvent(
+            notification_id=notification_id,
+            title=rendered.title,
+            body=rendered.body,
+            message_id=notification.message_id,
+            data=notification.data,
+        )
+        prefix = ctx["settings"].key_prefix
+        listeners = await publish(ctx["redis"], prefix, notification.recipient_id, event)
+        return NotificationSent(
+            notification_id=notification_id, type=notification.type, listeners=listeners
+        )
+    assert notification.to is not None  # the payload's validator requires it
+    try:
+        await _send(ctx, notification, notification.to, rendered)
+    except ProviderRejected:
+        await _set_status(store, notification_id, NotificationStatus.FAILED)
+        raise
+    await _set_status(store, notification_id, NotificationStatus.SENT)
+    return NotificationSent(notification_id=notification_id, type=notification.type)
+
+
+async def _send(
+    ctx: JobContext, notification: SendNotification, to: str, message: RenderedMessage
+) -> None:
+    if notification.type == "push":
+        push = await service(ctx, push_channel)
+        await push.send(to, message, data=notification.data)
+        return
+    channel: Channel = await service(
+        ctx, email_channel if notification.type == "email" else sms_channel
+    )
+    await channel.send(to, message)
+
+
+async def _set_status(
+    store: MessageStore, notification_id: str, status: NotificationStatus
+) -> None:
+    async with store.transaction() as session:
+        await set_notification_status(session, notification_id, status)
