@@ -19,6 +19,7 @@ from tasks.store import Channel as StoredChannel
 from tasks.store import (
     MessageStore,
     NotificationStatus,
+    get_message,
     set_notification_status,
     store_notification,
 )
@@ -34,6 +35,13 @@ async def send_notification(ctx: JobContext, notification: SendNotification) -> 
     notification_id = notification.notification_id or ctx["job_id"]
     store = await service(ctx, message_store)
     async with store.transaction() as session:
+        # The message may not be stored yet (its delivery job runs on another queue) or at all
+        # (a deployment keeping messages elsewhere): then its id stays in the data, unlinked.
+        data = dict(notification.data)
+        message_id = notification.message_id
+        if message_id is not None and await get_message(session, message_id) is None:
+            data.setdefault("messageId", message_id)
+            message_id = None
         await store_notification(
             session,
             notification_id=notification_id,
@@ -41,8 +49,8 @@ async def send_notification(ctx: JobContext, notification: SendNotification) -> 
             channel=StoredChannel(notification.type),
             title=rendered.title,
             body=rendered.body,
-            message_id=notification.message_id,
-            data=dict(notification.data),
+            message_id=message_id,
+            data=data,
             created_at=notification.created_at,
         )
     if notification.type == "in_app":

@@ -26,6 +26,9 @@ from workers.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA.
+pytest_plugins = ["tests.databases", "tests.mail_server"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:

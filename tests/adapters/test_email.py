@@ -17,7 +17,7 @@ from tasks.notify import (
     ProviderUnavailable,
     RenderedMessage,
 )
-from tests.adapters.conftest import SMTP_PASSWORD, SMTP_USER, SmtpServer
+from tests.mail_server import SMTP_PASSWORD, SMTP_USER, SmtpServer
 from workers.errors import PermanentError
 
 MESSAGE = RenderedMessage(title="Your code", body="Hello Ada,\n\nyour code is 4711. Grüße!\n")

@@ -1,4 +1,4 @@
-"""Real databases for the store's tests: a SQLite file per test, a PostgreSQL database per session.
+"""Real databases for the store's and the tasks' tests: SQLite per test, PostgreSQL per session.
 
 PostgreSQL must run on 127.0.0.1:5432 with trust authentication (user `postgres` or `root`).
 It is not optional: when it cannot be reached, its tests fail saying so, rather than skip and
