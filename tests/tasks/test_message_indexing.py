@@ -13,9 +13,16 @@ from workers.client import PostroomClient
 from workers.supervisor import Supervisor
 
 
-async def found(db: MessageStore, query: str, **filters: str) -> list[str]:
+async def found(
+    db: MessageStore,
+    query: str,
+    *,
+    conversation_id: str | None = None,
+    sender_id: str | None = None,
+) -> list[str]:
     async with db.transaction() as session:
-        return [hit.message_id for hit in await search(session, query, **filters)]
+        hits = await search(session, query, conversation_id=conversation_id, sender_id=sender_id)
+    return [hit.message_id for hit in hits]
 
 
 async def run(client: PostroomClient, job: IndexingJob) -> tuple[bool, str | None]:
