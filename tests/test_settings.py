@@ -90,3 +90,32 @@ def test_unknown_worker_queue_is_rejected_naming_the_variable(
 
 def test_by_default_a_worker_serves_all_six_queues() -> None:
     assert load_settings().worker_queues == list(QueueName)
+
+
+def test_the_tasks_services_are_pointed_at_real_servers_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://app:secret@db.internal:5432/postroom")
+    monkeypatch.setenv("POSTROOM_ENCRYPTION__KEYS", '{"2026-11": "' + "A" * 43 + '="}')
+    monkeypatch.setenv("POSTROOM_ENCRYPTION__ACTIVE_KEY_ID", "2026-11")
+    monkeypatch.setenv("POSTROOM_SMTP__HOST", "smtp.internal")
+    monkeypatch.setenv("POSTROOM_SMTP__USERNAME", "mailer")
+    monkeypatch.setenv("POSTROOM_SMTP__PASSWORD", "pw")
+    monkeypatch.setenv("POSTROOM_PUSH__URL", "https://push.internal/send")
+    monkeypatch.setenv("POSTROOM_SMS__URL", "https://sms.internal/messages")
+    settings = load_settings()
+    assert settings.database_url == "postgres://app:secret@db.internal:5432/postroom"
+    assert settings.encryption.active_key_id == "2026-11"
+    assert list(settings.encryption.keys) == ["2026-11"]
+    assert (settings.smtp.host, settings.smtp.effective_port) == ("smtp.internal", 587)
+    assert str(settings.push.url) == "https://push.internal/send"
+    assert settings.sms.url is not None and settings.sms.url.host == "sms.internal"
+
+
+def test_a_bad_service_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTROOM_SMTP__PORT", "0")
+    monkeypatch.setenv("POSTROOM_PUSH__URL", "not a url")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "POSTROOM_SMTP__PORT" in str(caught.value)
+    assert "POSTROOM_PUSH__URL" in str(caught.value)
