@@ -77,6 +77,22 @@ async def _closed(connection: SMTPProtocol | None, limit: float) -> None:
         await asyncio.sleep(0.005)
 
 
+class _SMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, remembering its connection even when connecting fails part-way
+    (a refused STARTTLS handshake), so that `_closed` can wait for that socket too."""
+
+    connection: SMTPProtocol | None = None
+
+    # noqa: overrides aiosmtplib's own signature.
+    async def _create_connection(
+        self,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> aiosmtplib.SMTPResponse:
+        response = await super()._create_connection(timeout)
+        self.connection = self.protocol
+        return response
+
+
 def _reply(text: str) -> str:
     return " ".join(text.split())[:REPLY_LIMIT]
 
@@ -111,7 +127,7 @@ class EmailChannel(Channel):
             ) from None
         address = _address(recipient)
         email = build_message(sender_header, recipient, message)
-        smtp = aiosmtplib.SMTP(
+        smtp = _SMTP(
             hostname=settings.host,
             port=settings.effective_port,
             use_tls=settings.use_tls,
@@ -121,17 +137,15 @@ class EmailChannel(Channel):
             password=settings.password.get_secret_value() if settings.password else None,
             timeout=settings.timeout,
         )
-        connection: SMTPProtocol | None = None
         try:
             async with smtp:
-                connection = smtp.protocol
                 await smtp.send_message(email, sender=sender, recipients=[address])
         except (aiosmtplib.SMTPException, OSError) as exc:
             error = self._classify(self.provider, exc)
             logger.info("%s", error)
             raise error from exc
         finally:
-            await _closed(connection, settings.timeout)
+            await _closed(smtp.connection, settings.timeout)
         logger.debug("email sent via %s", self.provider)
 
     def _classify(self, provider: str, exc: aiosmtplib.SMTPException | OSError) -> ProviderError:
