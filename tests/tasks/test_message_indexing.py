@@ -6,23 +6,12 @@ from config.settings import PostroomSettings
 from tasks.message_delivery import send_message
 from tasks.message_indexing import index_message_task
 from tasks.payloads import IndexingJob, SendMessage
-from tasks.store import MessageStore, search
+from tasks.store import MessageStore
 from tests.conftest import running_worker
+from tests.store.helpers import found
 from tests.tasks.conftest import with_settings
 from workers.client import PostroomClient
 from workers.supervisor import Supervisor
-
-
-async def found(
-    db: MessageStore,
-    query: str,
-    *,
-    conversation_id: str | None = None,
-    sender_id: str | None = None,
-) -> list[str]:
-    async with db.transaction() as session:
-        hits = await search(session, query, conversation_id=conversation_id, sender_id=sender_id)
-    return [hit.message_id for hit in hits]
 
 
 async def run(client: PostroomClient, job: IndexingJob) -> tuple[bool, str | None]:
