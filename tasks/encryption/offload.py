@@ -10,11 +10,25 @@ characters.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from tasks.encryption.envelope import Envelope
 from tasks.encryption.keyring import Keyring
 
 OFFLOAD_THRESHOLD = 64 * 1024
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def _off_loop_if_large(
+    size: int, threshold: int, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """`function(...)` in a worker thread when `size` exceeds `threshold`, else inline."""
+    if size > threshold:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    return function(*args, **kwargs)
 
 
 async def encrypt_async(
@@ -25,9 +39,9 @@ async def encrypt_async(
     threshold: int = OFFLOAD_THRESHOLD,
 ) -> Envelope:
     """`keyring.encrypt`, in a worker thread when the payload is larger than `threshold`."""
-    if len(plaintext) > threshold:
-        return await asyncio.to_thread(keyring.encrypt, plaintext, message_id=message_id)
-    return keyring.encrypt(plaintext, message_id=message_id)
+    return await _off_loop_if_large(
+        len(plaintext), threshold, keyring.encrypt, plaintext, message_id=message_id
+    )
 
 
 async def decrypt_async(
@@ -38,9 +52,9 @@ async def decrypt_async(
     threshold: int = OFFLOAD_THRESHOLD,
 ) -> bytes:
     """`keyring.decrypt`, in a worker thread when the ciphertext is larger than `threshold`."""
-    if len(envelope.ciphertext) > threshold:
-        return await asyncio.to_thread(keyring.decrypt, envelope, message_id=message_id)
-    return keyring.decrypt(envelope, message_id=message_id)
+    return await _off_loop_if_large(
+        len(envelope.ciphertext), threshold, keyring.decrypt, envelope, message_id=message_id
+    )
 
 
 async def rotate_async(
@@ -51,6 +65,8 @@ async def rotate_async(
     threshold: int = OFFLOAD_THRESHOLD,
 ) -> Envelope:
     """`keyring.rotate`, in a worker thread when the ciphertext is larger than `threshold`."""
-    if envelope.key_id != keyring.active_key_id and len(envelope.ciphertext) > threshold:
-        return await asyncio.to_thread(keyring.rotate, envelope, message_id=message_id)
-    return keyring.rotate(envelope, message_id=message_id)
+    # Already under the active key: rotate returns it as is, no work to move off the loop.
+    size = 0 if envelope.key_id == keyring.active_key_id else len(envelope.ciphertext)
+    return await _off_loop_if_large(
+        size, threshold, keyring.rotate, envelope, message_id=message_id
+    )
