@@ -115,7 +115,10 @@ class Inbox:
         return sum(len(events) for events in self.events.values())
 
     async def wait_for(self, count: int, within: float = 60) -> None:
-        await eventually(lambda: _holds(self.total >= count), f"{count} events arrived", within)
+        async def arrived() -> bool:
+            return self.total >= count
+
+        await eventually(arrived, f"{count} events arrived", within)
 
     async def _listen(self, pubsub: Any) -> None:
         prefix = user_channel(self.key_prefix, "")
@@ -123,10 +126,6 @@ class Inbox:
             if message["type"] == "pmessage":
                 user = message["channel"].decode().removeprefix(prefix)
                 self.events.setdefault(user, []).append(orjson.loads(message["data"]))
-
-
-async def _holds(value: bool) -> bool:
-    return value
 
 
 @contextlib.asynccontextmanager
