@@ -9,11 +9,11 @@ message is re-encrypted under the new key, after which the old keys can be dropp
 from __future__ import annotations
 
 from config.queues import QueueName
-from tasks.encryption import Envelope, decrypt_async, encrypt_async, rotate_async
+from tasks.encryption import Envelope, Keyring, decrypt_async, encrypt_async, rotate_async
 from tasks.errors import MessageNotFound
 from tasks.payloads import EncryptionJob, EncryptionResult, RotationResult
 from tasks.services import keyring, message_store, service
-from tasks.store import encrypted_under_other_keys, get_message, replace_content
+from tasks.store import encrypted_under_other_keys, get_message, store_sealed
 from workers.context import JobContext
 from workers.errors import PermanentError
 from workers.registry import task
@@ -30,54 +30,52 @@ async def encrypt_decrypt(ctx: JobContext, job: EncryptionJob) -> EncryptionResu
     """
     keys = await service(ctx, keyring)
     if job.operation == "decrypt" and job.content is not None:
-        plaintext = await decrypt_async(
-            keys, Envelope.from_text(job.content), message_id=job.message_id
-        )
-        return _decrypted(job, Envelope.from_text(job.content).key_id, plaintext)
+        return await _decrypt(keys, job, Envelope.from_text(job.content))
     store = await service(ctx, message_store)
+    # The crypto runs outside any transaction (SQLite's write lock would be held through it);
+    # the write below is a compare-and-set on the key id read here.
     async with store.transaction() as session:
         message = await get_message(session, job.message_id)
-        if message is None:
-            raise MessageNotFound(f"message {job.message_id!r} is not in the store")
-        if job.operation == "decrypt":
-            if not message.encrypted:
-                return _decrypted(job, None, message.content.encode())
-            envelope = Envelope.from_text(message.content)
-            plaintext = await decrypt_async(keys, envelope, message_id=job.message_id)
-            return _decrypted(job, envelope.key_id, plaintext)
-        if job.operation == "encrypt":
-            if message.encrypted:  # done already (by a previous try, or at send time)
-                return EncryptionResult(
-                    message_id=job.message_id, operation=job.operation, key_id=message.key_id
-                )
-            sealed = await encrypt_async(keys, message.content, message_id=job.message_id)
-        else:
-            if not message.encrypted:
-                raise PermanentError(
-                    f"message {job.message_id!r} is not encrypted: nothing to rotate"
-                )
-            sealed = await rotate_async(
-                keys, Envelope.from_text(message.content), message_id=job.message_id
-            )
-        changed = sealed.key_id != message.key_id and await replace_content(
-            session,
-            job.message_id,
-            sealed.to_text(),
-            encrypted=True,
-            key_id=sealed.key_id,
-            expected_key_id=message.key_id if message.encrypted else None,
+    if message is None:
+        raise MessageNotFound(f"message {job.message_id!r} is not in the store")
+    current_key = message.key_id if message.encrypted else None
+    if job.operation == "decrypt":
+        if not message.encrypted:
+            return _result(job, None, plaintext=message.content)
+        return await _decrypt(keys, job, Envelope.from_text(message.content))
+    if job.operation == "encrypt":
+        if message.encrypted:  # done already (by a previous try, or at send time)
+            return _result(job, message.key_id)
+        sealed = await encrypt_async(keys, message.content, message_id=job.message_id)
+    else:
+        if not message.encrypted:
+            raise PermanentError(f"message {job.message_id!r} is not encrypted: nothing to rotate")
+        sealed = await rotate_async(
+            keys, Envelope.from_text(message.content), message_id=job.message_id
         )
-    return EncryptionResult(
-        message_id=job.message_id, operation=job.operation, key_id=sealed.key_id, changed=changed
-    )
+    changed = False
+    if sealed.key_id != current_key:
+        async with store.transaction() as session:
+            changed = await store_sealed(
+                session, job.message_id, sealed, expected_key_id=current_key
+            )
+    return _result(job, sealed.key_id, changed=changed)
 
 
-def _decrypted(job: EncryptionJob, key_id: str | None, plaintext: bytes) -> EncryptionResult:
+async def _decrypt(keys: Keyring, job: EncryptionJob, envelope: Envelope) -> EncryptionResult:
+    plaintext = await decrypt_async(keys, envelope, message_id=job.message_id)
+    return _result(job, envelope.key_id, plaintext=plaintext.decode("utf-8"))
+
+
+def _result(
+    job: EncryptionJob, key_id: str | None, *, changed: bool = False, plaintext: str | None = None
+) -> EncryptionResult:
     return EncryptionResult(
         message_id=job.message_id,
         operation=job.operation,
         key_id=key_id,
-        plaintext=plaintext.decode("utf-8"),
+        changed=changed,
+        plaintext=plaintext,
     )
 
 
@@ -96,17 +94,15 @@ async def rotate_keys(ctx: JobContext) -> RotationResult:
             page = await encrypted_under_other_keys(
                 session, keys.active_key_id, after=after, limit=ROTATION_PAGE
             )
-            for message in page:
-                sealed = await rotate_async(
-                    keys, Envelope.from_text(message.content), message_id=message.id
-                )
-                rotated += await replace_content(
-                    session,
-                    message.id,
-                    sealed.to_text(),
-                    encrypted=True,
-                    key_id=sealed.key_id,
-                    expected_key_id=message.key_id,
+        # Sealed outside the transaction; each write is a compare-and-set on the old key id.
+        sealed = [
+            await rotate_async(keys, Envelope.from_text(message.content), message_id=message.id)
+            for message in page
+        ]
+        async with store.transaction() as session:
+            for message, envelope in zip(page, sealed, strict=True):
+                rotated += await store_sealed(
+                    session, message.id, envelope, expected_key_id=message.key_id
                 )
         if len(page) < ROTATION_PAGE:
             return RotationResult(rotated=rotated, active_key_id=keys.active_key_id)

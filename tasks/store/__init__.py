@@ -21,8 +21,8 @@ from tasks.store.messages import (
     encrypted_under_other_keys,
     ensure_conversation,
     get_message,
-    replace_content,
     save_message,
+    store_sealed,
 )
 from tasks.store.migrate import downgrade, migrate
 from tasks.store.models import (
@@ -79,10 +79,10 @@ __all__ = [
     "migrate",
     "normalise_url",
     "record_sent",
-    "replace_content",
     "save_message",
     "search",
     "set_notification_status",
     "store_notification",
+    "store_sealed",
     "update_index",
 ]

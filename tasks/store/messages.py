@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tasks.encryption.envelope import Envelope
 from tasks.store.models import Attachment, Conversation, Message
 from tasks.store.timestamps import utcnow
 from tasks.store.upsert import upsert
@@ -104,16 +105,14 @@ async def add_attachment(
     return (await session.execute(statement)).scalar_one_or_none() is not None
 
 
-async def replace_content(
+async def store_sealed(
     session: AsyncSession,
     message_id: str,
-    content: str,
+    envelope: Envelope,
     *,
-    encrypted: bool,
-    key_id: str | None,
     expected_key_id: str | None,
 ) -> bool:
-    """Swap a message's stored content (encrypted at rest, or re-encrypted under a new key).
+    """Store a message's content sealed in `envelope` (encrypted at rest, or re-encrypted).
 
     Compare-and-set on the key id the caller read (None: plaintext): when a concurrent job got
     there first, nothing changes and the answer is False.
@@ -121,7 +120,7 @@ async def replace_content(
     statement = (
         update(Message)
         .where(Message.id == message_id, _key_is(expected_key_id))
-        .values(content=content, encrypted=encrypted, key_id=key_id)
+        .values(content=envelope.to_text(), encrypted=True, key_id=envelope.key_id)
         .returning(Message.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
