@@ -12,7 +12,7 @@ from tasks.encryption import Envelope, decrypt_async
 from tasks.errors import MessageNotFound
 from tasks.payloads import IndexingJob, IndexingResult
 from tasks.services import keyring, message_store, service
-from tasks.store import delete_from_index, get_message, index_message, update_index
+from tasks.store import Message, delete_from_index, get_message, index_message, update_index
 from workers.context import JobContext
 from workers.registry import task
 
@@ -22,30 +22,19 @@ ENCRYPTED = "stored encrypted (index_encrypted_messages is off)"
 @task(queue=QueueName.INDEXING, name="index-message")
 async def index_message_task(ctx: JobContext, job: IndexingJob) -> IndexingResult:
     store = await service(ctx, message_store)
-    async with store.transaction() as session:
-        if job.operation == "delete":
+    if job.operation == "delete":
+        async with store.transaction() as session:
             changed = await delete_from_index(session, job.message_id)
-            return IndexingResult(message_id=job.message_id, operation="delete", changed=changed)
+        return IndexingResult(message_id=job.message_id, operation="delete", changed=changed)
+    async with store.transaction() as session:
         message = await get_message(session, job.message_id)
-        if (
-            message is not None
-            and message.encrypted
-            and not ctx["settings"].index_encrypted_messages
-        ):
-            return IndexingResult(
-                message_id=job.message_id, operation=job.operation, changed=False, skipped=ENCRYPTED
-            )
-        text = job.content
-        if text is None:
-            if message is None:
-                raise MessageNotFound(
-                    f"message {job.message_id!r} is not in the store and the job has no content"
-                )
-            text = message.content
-            if message.encrypted:
-                envelope = Envelope.from_text(message.content)
-                keys = await service(ctx, keyring)
-                text = (await decrypt_async(keys, envelope, message_id=message.id)).decode()
+    if message is not None and message.encrypted and not ctx["settings"].index_encrypted_messages:
+        return IndexingResult(
+            message_id=job.message_id, operation=job.operation, changed=False, skipped=ENCRYPTED
+        )
+    # Decrypted outside any transaction: SQLite's write lock is not held through the crypto.
+    text = job.content if job.content is not None else await _stored_text(ctx, job, message)
+    async with store.transaction() as session:
         if job.operation == "update":
             changed = await update_index(session, job.message_id, text)
             if changed or message is None:
@@ -67,3 +56,16 @@ async def index_message_task(ctx: JobContext, job: IndexingJob) -> IndexingResul
             text=text,
         )
     return IndexingResult(message_id=job.message_id, operation=job.operation, changed=True)
+
+
+async def _stored_text(ctx: JobContext, job: IndexingJob, message: Message | None) -> str:
+    """The stored message's plaintext, for a job that carries no content."""
+    if message is None:
+        raise MessageNotFound(
+            f"message {job.message_id!r} is not in the store and the job has no content"
+        )
+    if not message.encrypted:
+        return message.content
+    keys = await service(ctx, keyring)
+    envelope = Envelope.from_text(message.content)
+    return (await decrypt_async(keys, envelope, message_id=message.id)).decode()
