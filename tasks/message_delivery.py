@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from config.queues import QueueName
 from tasks.encryption import encrypt_async
-from tasks.payloads import DeliveryConfirmation, DeliveryRecorded, MessageSent, SendMessage
+from tasks.payloads import DeliveryConfirmation, DeliveryRecorded, MessageSent, SendMessage, now
 from tasks.realtime import MessageEvent, ReceiptEvent, publish
 from tasks.services import keyring, message_store, service
 from tasks.store import (
@@ -95,10 +95,11 @@ async def delivery_confirmation(ctx: JobContext, receipt: DeliveryConfirmation) 
         message = await get_message(session, receipt.message_id) if changed else None
     if message is not None:
         event = ReceiptEvent(
-            message_id=receipt.message_id, recipient_id=receipt.recipient_id, status=receipt.status
+            message_id=receipt.message_id,
+            recipient_id=receipt.recipient_id,
+            status=receipt.status,
+            at=receipt.at or now(),
         )
-        if receipt.at is not None:
-            event = event.model_copy(update={"at": receipt.at})
         await publish(ctx["redis"], ctx["settings"].key_prefix, message.sender_id, event)
     return DeliveryRecorded(
         message_id=receipt.message_id,
