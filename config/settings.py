@@ -83,6 +83,13 @@ class PostroomSettings(BaseSettings):
     index_encrypted_messages: bool = False
     # The cleanup cron deletes messages older than this (the job's `retentionDays` overrides).
     message_retention_days: int = Field(default=90, ge=1)
+    # Domain events (workers.events): handlers run in the publishing process (false), or each
+    # event becomes a job on `event_queue` run by the workers (true). The seed's variable name.
+    use_queue_event_bus: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("USE_QUEUE_EVENT_BUS", "POSTROOM_USE_QUEUE_EVENT_BUS"),
+    )
+    event_queue: QueueName = QueueName.NOTIFICATION
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

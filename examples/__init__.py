@@ -1,0 +1,1 @@
+"""Runnable examples of using postroom (not installed with the package)."""

@@ -1,0 +1,35 @@
+"""Domain events: `publish(event)` to handlers registered with `@on(EventType)`.
+
+Two buses behind one `EventBus` interface, picked by `USE_QUEUE_EVENT_BUS` (`event_bus()`):
+in-memory (handlers run in the publishing process) and queued (each event is a job whose id
+is the event's id, run by the workers, retried and dead-lettered like any job).
+"""
+
+from workers.events.bus import EventBus, event_bus
+from workers.events.errors import (
+    EventDefinitionError,
+    EventHandlersFailed,
+    EventHandlersRejected,
+    UnknownEventError,
+)
+from workers.events.handlers import EventHandlers, Handler, handler_name, handlers, on
+from workers.events.memory import InMemoryEventBus
+from workers.events.model import DomainEvent
+from workers.events.queued import QueuedEventBus
+
+__all__ = [
+    "DomainEvent",
+    "EventBus",
+    "EventDefinitionError",
+    "EventHandlers",
+    "EventHandlersFailed",
+    "EventHandlersRejected",
+    "Handler",
+    "InMemoryEventBus",
+    "QueuedEventBus",
+    "UnknownEventError",
+    "event_bus",
+    "handler_name",
+    "handlers",
+    "on",
+]

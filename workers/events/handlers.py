@@ -1,0 +1,131 @@
+"""Event handlers by event type, and running them so that each succeeds once per event.
+
+A handler is `async def handler(event: MessagePosted) -> None`, registered with
+`@on(MessagePosted)`. The handlers of an event run one after another, in registration order;
+each one that returns is recorded in a `HandledLog`, so when the event is handled again (a
+retry after another handler failed, or the same event published twice) it is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from workers.errors import PermanentError
+from workers.events.errors import (
+    EventDefinitionError,
+    EventHandlersFailed,
+    EventHandlersRejected,
+    UnknownEventError,
+)
+from workers.events.model import DomainEvent
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=DomainEvent)
+Handler = Callable[[E], Awaitable[None]]
+
+
+def handler_name(handler: Handler[Any]) -> str:
+    """A handler's stable name (module and qualified name): what the handled log records."""
+    return f"{handler.__module__}.{handler.__qualname__}"
+
+
+class HandledLog(Protocol):
+    """Which handlers of an event have succeeded, kept where the bus runs them."""
+
+    async def handled(self, event_id: str) -> set[str]: ...
+
+    async def mark(self, event_id: str, handler: str) -> None: ...
+
+
+class EventHandlers:
+    """Event classes and their handlers by type. The module-level `handlers` is the one the
+    buses and the workers use; register on it in a module the workers import."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[DomainEvent]] = {}
+        self._handlers: dict[str, list[tuple[str, Handler[Any]]]] = {}
+
+    def register(self, event_class: type[E]) -> type[E]:
+        """Make `event_class` known (a worker needs it to decode the event); usable as decorator."""
+        if not (isinstance(event_class, type) and issubclass(event_class, DomainEvent)):
+            raise EventDefinitionError(f"{event_class!r} is not a DomainEvent subclass")
+        known = self._classes.setdefault(event_class.event_type, event_class)
+        if known is not event_class:
+            raise EventDefinitionError(
+                f"event type {event_class.event_type!r} is already declared by "
+                f"{known.__module__}.{known.__qualname__}"
+            )
+        return event_class
+
+    def on(self, event_class: type[E]) -> Callable[[Handler[E]], Handler[E]]:
+        """Register the decorated `async def handler(event)` for `event_class`."""
+        self.register(event_class)
+
+        def register_handler(handler: Handler[E]) -> Handler[E]:
+            name = handler_name(handler)
+            registered = self._handlers.setdefault(event_class.event_type, [])
+            if any(existing == name for existing, _ in registered):
+                raise EventDefinitionError(
+                    f"handler {name} is already registered for {event_class.event_type!r}"
+                )
+            registered.append((name, handler))
+            return handler
+
+        return register_handler
+
+    def event_class(self, event_type: str) -> type[DomainEvent]:
+        try:
+            return self._classes[event_type]
+        except KeyError:
+            raise UnknownEventError(
+                f"no event class is registered for type {event_type!r} in this process: "
+                "import the module declaring its handlers (POSTROOM_TASK_MODULES)"
+            ) from None
+
+    def handlers_for(self, event_type: str) -> list[tuple[str, Handler[Any]]]:
+        return list(self._handlers.get(event_type, ()))
+
+    def __iter__(self) -> Iterator[type[DomainEvent]]:
+        return iter(self._classes.values())
+
+    async def run(self, event: DomainEvent, log: HandledLog) -> list[str]:
+        """Run the handlers `log` has not seen succeed; returns the names of those that ran.
+
+        Every handler gets its turn even when one before it fails; then the failures are
+        raised together (`EventHandlersFailed`, or `EventHandlersRejected` when all of them
+        raised `PermanentError`).
+        """
+        done = await log.handled(event.id)
+        ran: list[str] = []
+        failures: dict[str, BaseException] = {}
+        for name, handler in self.handlers_for(event.type):
+            if name in done:
+                continue
+            try:
+                await handler(event)
+            except Exception as exc:
+                logger.warning(
+                    "handler %s failed on event %s %s: %s: %s",
+                    name,
+                    event.type,
+                    event.id,
+                    type(exc).__name__,
+                    exc,
+                )
+                failures[name] = exc
+            else:
+                await log.mark(event.id, name)
+                ran.append(name)
+        if failures:
+            permanent = all(isinstance(exc, PermanentError) for exc in failures.values())
+            error = (EventHandlersRejected if permanent else EventHandlersFailed)(event, failures)
+            # The first failure's traceback is the one kept with the job's try error.
+            raise error from next(iter(failures.values()))
+        return ran
+
+
+handlers = EventHandlers()
+on = handlers.on
