@@ -30,12 +30,12 @@ async def subscribed(example: ExampleApp, user_id: str) -> ClientConnection:
     return socket
 
 
-async def next_message(socket: ClientConnection) -> dict[str, Any]:
-    """The next `message` event on the socket (notifications and receipts pass by)."""
+async def next_event(socket: ClientConnection, kind: str = "message") -> dict[str, Any]:
+    """The next event of type `kind` on the socket (events of other types pass by)."""
     async with asyncio.timeout(DEADLINE):
         while True:
             event: dict[str, Any] = orjson.loads(await socket.recv())
-            if event["type"] == "message":
+            if event["type"] == kind:
                 return event
 
 
@@ -46,11 +46,12 @@ async def job(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     return info
 
 
-async def test_message_posted_over_http_reaches_the_recipients_websocket_and_search(
+async def test_posted_message_reaches_recipients_socket_and_search_and_its_read_receipt_the_sender(
     example_app: ExampleApp,
 ) -> None:
     async with httpx.AsyncClient(base_url=example_app.base_url, timeout=30) as http:
         socket = await subscribed(example_app, "bob")
+        sender = await subscribed(example_app, "alice")
         try:
             body = {
                 "senderId": "alice",
@@ -65,13 +66,24 @@ async def test_message_posted_over_http_reaches_the_recipients_websocket_and_sea
             assert accepted["priority"] == "urgent" and accepted["stored"] is True
             jobs = accepted["jobs"]
 
-            event = await next_message(socket)
+            event = await next_event(socket)
             assert event["messageId"] == message_id
             assert event["conversationId"] == "c-lunch"
             assert event["senderId"] == "alice"
             assert event["content"] == "Lunch at the harbour at noon?"
+
+            # Bob's client says it read the message; Alice's socket hears of it.
+            await socket.send(orjson.dumps({"type": "receipt", "messageId": message_id}))
+            error = await next_event(socket, "error")
+            assert error["detail"] == [{"field": "status", "message": "Field required"}]
+            receipt = {"type": "receipt", "messageId": message_id, "status": "read"}
+            await socket.send(orjson.dumps(receipt).decode())  # a text frame; the first was binary
+            heard = await next_event(sender, "receipt")
+            assert heard["messageId"] == message_id
+            assert (heard["recipientId"], heard["status"]) == ("bob", "read")
         finally:
             await socket.close()
+            await sender.close()
 
         delivery = jobs["delivery"]["bob"]
 
@@ -163,7 +175,7 @@ async def test_broadcast_to_1000_users_reports_100_percent_and_each_gets_exactly
             await eventually(all_sent, "every recipient's message was published", DEADLINE)
             assert messages() == Counter({user: 1 for user in recipients})
             for user, socket in zip(watched, sockets, strict=True):
-                event = await next_message(socket)
+                event = await next_event(socket)
                 assert event["content"] == f"Big news, {user}!"
         finally:
             for socket in sockets:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from config.errors import ConfigError
 from config.settings import PostroomSettings
+from workers.client import PostroomClient
 from workers.events.handlers import EventHandlers, handlers
 from workers.events.memory import InMemoryEventBus
 from workers.events.model import DomainEvent
 from workers.events.queued import QueuedEventBus
-
-if TYPE_CHECKING:
-    from workers.client import PostroomClient
 
 
 class EventBus(Protocol):
