@@ -101,6 +101,7 @@ async def test_routes_websockets_and_mounted_apps_share_the_lifespans_client(
             result = await client.job(job_id, echo).result(timeout=30)
         assert result["text"] == "hi"
     assert seen["at startup"] is seen["route"] is seen["websocket"] is seen["mounted"]
+    assert not hasattr(app.state, "postroom")  # gone with the closed client
     assert isinstance(seen["bus"], InMemoryEventBus)
 
 

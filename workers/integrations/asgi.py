@@ -72,11 +72,16 @@ class PostroomLifespan:
             state: dict[str, Any] = {CLIENT_STATE: client, EVENT_BUS_STATE: bus}
             for name, value in state.items():
                 setattr(app.state, name, value)
-            if self.then is None:
-                yield state
-                return
-            async with self.then(app) as extra:
-                yield {**state, **(extra or {})}
+            try:
+                if self.then is None:
+                    yield state
+                else:
+                    async with self.then(app) as extra:
+                        yield {**state, **(extra or {})}
+            finally:
+                # A closed client must not linger where a later request could find it.
+                for name in state:
+                    delattr(app.state, name)
 
 
 def postroom_lifespan(app: Any) -> AbstractAsyncContextManager[dict[str, Any]]:
