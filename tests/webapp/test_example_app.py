@@ -190,3 +190,26 @@ async def test_broadcast_to_1000_users_reports_100_percent_and_each_gets_exactly
             .group_by(Delivery.recipient_id)
         )
         assert {user: count for user, count in rows} == {user: 1 for user in recipients}
+
+
+async def test_admin_api_is_mounted_under_admin_and_masks_message_bodies(
+    example_app: ExampleApp,
+) -> None:
+    async with httpx.AsyncClient(base_url=example_app.base_url, timeout=30) as http:
+        assert (await http.get("/admin/health/live")).status_code == 200
+        body = {"senderId": "carol", "recipientIds": ["dave"], "content": "the secret plan"}
+        accepted = (await http.post("/conversations/c-plan/messages", json=body)).json()
+        delivery = accepted["jobs"]["delivery"]["dave"]
+
+        async def delivered() -> bool:
+            return bool((await job(http, delivery))["state"] == "complete")
+
+        await eventually(delivered, "the delivery job completed", DEADLINE)
+        response = await http.get(f"/admin/jobs/{delivery}")
+        assert response.status_code == 200, response.text
+        detail = response.json()
+        assert detail["task"] == "send-message" and detail["state"] == "complete"
+        assert detail["payload"]["message"]["content"] == "***"
+        assert detail["payload"]["message"]["recipientId"] == "dave"
+        numbers = (await http.get("/admin/queues/message-delivery")).json()
+        assert numbers["completed"] >= 1
