@@ -34,9 +34,8 @@ from workers.integrations.asgi import (
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """`app` under uvicorn on a free loopback port, lifespan included; yields its address."""
-    port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
     )
     run = asyncio.create_task(server.serve())
 
@@ -47,7 +46,7 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
 
     try:
         await eventually(started, "uvicorn started", 30)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         await run
