@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Literal
 
+from tests.sample_tasks import Greeting, echo
 from workers.errors import PermanentError
-from workers.events import DomainEvent, on
+from workers.events import DomainEvent, EventContext, on
 
 # (handler, event id) -> how many times it was called.
 calls: Counter[tuple[str, str]] = Counter()
@@ -40,6 +41,23 @@ async def flaky_greeting(event: Greeted) -> None:
         raise PermanentError(f"{event.name} is not welcome")
     if calls["flaky", event.id] <= event.failures:
         raise RuntimeError(f"flaky failure {calls['flaky', event.id]} of {event.failures}")
+
+
+class Followed(DomainEvent):
+    """Its handler enqueues a follow-up job (`tests.echo`, id `follow-up:<event id>`)."""
+
+    type: Literal["tests.followed"] = "tests.followed"
+    text: str
+
+
+@on(Followed)
+async def follow_up(event: Followed, context: EventContext) -> None:
+    assert context.client is not None
+    calls["follow-up", event.id] += 1
+    if context.job is not None:
+        calls["in a job", event.id] += 1
+    greeting = Greeting(messageId=event.id, text=event.text)
+    await context.client.enqueue(echo.call(greeting), job_id=f"follow-up:{event.id}")
 
 
 def ran(event: DomainEvent) -> dict[str, int]:

@@ -76,3 +76,18 @@ def test_bad_use_queue_event_bus_names_the_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("USE_QUEUE_EVENT_BUS", "perhaps")
     with pytest.raises(ConfigError, match="USE_QUEUE_EVENT_BUS: Input should be a valid boolean"):
         load_settings()
+
+
+def test_handler_of_the_wrong_shape_is_refused_at_registration() -> None:
+    registry = EventHandlers()
+
+    async def three(event: Greeted, context: object, extra: object) -> None:
+        pass
+
+    def sync(event: Greeted) -> None:
+        pass
+
+    with pytest.raises(EventDefinitionError, match=r"must take \(event\) or \(event, context\)"):
+        registry.on(Greeted)(three)
+    with pytest.raises(EventDefinitionError, match="must be an async def"):
+        registry.on(Greeted)(sync)  # type: ignore[type-var]

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.events.handlers import Greeted, Unheard, flaky_greeting, ran
-from workers.events import EventHandlersFailed, EventHandlersRejected, InMemoryEventBus, handlers
+from tests.events.handlers import Followed, Greeted, Unheard, flaky_greeting, ran
+from workers.client import PostroomClient
+from workers.events import (
+    EventHandlersFailed,
+    EventHandlersRejected,
+    InMemoryEventBus,
+    handlers,
+)
 from workers.events.handlers import handler_name
 
 
@@ -59,3 +65,13 @@ async def test_bus_forgets_the_oldest_events_past_its_memory() -> None:
     # `a` was forgotten: published again, it is handled again (the queued bus keeps a
     # longer memory in Redis).
     assert await bus.publish_all(events[::-1]) == [False, False, True]
+
+
+async def test_handler_taking_a_context_enqueues_follow_up_jobs_with_the_bus_client(
+    client: PostroomClient,
+) -> None:
+    event = Followed(text="next")
+    await InMemoryEventBus(client=client).publish(event)
+    assert ran(event) == {"follow-up": 1}
+    info = await client.job_info(f"follow-up:{event.id}")
+    assert info is not None and info.task == "tests.echo"

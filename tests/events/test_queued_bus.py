@@ -9,7 +9,8 @@ import pytest
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
-from tests.events.handlers import Greeted, Unheard, flaky_greeting, ran
+from tests.events.handlers import Followed, Greeted, Unheard, flaky_greeting, ran
+from tests.sample_tasks import echo
 from tests.tasks.conftest import fast_retries
 from workers.client import PostroomClient
 from workers.events import QueuedEventBus, handler_name
@@ -146,3 +147,19 @@ async def test_events_go_to_the_queue_the_bus_is_given(
     info = await event_client.job_info(event.id)
     assert info is not None and info.queue is QueueName.DELIVERY
     assert info.task == "postroom.events.message-delivery"
+
+
+async def test_handler_taking_a_context_gets_the_job_and_a_client_in_the_worker(
+    event_settings: PostroomSettings, event_client: PostroomClient
+) -> None:
+    event = Followed(text="next")
+    await QueuedEventBus(event_client, queue=QUEUE).publish(event)
+    async with running_worker(event_settings):
+        follow_up = event_client.job(f"follow-up:{event.id}", echo)
+
+        async def enqueued() -> bool:
+            return await follow_up.info() is not None
+
+        await eventually(enqueued, "the handler enqueued its follow-up job")
+        assert (await follow_up.result(timeout=60))["text"] == "next"
+    assert ran(event) == {"follow-up": 1, "in a job": 1}

@@ -12,7 +12,14 @@ from workers.events.errors import (
     EventHandlersRejected,
     UnknownEventError,
 )
-from workers.events.handlers import EventHandlers, Handler, handler_name, handlers, on
+from workers.events.handlers import (
+    EventContext,
+    EventHandlers,
+    Handler,
+    handler_name,
+    handlers,
+    on,
+)
 from workers.events.memory import InMemoryEventBus
 from workers.events.model import DomainEvent
 from workers.events.queued import QueuedEventBus
@@ -20,6 +27,7 @@ from workers.events.queued import QueuedEventBus
 __all__ = [
     "DomainEvent",
     "EventBus",
+    "EventContext",
     "EventDefinitionError",
     "EventHandlers",
     "EventHandlersFailed",

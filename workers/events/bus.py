@@ -36,4 +36,4 @@ def event_bus(
         if client is None:
             raise ConfigError("USE_QUEUE_EVENT_BUS is true: the queued event bus needs a client")
         return QueuedEventBus(client, queue=settings.event_queue)
-    return InMemoryEventBus(registry)
+    return InMemoryEventBus(registry, client=client)

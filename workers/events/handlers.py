@@ -1,17 +1,23 @@
 """Event handlers by event type, and running them so that each succeeds once per event.
 
 A handler is `async def handler(event: MessagePosted) -> None`, registered with
-`@on(MessagePosted)`. The handlers of an event run one after another, in registration order;
-each one that returns is recorded in a `HandledLog`, so when the event is handled again (a
-retry after another handler failed, or the same event published twice) it is skipped.
+`@on(MessagePosted)`; one that takes a second argument gets an `EventContext` (a client to
+enqueue follow-up jobs; on the queued bus, the dispatch job's context). The handlers of an
+event run one after another, in registration order; each one that returns is recorded in a
+`HandledLog`, so when the event is handled again (a retry after another handler failed, or
+the same event published twice) it is skipped.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
+from workers.client import PostroomClient
+from workers.context import JobContext
 from workers.errors import PermanentError
 from workers.events.errors import (
     EventDefinitionError,
@@ -24,10 +30,37 @@ from workers.events.model import DomainEvent
 logger = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=DomainEvent)
-Handler = Callable[[E], Awaitable[None]]
+# `async def handler(event)` or `async def handler(event, context)`.
+Handler = Callable[..., Awaitable[None]]
+H = TypeVar("H", bound=Handler)
 
 
-def handler_name(handler: Handler[Any]) -> str:
+@dataclass(frozen=True)
+class EventContext:
+    """What a handler that asks for it gets besides the event."""
+
+    # For follow-up jobs; None on an in-memory bus built without a client.
+    client: PostroomClient | None
+    # The dispatch job's context on the queued bus (redis, settings, the worker's services).
+    job: JobContext | None = None
+
+
+def _takes_context(name: str, handler: Handler) -> bool:
+    if not inspect.iscoroutinefunction(handler):
+        raise EventDefinitionError(f"handler {name} must be an async def")
+    positional = [
+        p
+        for p in inspect.signature(handler).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) not in (1, 2):
+        raise EventDefinitionError(
+            f"handler {name} must take (event) or (event, context), not {len(positional)} arguments"
+        )
+    return len(positional) == 2
+
+
+def handler_name(handler: Handler) -> str:
     """A handler's stable name (module and qualified name): what the handled log records."""
     return f"{handler.__module__}.{handler.__qualname__}"
 
@@ -46,7 +79,7 @@ class EventHandlers:
 
     def __init__(self) -> None:
         self._classes: dict[str, type[DomainEvent]] = {}
-        self._handlers: dict[str, list[tuple[str, Handler[Any]]]] = {}
+        self._handlers: dict[str, list[tuple[str, Handler, bool]]] = {}
 
     def register(self, event_class: type[E]) -> type[E]:
         """Make `event_class` known (a worker needs it to decode the event); usable as decorator."""
@@ -60,18 +93,19 @@ class EventHandlers:
             )
         return event_class
 
-    def on(self, event_class: type[E]) -> Callable[[Handler[E]], Handler[E]]:
-        """Register the decorated `async def handler(event)` for `event_class`."""
+    def on(self, event_class: type[DomainEvent]) -> Callable[[H], H]:
+        """Register the decorated `async def handler(event[, context])` for `event_class`."""
         self.register(event_class)
 
-        def register_handler(handler: Handler[E]) -> Handler[E]:
+        def register_handler(handler: H) -> H:
             name = handler_name(handler)
+            takes_context = _takes_context(name, handler)
             registered = self._handlers.setdefault(event_class.event_type, [])
-            if any(existing == name for existing, _ in registered):
+            if any(existing == name for existing, _, _ in registered):
                 raise EventDefinitionError(
                     f"handler {name} is already registered for {event_class.event_type!r}"
                 )
-            registered.append((name, handler))
+            registered.append((name, handler, takes_context))
             return handler
 
         return register_handler
@@ -85,13 +119,13 @@ class EventHandlers:
                 "import the module declaring its handlers (POSTROOM_TASK_MODULES)"
             ) from None
 
-    def handlers_for(self, event_type: str) -> list[tuple[str, Handler[Any]]]:
+    def handlers_for(self, event_type: str) -> list[tuple[str, Handler, bool]]:
         return list(self._handlers.get(event_type, ()))
 
     def __iter__(self) -> Iterator[type[DomainEvent]]:
         return iter(self._classes.values())
 
-    async def run(self, event: DomainEvent, log: HandledLog) -> list[str]:
+    async def run(self, event: DomainEvent, log: HandledLog, context: EventContext) -> list[str]:
         """Run the handlers `log` has not seen succeed; returns the names of those that ran.
 
         Every handler gets its turn even when one before it fails; then the failures are
@@ -101,11 +135,11 @@ class EventHandlers:
         done = await log.handled(event.id)
         ran: list[str] = []
         failures: dict[str, BaseException] = {}
-        for name, handler in self.handlers_for(event.type):
+        for name, handler, takes_context in self.handlers_for(event.type):
             if name in done:
                 continue
             try:
-                await handler(event)
+                await (handler(event, context) if takes_context else handler(event))
             except Exception as exc:
                 logger.warning(
                     "handler %s failed on event %s %s: %s: %s",

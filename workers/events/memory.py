@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from workers.events.handlers import EventHandlers, handlers
+from workers.client import PostroomClient
+from workers.events.handlers import EventContext, EventHandlers, handlers
 from workers.events.model import DomainEvent
 
 # Enough to catch a request retried by its client; the queued bus keeps its log in Redis.
@@ -43,14 +44,21 @@ class MemoryHandledLog:
 class InMemoryEventBus:
     """`publish` awaits the event's handlers in this process."""
 
-    def __init__(self, registry: EventHandlers = handlers, remember: int = REMEMBERED_EVENTS):
+    def __init__(
+        self,
+        registry: EventHandlers = handlers,
+        *,
+        client: PostroomClient | None = None,
+        remember: int = REMEMBERED_EVENTS,
+    ) -> None:
         self.registry = registry
+        self.context = EventContext(client=client)
         self.log = MemoryHandledLog(remember)
 
     async def publish(self, event: DomainEvent) -> bool:
         first = not self.log.seen(event.id)
         self.log.begin(event.id)
-        ran = await self.registry.run(event, self.log)
+        ran = await self.registry.run(event, self.log, self.context)
         return first or bool(ran)
 
     async def publish_all(self, events: Iterable[DomainEvent]) -> list[bool]:

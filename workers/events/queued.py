@@ -25,7 +25,7 @@ from config.queues import QueueName
 from workers.client import PostroomClient
 from workers.context import JobContext
 from workers.errors import PayloadValidationError
-from workers.events.handlers import handlers
+from workers.events.handlers import EventContext, handlers
 from workers.events.model import DomainEvent
 from workers.registry import Task, task
 
@@ -82,7 +82,8 @@ async def dispatch_event(ctx: JobContext, event: dict[str, Any]) -> EventHandled
         ctx["redis"], settings.key_prefix, settings.keep_result + settings.dead_letter_retention
     )
     done = await log.handled(decoded.id)
-    ran = await handlers.run(decoded, log)
+    context = EventContext(client=PostroomClient(ctx["redis"], settings), job=ctx)
+    ran = await handlers.run(decoded, log, context)
     return EventHandled(event_id=decoded.id, type=decoded.type, ran=ran, skipped=sorted(done))
 
 
