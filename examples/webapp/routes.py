@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 
 from examples.webapp.schemas import (
     BroadcastAccepted,
@@ -37,6 +37,10 @@ def get_store(request: Request) -> MessageStore:
 
 
 StoreDep = Annotated[MessageStore, Depends(get_store)]
+# The usual HTTP idempotency key, for clients that do not put an id in the body.
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=100)
+]
 
 
 def message_jobs(
@@ -89,9 +93,14 @@ def message_jobs(
     summary="Store a message and enqueue its delivery, notifications and indexing",
 )
 async def post_message(
-    conversation_id: str, body: PostMessage, client: PostroomClientDep, store: StoreDep
+    conversation_id: str,
+    body: PostMessage,
+    client: PostroomClientDep,
+    store: StoreDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> MessageAccepted:
-    message_id = body.message_id or uuid.uuid4().hex
+    """`messageId` (or the `Idempotency-Key` header) makes a retried request a no-op."""
+    message_id = body.message_id or idempotency_key or uuid.uuid4().hex
     priority = Priority.URGENT if body.urgent else Priority.NORMAL
     async with store.transaction() as session:
         stored = await save_message(
@@ -113,11 +122,14 @@ async def post_message(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Send one message to many recipients (a batch-send job)",
 )
-async def post_broadcast(body: PostBroadcast, client: PostroomClientDep) -> BroadcastAccepted:
+async def post_broadcast(
+    body: PostBroadcast, client: PostroomClientDep, idempotency_key: IdempotencyKey = None
+) -> BroadcastAccepted:
+    """`broadcastId` (or the `Idempotency-Key` header) makes a retried request a no-op."""
     batch = BatchSend.model_validate(body.model_dump(exclude={"urgent", "broadcast_id"}))
     handle = await client.enqueue(
         batch_send.call(batch),
-        job_id=body.broadcast_id or f"broadcast:{uuid.uuid4().hex}",
+        job_id=body.broadcast_id or idempotency_key or f"broadcast:{uuid.uuid4().hex}",
         priority=Priority.URGENT if body.urgent else Priority.NORMAL,
     )
     return BroadcastAccepted(

@@ -110,6 +110,11 @@ async def test_posted_message_reaches_recipients_socket_and_search_and_its_read_
         )
         assert again.status_code == 202
         assert again.json()["stored"] is False and again.json()["jobs"] == jobs
+        # Or as the Idempotency-Key header.
+        keyed = await http.post(
+            "/conversations/c-lunch/messages", json=body, headers={"Idempotency-Key": message_id}
+        )
+        assert keyed.json()["messageId"] == message_id and keyed.json()["stored"] is False
 
 
 async def test_bad_message_is_refused_naming_the_field(example_app: ExampleApp) -> None:
