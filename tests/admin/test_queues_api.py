@@ -86,6 +86,8 @@ async def test_jobs_of_each_state_are_listed(
         assert await _ids(api, "retrying") == ([retrying], 1)
         assert await _ids(api, "deferred") == ([deferred], 1)
         assert await _ids(api, "cancelled") == ([cancelled], 1)
+        # A dead-lettered job's failed result is listed with the dead letters only.
+        assert await _ids(api, "failed") == ([], 0)
         await client.redis.set(f"{key}:release", 1)
         await eventually(lambda: _has(api, "complete", held), "the held job completes")
     assert (await _ids(api, "complete"))[0] == [held, done]  # newest first
