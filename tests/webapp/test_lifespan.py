@@ -14,6 +14,10 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import Depends, FastAPI, WebSocket
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from websockets.asyncio.client import connect
 
 from config.settings import PostroomSettings, load_settings
@@ -32,7 +36,7 @@ from workers.integrations.asgi import (
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
+async def serving(app: Starlette) -> AsyncIterator[str]:
     """`app` under uvicorn on a free loopback port, lifespan included; yields its address."""
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
@@ -102,6 +106,17 @@ async def test_routes_websockets_and_mounted_apps_share_the_lifespans_client(
     assert seen["at startup"] is seen["route"] is seen["websocket"] is seen["mounted"]
     assert not hasattr(app.state, "postroom")  # gone with the closed client
     assert isinstance(seen["bus"], InMemoryEventBus)
+
+
+async def test_plain_starlette_app_gets_the_client_from_get_client(
+    settings: PostroomSettings,
+) -> None:
+    async def prefix(request: Request) -> JSONResponse:
+        return JSONResponse({"prefix": get_client(request).settings.key_prefix})
+
+    app = Starlette(routes=[Route("/", prefix)], lifespan=PostroomLifespan(settings))
+    async with serving(app) as address, httpx.AsyncClient(base_url=f"http://{address}") as http:
+        assert (await http.get("/")).json() == {"prefix": settings.key_prefix}
 
 
 async def test_route_of_an_app_without_the_lifespan_says_what_is_missing() -> None:
