@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
-@contextlib.contextmanager
-def live_server(app: ASGIApp, within: float = 30) -> Iterator[str]:
+@contextlib.asynccontextmanager
+async def live_server(app: ASGIApp, within: float = 30) -> AsyncIterator[str]:
     """Serve `app` until the block ends; yields its base URL (with a trailing slash).
 
-    A thread of its own keeps uvicorn away from the test's loop and its signal handlers (it
-    installs none outside the main thread); the app's lifespan runs in that thread's loop.
+    A thread of its own keeps uvicorn off the test's event loop (where a worker may run) and
+    away from signal handlers (it installs none outside the main thread); the app's lifespan
+    runs in that thread's loop.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -30,9 +32,9 @@ def live_server(app: ASGIApp, within: float = 30) -> Iterator[str]:
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the live server did not start")
-            time.sleep(0.02)
+            await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{port}/"
     finally:
         server.should_exit = True
-        thread.join(within)
+        await asyncio.to_thread(thread.join, within)
         sock.close()

@@ -29,7 +29,12 @@ function el(tag, props = {}, ...children) {
 
 // ---- the API ----
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.status = status;
+  }
+}
 
 function errorDetail(body) {
   if (body && typeof body.detail === "string") return body.detail;
@@ -65,7 +70,10 @@ async function api(method, path, query) {
     throw new ApiError("unauthorized");
   }
   if (!response.ok) {
-    throw new ApiError(`${method} ${path}: ${response.status} ${errorDetail(body) || response.statusText}`);
+    throw new ApiError(
+      `${method} ${path}: ${response.status} ${errorDetail(body) || response.statusText}`,
+      response.status,
+    );
   }
   return body;
 }
@@ -117,7 +125,8 @@ function reconcile(list, items, keyOf, render) {
   const old = new Map([...list.children].map((node) => [node.dataset.key, node]));
   const nodes = items.map((item) => {
     const key = keyOf(item);
-    const stamp = JSON.stringify(item);
+    // The selection is drawn into the nodes, so a change of it redraws them too.
+    const stamp = JSON.stringify([item, view.queue, view.job]);
     const existing = old.get(key);
     if (existing && existing._stamp === stamp) return existing;
     const node = render(item);
@@ -264,21 +273,28 @@ function openJob(jobId) {
   navigate();
 }
 
-function show(id, value) {
+// Fill a <pre> and its heading, or hide both when there is nothing to show.
+function show(id, text) {
   const node = $(id);
-  const title = $(`${id}-title`);
-  const visible = value !== null && value !== undefined && value !== "";
+  const visible = Boolean(text);
   node.hidden = !visible;
-  if (title) title.hidden = !visible;
-  node.textContent = visible ? (typeof value === "string" ? value : json(value)) : "";
+  $(`${id}-title`).hidden = !visible;
+  node.textContent = visible ? text : "";
 }
 
 async function loadJob() {
-  const job = await api("GET", `jobs/${enc(view.job)}`);
+  let job;
+  try {
+    job = await api("GET", `jobs/${enc(view.job)}`);
+  } catch (err) {
+    if (err.status !== 404) throw err;
+    // Removed, or its result expired: say so in the panel rather than as an error.
+    job = { job_id: view.job, state: "not found" };
+  }
   $("job-id").textContent = job.job_id;
   const badge = $("job-state");
   badge.textContent = job.state;
-  badge.className = `state state-${job.state}`;
+  badge.className = `state state-${job.state.replace(" ", "-")}`;
   $("job-queue").textContent = job.queue ?? "—";
   $("job-task").textContent = job.task ?? "—";
   $("job-priority").textContent = job.priority ?? "—";
@@ -289,13 +305,14 @@ async function loadJob() {
   const bar = $("job-progress");
   if (typeof progress.percentage === "number") bar.value = progress.percentage;
   else if (job.state === "complete") bar.value = 100;
-  else bar.removeAttribute("value");
+  else if (job.state === "running") bar.removeAttribute("value"); // indeterminate: no report yet
+  else bar.value = 0;
   const steps = progress.total_steps ? `step ${progress.current_step ?? 0}/${progress.total_steps}` : "";
   const percent = typeof progress.percentage === "number" ? `${Math.round(progress.percentage)}%` : "";
   $("job-progress-text").textContent = [percent, steps, progress.step].filter(Boolean).join(" · ") || "—";
   show("job-error", job.error);
-  show("job-result", job.state === "complete" ? job.result : null);
-  $("job-payload").textContent = job.payload === undefined ? "—" : json(job.payload);
+  show("job-result", job.state === "complete" ? json(job.result) : "");
+  $("job-payload").textContent = job.payload === undefined || job.payload === null ? "—" : json(job.payload);
   $("job-actions").hidden = job.state !== FAILED;
   $("job").dataset.queue = job.queue ?? "";
   $("job").hidden = false;
