@@ -247,23 +247,30 @@ async function loadJobs() {
   const queue = enc(view.queue);
   const page = { offset: String(view.offset), limit: String(PAGE_SIZE) };
   const list = $("jobs");
+  let data;
   let items;
   if (view.state === FAILED) {
-    items = itemsOf(await api("GET", `queues/${queue}/failed`, page));
+    data = await api("GET", `queues/${queue}/failed`, page);
+    items = itemsOf(data);
     if (list.dataset.kind !== FAILED) list.replaceChildren();
     list.dataset.kind = FAILED;
     reconcile(list, items, (l) => l.job_id, renderLetter);
   } else {
-    items = itemsOf(await api("GET", `queues/${queue}/jobs`, { state: view.state, ...page }));
+    data = await api("GET", `queues/${queue}/jobs`, { state: view.state, ...page });
+    items = itemsOf(data);
     if (list.dataset.kind !== "jobs") list.replaceChildren();
     list.dataset.kind = "jobs";
     reconcile(list, items, (j) => j.job_id, renderJob);
   }
   $("jobs-empty").hidden = items.length > 0;
   $("failed-actions").hidden = view.state !== FAILED || items.length === 0;
+  // A page object says how many there are in all; a bare list only that this page is full.
+  const total = typeof data.total === "number" ? data.total : null;
+  const last = view.offset + items.length;
   $("page-prev").disabled = view.offset === 0;
-  $("page-next").disabled = items.length < PAGE_SIZE;
-  $("page-info").textContent = items.length ? `${view.offset + 1}–${view.offset + items.length}` : "";
+  $("page-next").disabled = total === null ? items.length < PAGE_SIZE : last >= total;
+  const range = items.length ? `${view.offset + 1}–${last}` : "";
+  $("page-info").textContent = total === null ? range : `${range} of ${total}`.trim();
 }
 
 // ---- one job ----
