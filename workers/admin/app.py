@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from workers.admin import dead_letters, health, jobs, queues
+from workers.admin import dashboard, dead_letters, health, jobs, queues
 from workers.admin.auth import require_token
 from workers.admin.state import AdminState
 from workers.client import PostroomClient, redis_url
@@ -30,7 +30,7 @@ from workers.registry import TaskRegistry, registry
 logger = logging.getLogger(__name__)
 
 # Every route module's router, in one place: a new module adds its router to one list.
-PUBLIC_ROUTERS: list[APIRouter] = [health.live_router]
+PUBLIC_ROUTERS: list[APIRouter] = [health.live_router, dashboard.router]
 PROTECTED_ROUTERS: list[APIRouter] = [
     queues.router,
     jobs.router,

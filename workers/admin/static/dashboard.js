@@ -46,13 +46,15 @@ function errorDetail(body) {
 
 async function api(method, path, query) {
   const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
   const params = query ? `?${new URLSearchParams(query)}` : "";
   let response;
   try {
     // No leading slash: relative to the page, so a mount prefix is kept.
     response = await fetch(path + params, {
       method,
-      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+      headers,
       cache: "no-store",
     });
   } catch (err) {
@@ -370,7 +372,7 @@ function readFragment() {
 }
 
 async function refresh() {
-  if (!sessionStorage.getItem(TOKEN_KEY) || inFlight) return;
+  if (sessionStorage.getItem(TOKEN_KEY) === null || inFlight) return;
   inFlight = true;
   try {
     renderQueues(itemsOf(await api("GET", "queues")));
@@ -434,6 +436,18 @@ document.addEventListener("DOMContentLoaded", () => {
     navigate();
   });
   const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) login(token);
-  else logout();
+  if (token !== null) login(token);
+  else openWithoutToken();
 });
+
+// An admin app served local-only has no token: then there is nothing to ask for.
+async function openWithoutToken() {
+  let open = false;
+  try {
+    open = (await fetch("queues", { headers: { Accept: "application/json" }, cache: "no-store" })).ok;
+  } catch {
+    // Unreachable: the login form stays, and the first call after it says why.
+  }
+  if (open) login("");
+  else logout();
+}

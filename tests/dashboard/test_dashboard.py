@@ -1,0 +1,158 @@
+"""The dashboard in a real headless Chromium, against the admin app on a real uvicorn server,
+real Redis and a real worker: an operator logs in, finds a dead letter, retries it, sees it
+complete; pauses and resumes a queue; a wrong token is refused on the page."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from playwright.async_api import Page, expect
+
+from config.queues import QueueName
+from config.settings import PostroomSettings
+from tests.conftest import eventually, running_worker
+from tests.live_server import live_server
+from workers.admin import create_admin_app
+from workers.client import PostroomClient
+from workers.context import JobContext
+from workers.errors import PermanentError
+from workers.job_status import JobState
+from workers.registry import Task, TaskRegistry
+
+TOKEN = "dashboard-test-token"
+SECRET_BODY = "meet me at the old mill at midnight"
+
+
+class Tasks:
+    def __init__(self) -> None:
+        self.registry = TaskRegistry()
+
+        @self.registry.task(queue=QueueName.DELIVERY, name="tests.dashboard.refused_once")
+        async def refused_once(ctx: JobContext, counter: str, content: str) -> str:
+            """Fails permanently on its first run (dead-lettered at once), succeeds after."""
+            if await ctx["redis"].incr(counter) == 1:
+                raise PermanentError("recipient's server refused the message")
+            await ctx["progress"](current_step=1, total_steps=1, step="delivered")
+            return "delivered"
+
+        self.refused_once: Task[Any, str] = refused_once
+
+
+@pytest.fixture
+async def admin_url(settings: PostroomSettings) -> AsyncIterator[str]:
+    async with live_server(create_admin_app(settings=settings, token=TOKEN)) as url:
+        yield url
+
+
+async def log_in(page: Page, url: str, token: str = TOKEN) -> None:
+    await page.goto(url)
+    await page.get_by_test_id("token").fill(token)
+    await page.get_by_test_id("login-submit").click()
+
+
+async def test_operator_retries_a_dead_lettered_job_from_the_page_and_sees_it_complete(
+    settings: PostroomSettings, admin_url: str, page: Page
+) -> None:
+    tasks = Tasks()
+    counter = f"{settings.key_prefix}:refused-once"
+    async with (
+        await PostroomClient.connect(settings, tasks.registry) as client,
+        running_worker(settings, tasks=tasks.registry, queues=[QueueName.DELIVERY]),
+    ):
+        job = await client.enqueue(tasks.refused_once.call(counter, SECRET_BODY))
+
+        async def dead_lettered() -> bool:
+            return await job.status() == JobState.DEAD_LETTERED
+
+        await eventually(dead_lettered, "the job is dead-lettered")
+
+        await log_in(page, admin_url)
+        delivery = page.locator(f"[data-testid=queue-row][data-queue={QueueName.DELIVERY}]")
+        await expect(delivery.get_by_test_id("count-dead_lettered_now")).to_have_text("1")
+        await delivery.click()
+        letter = page.locator(f"[data-testid=dead-letter][data-job-id='{job.job_id}']")
+        await expect(letter.get_by_test_id("dead-letter-error")).to_have_text(
+            "PermanentError: recipient's server refused the message"
+        )
+        await letter.locator("summary").click()
+        traceback = letter.get_by_test_id("traceback")
+        await expect(traceback).to_be_visible()
+        await expect(traceback).to_contain_text("Traceback (most recent call last)")
+        await expect(traceback).to_contain_text('raise PermanentError("recipient')
+
+        await letter.locator(".head").click()
+        await expect(page.get_by_test_id("job-state")).to_have_text("dead-lettered")
+        payload = page.get_by_test_id("job-payload")
+        await expect(payload).to_contain_text(counter)
+        await expect(payload).to_contain_text('"content": "***"')
+        assert SECRET_BODY not in await page.content()
+        await page.screenshot(path="/tmp/postroom-dashboard-dead-letter.png", full_page=True)
+
+        await letter.get_by_test_id("retry").click()
+        await expect(page.get_by_test_id("job-state")).to_have_text("complete", timeout=60_000)
+        await expect(page.get_by_test_id("job-result")).to_have_text('"delivered"')
+        await expect(letter).to_have_count(0)
+        await expect(delivery.get_by_test_id("count-dead_lettered_now")).to_have_text("0")
+        await page.screenshot(path="/tmp/postroom-dashboard-complete.png", full_page=True)
+        assert await job.result(timeout=10) == "delivered"
+
+
+async def test_pause_and_resume_buttons_pause_and_resume_the_queue(
+    settings: PostroomSettings, client: PostroomClient, admin_url: str, page: Page
+) -> None:
+    await log_in(page, admin_url)
+    row = page.locator(f"[data-testid=queue-row][data-queue={QueueName.INDEXING}]")
+    await row.get_by_test_id("queue-pause").click()
+    await expect(row.get_by_test_id("paused")).to_be_visible()
+    assert await client.is_paused(QueueName.INDEXING)
+    assert not await client.is_paused(QueueName.DELIVERY)
+    await row.get_by_test_id("queue-resume").click()
+    await expect(row.get_by_test_id("paused")).to_have_count(0)
+    assert not await client.is_paused(QueueName.INDEXING)
+
+
+async def test_a_wrong_token_is_refused_on_the_page_and_the_login_form_stays(
+    admin_url: str, page: Page
+) -> None:
+    await log_in(page, admin_url, token="not-the-token")
+    await expect(page.get_by_test_id("error-text")).to_contain_text(re.compile("token was refused"))
+    await expect(page.get_by_test_id("login")).to_be_visible()
+    await expect(page.get_by_test_id("dashboard")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_the_page_needs_no_token_and_runs_only_its_own_scripts(admin_url: str) -> None:
+    async with httpx.AsyncClient(base_url=admin_url) as http:
+        page = await http.get("")
+        script = await http.get("static/dashboard.js")
+        other = await http.get("static/..%2Fdashboard.py")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert 'src="static/dashboard.js"' in page.text  # relative: works under a mount prefix
+    assert script.status_code == 200 and "sessionStorage" in script.text
+    assert other.status_code == 404
+
+
+async def test_the_page_works_with_the_admin_app_mounted_under_a_prefix(
+    settings: PostroomSettings, page: Page
+) -> None:
+    admin = create_admin_app(settings=settings, token=TOKEN)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with admin.router.lifespan_context(admin):  # closes the client admin opened
+            yield
+
+    host = FastAPI(lifespan=lifespan)
+    host.mount("/admin", admin)
+    async with live_server(host) as url:
+        await log_in(page, f"{url}admin")  # no trailing slash: redirected to /admin/
+        await expect(page.get_by_test_id("queue-row")).to_have_count(len(QueueName))
+        assert page.url == f"{url}admin/"
+        await expect(page.get_by_test_id("error")).to_be_hidden()
