@@ -1,9 +1,11 @@
 """The dashboard in a real headless Chromium, against the admin app on a real uvicorn server,
 real Redis and a real worker: an operator logs in, finds a dead letter, retries it, sees it
-complete; pauses and resumes a queue; a wrong token is refused on the page."""
+complete; browses a queue's jobs by state and a running job's progress; retries all; pauses
+and resumes a queue; a wrong token is refused; the page works mounted under a prefix."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -41,7 +43,16 @@ class Tasks:
             await ctx["progress"](current_step=1, total_steps=1, step="delivered")
             return "delivered"
 
+        @self.registry.task(queue=QueueName.BATCH, name="tests.dashboard.halfway")
+        async def halfway(ctx: JobContext, flag: str) -> int:
+            """Reports 40% and waits until the test sets `flag` in Redis."""
+            await ctx["progress"](40, step="chunk 2/5")
+            while not await ctx["redis"].exists(flag):  # noqa: ASYNC110 - the flag is in Redis
+                await asyncio.sleep(0.02)
+            return 5
+
         self.refused_once: Task[Any, str] = refused_once
+        self.halfway: Task[Any, int] = halfway
 
 
 @pytest.fixture
@@ -103,6 +114,73 @@ async def test_operator_retries_a_dead_lettered_job_from_the_page_and_sees_it_co
         assert await job.result(timeout=10) == "delivered"
 
 
+async def test_a_queue_s_jobs_are_listed_by_state_and_a_running_job_shows_its_progress(
+    settings: PostroomSettings, admin_url: str, page: Page
+) -> None:
+    tasks = Tasks()
+    flag = f"{settings.key_prefix}:halfway-done"
+    async with (
+        await PostroomClient.connect(settings, tasks.registry) as client,
+        running_worker(settings, tasks=tasks.registry, queues=[QueueName.BATCH]),
+    ):
+        later = await client.enqueue(tasks.halfway.call(flag), delay=3600)
+        job = await client.enqueue(tasks.halfway.call(flag))
+
+        async def reported() -> bool:
+            info = await job.info()
+            return info is not None and info.progress is not None
+
+        await eventually(reported, "the job reports its progress")
+
+        await log_in(page, admin_url)
+        await page.locator(f"[data-testid=queue-row][data-queue={QueueName.BATCH}]").click()
+        await page.get_by_test_id("tab-deferred").click()
+        await expect(page.get_by_test_id("job-row")).to_have_count(1)
+        await expect(page.get_by_test_id("job-row")).to_have_attribute("data-job-id", later.job_id)
+        await page.get_by_test_id("tab-running").click()
+        row = page.locator(f"[data-testid=job-row][data-job-id='{job.job_id}']")
+        await expect(page.get_by_test_id("job-row")).to_have_count(1)
+        await row.click()
+        await expect(page.get_by_test_id("job-state")).to_have_text("running")
+        await expect(page.get_by_test_id("job-progress")).to_have_attribute("value", "40")
+        await expect(page.get_by_test_id("job-progress-text")).to_have_text("40% · chunk 2/5")
+        await page.screenshot(path="/tmp/postroom-dashboard-running.png", full_page=True)
+
+        await client.redis.set(flag, b"1")
+        await expect(page.get_by_test_id("job-state")).to_have_text("complete", timeout=60_000)
+        await expect(page.get_by_test_id("job-result")).to_have_text("5")
+        await page.get_by_test_id("tab-complete").click()
+        await expect(row).to_be_visible()
+
+
+async def test_retry_all_queues_every_dead_letter_of_the_queue_again(
+    settings: PostroomSettings, admin_url: str, page: Page
+) -> None:
+    tasks = Tasks()
+    async with (
+        await PostroomClient.connect(settings, tasks.registry) as client,
+        running_worker(settings, tasks=tasks.registry, queues=[QueueName.DELIVERY]),
+    ):
+        jobs = [
+            await client.enqueue(tasks.refused_once.call(f"{settings.key_prefix}:{n}", "hi"))
+            for n in range(3)
+        ]
+
+        async def all_dead() -> bool:
+            return await client.dead_letters.count(QueueName.DELIVERY) == len(jobs)
+
+        await eventually(all_dead, "every job is dead-lettered")
+        await log_in(page, admin_url)
+        await page.locator(f"[data-testid=queue-row][data-queue={QueueName.DELIVERY}]").click()
+        await expect(page.get_by_test_id("dead-letter")).to_have_count(len(jobs))
+        await page.get_by_test_id("retry-all").click()
+        await expect(page.get_by_test_id("jobs-empty")).to_be_visible()
+        for job in jobs:
+            assert await job.result(timeout=30) == "delivered"
+        await page.get_by_test_id("tab-complete").click()
+        await expect(page.get_by_test_id("job-row")).to_have_count(len(jobs))
+
+
 async def test_pause_and_resume_buttons_pause_and_resume_the_queue(
     settings: PostroomSettings, client: PostroomClient, admin_url: str, page: Page
 ) -> None:
@@ -125,6 +203,15 @@ async def test_a_wrong_token_is_refused_on_the_page_and_the_login_form_stays(
     await expect(page.get_by_test_id("login")).to_be_visible()
     await expect(page.get_by_test_id("dashboard")).to_be_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_served_local_only_without_a_token_the_page_opens_without_a_login(
+    settings: PostroomSettings, page: Page
+) -> None:
+    async with live_server(create_admin_app(settings=settings, local_only=True)) as url:
+        await page.goto(url)
+        await expect(page.get_by_test_id("queue-row")).to_have_count(len(QueueName))
+        await expect(page.get_by_test_id("login")).to_be_hidden()
 
 
 async def test_the_page_needs_no_token_and_runs_only_its_own_scripts(admin_url: str) -> None:
