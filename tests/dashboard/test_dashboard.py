@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from playwright.async_api import Page, expect
+from playwright.async_api import Dialog, Page, expect
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
@@ -153,7 +153,7 @@ async def test_a_queue_s_jobs_are_listed_by_state_and_a_running_job_shows_its_pr
         await expect(row).to_be_visible()
 
 
-async def test_retry_all_queues_every_dead_letter_of_the_queue_again(
+async def test_remove_deletes_a_dead_letter_and_retry_all_queues_the_others_again(
     settings: PostroomSettings, admin_url: str, page: Page
 ) -> None:
     tasks = Tasks()
@@ -173,12 +173,31 @@ async def test_retry_all_queues_every_dead_letter_of_the_queue_again(
         await log_in(page, admin_url)
         await page.locator(f"[data-testid=queue-row][data-queue={QueueName.DELIVERY}]").click()
         await expect(page.get_by_test_id("dead-letter")).to_have_count(len(jobs))
+        await expect(page.get_by_test_id(f"tab-{JobState.DEAD_LETTERED}")).to_have_text(
+            "dead-lettered (3)"
+        )
+
+        removed, *kept = jobs
+        asked: list[str] = []
+
+        async def accept(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            await dialog.accept()
+
+        page.once("dialog", accept)
+        letter = page.locator(f"[data-testid=dead-letter][data-job-id='{removed.job_id}']")
+        await letter.get_by_test_id("remove").click()
+        await expect(letter).to_have_count(0)
+        assert asked == [f"Delete dead letter {removed.job_id}? The job will not run again."]
+        assert await client.dead_letters.get(removed.job_id) is None
+
         await page.get_by_test_id("retry-all").click()
         await expect(page.get_by_test_id("jobs-empty")).to_be_visible()
-        for job in jobs:
+        for job in kept:
             assert await job.result(timeout=30) == "delivered"
         await page.get_by_test_id("tab-complete").click()
-        await expect(page.get_by_test_id("job-row")).to_have_count(len(jobs))
+        await expect(page.get_by_test_id("job-row")).to_have_count(len(kept))
+        assert await removed.status() == JobState.FAILED  # its last result; it never ran again
 
 
 async def test_pause_and_resume_buttons_pause_and_resume_the_queue(

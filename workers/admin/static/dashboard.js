@@ -13,6 +13,9 @@ const view = { queue: null, state: FAILED, offset: 0, job: null };
 let polling = null;
 let inFlight = false;
 let errorSource = null;
+let stats = new Map(); // queue name -> its last QueueStats
+// Tabs whose count a queue's numbers give exactly.
+const TAB_COUNTS = { queued: "waiting", running: "active", [FAILED]: "dead_lettered_now" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -146,6 +149,7 @@ function reconcile(list, items, keyOf, render) {
 // ---- queues ----
 
 function renderQueues(queues) {
+  stats = new Map(queues.map((q) => [q.queue, q]));
   reconcile($("queues").tBodies[0], queues, (q) => q.queue, (q) => {
     const action = q.paused ? "resume" : "pause";
     const row = el("tr", {
@@ -180,6 +184,8 @@ function openQueue(queue) {
 }
 
 function renderTabs() {
+  const numbers = stats.get(view.queue) || {};
+  const label = (state) => (state in TAB_COUNTS ? `${state} (${numbers[TAB_COUNTS[state]] ?? 0})` : state);
   const tabs = STATES.map((state) => el("button", {
     type: "button",
     role: "tab",
@@ -187,7 +193,7 @@ function renderTabs() {
     ariaSelected: String(state === view.state),
     dataset: { testid: `tab-${state}`, state },
     on: { click: () => { Object.assign(view, { state, offset: 0 }); navigate(); } },
-  }, state));
+  }, label(state)));
   $("state-tabs").replaceChildren(...tabs);
 }
 
@@ -346,6 +352,8 @@ function retry(queue, jobId) {
 }
 
 function remove(queue, jobId) {
+  // Deleting a dead letter loses the job for good: ask first.
+  if (!window.confirm(`Delete dead letter ${jobId}? The job will not run again.`)) return;
   if (view.job === jobId) view.job = null;
   return act(() => api("DELETE", `queues/${enc(queue)}/failed/${enc(jobId)}`));
 }
