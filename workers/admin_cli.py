@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -333,6 +334,11 @@ def serve(settings: PostroomSettings, host: str, port: int, *, local_only: bool)
     if local_only and not is_loopback(host):
         raise ConfigError(f"--local-only serves on loopback only, not --host {host}")
     configure_logging(settings.log_level, settings.log_format)
+    # uvicorn's own lines (started, listening on, ...) go where postroom's go.
+    server_logger = logging.getLogger("uvicorn")
+    server_logger.handlers[:] = logging.getLogger("workers").handlers
+    server_logger.setLevel(settings.log_level)
+    server_logger.propagate = False
     load_task_modules(settings.task_modules)
     app = create_admin_app(settings=settings, local_only=local_only)
     uvicorn.run(app, host=host, port=port, log_config=None, lifespan="on")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -141,7 +141,7 @@ def _job_info(job_id: str, replies: Sequence[Any]) -> JobInfo | None:
     )
     if job is not None:
         function, _, _, _, enqueue_ms = deserialize_job_raw(job, deserializer=loads)
-        info.task, info.enqueued_at = function, datetime.fromtimestamp(enqueue_ms / 1000)
+        info.task, info.enqueued_at = function, datetime.fromtimestamp(enqueue_ms / 1000, UTC)
     if running:
         info.state = JobState.RUNNING
     elif is_waiting(score) and score > time.time() * 1000:

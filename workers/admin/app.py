@@ -9,25 +9,21 @@ first request and close it from the host's lifespan with
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, status
 from pydantic import SecretStr
-from redis.exceptions import RedisError
 
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.admin import dashboard, dead_letters, health, jobs, queues
 from workers.admin.auth import require_token
+from workers.admin.errors import add_error_handlers
 from workers.admin.state import AdminState
 from workers.client import PostroomClient, redis_url
 from workers.registry import TaskRegistry, registry
-
-logger = logging.getLogger(__name__)
 
 # Every route module's router, in one place: a new module adds its router to one list.
 PUBLIC_ROUTERS: list[APIRouter] = [health.live_router, dashboard.router]
@@ -94,15 +90,5 @@ def create_admin_app(
             dependencies=[Depends(require_token)],
             responses={status.HTTP_401_UNAUTHORIZED: {"description": "missing or wrong token"}},
         )
-    url = redis_url(settings)
-
-    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
-        logger.warning("admin API: Redis at %s: %s", url, exc)
-        return JSONResponse(
-            {"detail": f"cannot reach Redis: {type(exc).__name__}: {exc}"},
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
-
-    app.add_exception_handler(RedisError, redis_down)
-    app.add_exception_handler(OSError, redis_down)
+    add_error_handlers(app, redis_url(settings))
     return app

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from workers.admin.params import NOT_FOUND, no_job
+from workers.admin.params import BAD_BODY, NOT_FOUND, no_job
 from workers.admin.schemas import CancelResult, EnqueueRequest, EnqueueResult, JobDetail
 from workers.admin.state import admin_client
 from workers.client import PostroomClient
@@ -36,7 +36,10 @@ async def job_detail(job_id: str, client: Client) -> JobDetail:
     "/jobs",
     status_code=status.HTTP_201_CREATED,
     summary="Enqueue a task by name with a JSON payload",
-    responses={status.HTTP_200_OK: {"model": EnqueueResult, "description": "id already taken"}},
+    responses={
+        status.HTTP_200_OK: {"model": EnqueueResult, "description": "id already taken"},
+        **BAD_BODY,
+    },
 )
 async def enqueue(request: EnqueueRequest, client: Client, response: Response) -> EnqueueResult:
     """The payload is validated against the task's arguments first: a bad field is a 422

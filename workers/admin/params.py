@@ -14,6 +14,9 @@ KNOWN_NAMES = tuple(q.value for q in QueueName)
 KNOWN = ", ".join(KNOWN_NAMES)
 
 Responses = dict[int | str, dict[str, Any]]
+BAD_BODY: Responses = {
+    status.HTTP_400_BAD_REQUEST: {"model": Problem, "description": "the body is not JSON"}
+}
 NOT_FOUND: Responses = {
     status.HTTP_404_NOT_FOUND: {"model": Problem, "description": "unknown queue or job"}
 }

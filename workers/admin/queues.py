@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from config.queues import QueueName
-from workers.admin.params import NOT_FOUND, Limit, Offset, Queue
+from workers.admin.params import BAD_BODY, NOT_FOUND, Limit, Offset, Queue
 from workers.admin.schemas import CleanRequest, Removed
 from workers.admin.state import admin_client
 from workers.client import PostroomClient
@@ -47,7 +47,9 @@ async def queue_jobs(
 
 
 @router.post(
-    "/queues/{queue}/clean", summary="Delete old finished jobs of a state", responses=NOT_FOUND
+    "/queues/{queue}/clean",
+    summary="Delete old finished jobs of a state",
+    responses={**NOT_FOUND, **BAD_BODY},
 )
 async def clean(queue: Queue, request: CleanRequest, client: Client) -> Removed:
     """Results (complete, failed, cancelled) or dead letters that ended more than

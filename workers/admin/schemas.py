@@ -44,7 +44,9 @@ class EnqueueRequest(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     job_id: str | None = Field(default=None, min_length=1, max_length=200)
     priority: Priority | None = None
-    delay: float | None = Field(default=None, ge=0, le=366 * 86_400, description="seconds")
+    delay: float | None = Field(
+        default=None, ge=0, le=366 * 86_400, strict=True, description="seconds"
+    )
 
 
 class EnqueueResult(BaseModel):
@@ -61,7 +63,9 @@ class CancelResult(BaseModel):
 
 class CleanRequest(BaseModel):
     state: CleanState
-    older_than: float = Field(default=0, ge=0, description="seconds since the job ended")
+    older_than: float = Field(
+        default=0, ge=0, le=10 * 366 * 86_400, strict=True, description="seconds since it ended"
+    )
 
 
 class Removed(BaseModel):
