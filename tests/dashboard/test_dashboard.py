@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ from fastapi import FastAPI
 from playwright.async_api import Dialog, Page, expect
 
 from config.queues import QueueName
-from config.settings import PostroomSettings
+from config.settings import PostroomSettings, load_settings
 from tests.conftest import eventually, running_worker
 from tests.live_server import live_server
 from workers.admin import create_admin_app
@@ -222,6 +224,19 @@ async def test_a_wrong_token_is_refused_on_the_page_and_the_login_form_stays(
     await expect(page.get_by_test_id("login")).to_be_visible()
     await expect(page.get_by_test_id("dashboard")).to_be_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_an_api_error_is_shown_on_the_page(tmp_path: Path, page: Page) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: Redis refuses to connect
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = load_settings(redis_url=f"redis://127.0.0.1:{port}", data_dir=tmp_path)
+    async with live_server(create_admin_app(settings=unreachable, token=TOKEN)) as url:
+        await log_in(page, url)
+        await expect(page.get_by_test_id("error-text")).to_contain_text(
+            re.compile(r"GET queues: 503 cannot reach Redis")
+        )
+        await expect(page.get_by_test_id("dashboard")).to_be_visible()
 
 
 async def test_served_local_only_without_a_token_the_page_opens_without_a_login(

@@ -30,6 +30,19 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// Props of an element that opens something: by click, or by Enter from the keyboard.
+function opens(open) {
+  return {
+    tabIndex: 0,
+    on: {
+      click: open,
+      keydown: (event) => {
+        if (event.key === "Enter" && event.target === event.currentTarget) open();
+      },
+    },
+  };
+}
+
 // ---- the API ----
 
 class ApiError extends Error {
@@ -155,7 +168,7 @@ function renderQueues(queues) {
     const row = el("tr", {
       className: q.queue === view.queue ? "selected" : "",
       dataset: { testid: "queue-row", queue: q.queue },
-      on: { click: () => openQueue(q.queue) },
+      ...opens(() => openQueue(q.queue)),
     });
     const name = el("td", { className: "name" }, q.queue);
     if (q.paused) name.append(" ", el("span", { className: "badge", dataset: { testid: "paused" } }, "paused"));
@@ -203,7 +216,7 @@ function renderJob(job) {
   const item = el("li", {
     className: `job ${job.job_id === view.job ? "selected" : ""}`,
     dataset: { testid: "job-row", jobId: job.job_id },
-    on: { click: () => openJob(job.job_id) },
+    ...opens(() => openJob(job.job_id)),
   });
   item.append(
     el("code", { className: "id" }, job.job_id),
@@ -223,7 +236,7 @@ function renderLetter(letter) {
     className: `job letter ${letter.job_id === view.job ? "selected" : ""}`,
     dataset: { testid: "dead-letter", jobId: letter.job_id },
   });
-  const head = el("div", { className: "head", on: { click: () => openJob(letter.job_id) } },
+  const head = el("div", { className: "head", ...opens(() => openJob(letter.job_id)) },
     el("code", { className: "id" }, letter.job_id),
     stateBadge(FAILED),
     el("span", { className: "task" }, letter.task ?? "?"),
