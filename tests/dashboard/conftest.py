@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[Page]:
     """A fresh tab in a browser with a new, empty profile; what it logs shows when a test fails."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install as root (apt-get install chromium)")
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             tmp_path / "chromium-profile",
