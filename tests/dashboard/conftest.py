@@ -23,15 +23,22 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Page]:
-    """A fresh tab in a browser with a new, empty profile; what it logs shows when a test fails."""
+@pytest.fixture(scope="session")
+def chromium() -> str:
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install as root (apt-get install chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/install as root (apt-get install chromium)"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+async def page(chromium: str, tmp_path: Path) -> AsyncIterator[Page]:
+    """A fresh tab in a browser with a new, empty profile; what it logs shows when a test fails."""
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             tmp_path / "chromium-profile",
-            executable_path=CHROMIUM,
+            executable_path=chromium,
             args=CHROMIUM_ARGS,
             headless=True,
             viewport={"width": 1400, "height": 900},
