@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page, async_playwright, expect
 
 CHROMIUM = "/usr/bin/chromium"  # the `chromium` Debian package; scripts/install installs it
 # Without the background-networking switches Chromium's own update and sync connections are
@@ -21,6 +21,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _patient_expectations() -> None:
+    """The page polls every 2 s on a busy machine: wait up to 30 s for what it should show."""
+    expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")

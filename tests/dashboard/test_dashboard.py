@@ -108,7 +108,7 @@ async def test_operator_retries_a_dead_lettered_job_from_the_page_and_sees_it_co
         await page.screenshot(path="/tmp/postroom-dashboard-dead-letter.png", full_page=True)
 
         await letter.get_by_test_id("retry").click()
-        await expect(page.get_by_test_id("job-state")).to_have_text("complete", timeout=60_000)
+        await expect(page.get_by_test_id("job-state")).to_have_text("complete")
         await expect(page.get_by_test_id("job-result")).to_have_text('"delivered"')
         await expect(letter).to_have_count(0)
         await expect(delivery.get_by_test_id("count-dead_lettered_now")).to_have_text("0")
@@ -149,7 +149,7 @@ async def test_a_queue_s_jobs_are_listed_by_state_and_a_running_job_shows_its_pr
         await page.screenshot(path="/tmp/postroom-dashboard-running.png", full_page=True)
 
         await client.redis.set(flag, b"1")
-        await expect(page.get_by_test_id("job-state")).to_have_text("complete", timeout=60_000)
+        await expect(page.get_by_test_id("job-state")).to_have_text("complete")
         await expect(page.get_by_test_id("job-result")).to_have_text("5")
         await page.get_by_test_id("tab-complete").click()
         await expect(row).to_be_visible()
