@@ -70,7 +70,7 @@ async def log_in(page: Page, url: str, token: str = TOKEN) -> None:
 
 
 async def test_operator_retries_a_dead_lettered_job_from_the_page_and_sees_it_complete(
-    settings: PostroomSettings, admin_url: str, page: Page
+    settings: PostroomSettings, admin_url: str, page: Page, tmp_path: Path
 ) -> None:
     tasks = Tasks()
     counter = f"{settings.key_prefix}:refused-once"
@@ -105,19 +105,19 @@ async def test_operator_retries_a_dead_lettered_job_from_the_page_and_sees_it_co
         await expect(payload).to_contain_text(counter)
         await expect(payload).to_contain_text('"content": "***"')
         assert SECRET_BODY not in await page.content()
-        await page.screenshot(path="/tmp/postroom-dashboard-dead-letter.png", full_page=True)
+        await page.screenshot(path=tmp_path / "dead-letter.png", full_page=True)
 
         await letter.get_by_test_id("retry").click()
         await expect(page.get_by_test_id("job-state")).to_have_text("complete")
         await expect(page.get_by_test_id("job-result")).to_have_text('"delivered"')
         await expect(letter).to_have_count(0)
         await expect(delivery.get_by_test_id("count-dead_lettered_now")).to_have_text("0")
-        await page.screenshot(path="/tmp/postroom-dashboard-complete.png", full_page=True)
+        await page.screenshot(path=tmp_path / "complete.png", full_page=True)
         assert await job.result(timeout=10) == "delivered"
 
 
 async def test_a_queue_s_jobs_are_listed_by_state_and_a_running_job_shows_its_progress(
-    settings: PostroomSettings, admin_url: str, page: Page
+    settings: PostroomSettings, admin_url: str, page: Page, tmp_path: Path
 ) -> None:
     tasks = Tasks()
     flag = f"{settings.key_prefix}:halfway-done"
@@ -146,7 +146,7 @@ async def test_a_queue_s_jobs_are_listed_by_state_and_a_running_job_shows_its_pr
         await expect(page.get_by_test_id("job-state")).to_have_text("running")
         await expect(page.get_by_test_id("job-progress")).to_have_attribute("value", "40")
         await expect(page.get_by_test_id("job-progress-text")).to_have_text("40% · chunk 2/5")
-        await page.screenshot(path="/tmp/postroom-dashboard-running.png", full_page=True)
+        await page.screenshot(path=tmp_path / "running.png", full_page=True)
 
         await client.redis.set(flag, b"1")
         await expect(page.get_by_test_id("job-state")).to_have_text("complete")
