@@ -12,6 +12,7 @@ const STATES = ["queued", "deferred", "running", "retrying", "complete", "failed
 const view = { queue: null, state: FAILED, offset: 0, job: null };
 let polling = null;
 let inFlight = false;
+let again = false; // a refresh was asked for while one ran: run another after it
 let errorSource = null;
 let stats = new Map(); // queue name -> its last QueueStats
 // Tabs whose count a queue's numbers give exactly.
@@ -393,7 +394,12 @@ function readFragment() {
 }
 
 async function refresh() {
-  if (sessionStorage.getItem(TOKEN_KEY) === null || inFlight) return;
+  if (sessionStorage.getItem(TOKEN_KEY) === null) return;
+  if (inFlight) {
+    // The running one may have read before an action changed things.
+    again = true;
+    return;
+  }
   inFlight = true;
   try {
     renderQueues(itemsOf(await api("GET", "queues")));
@@ -411,6 +417,10 @@ async function refresh() {
     if (err.message !== "unauthorized") showError(err.message, "poll");
   } finally {
     inFlight = false;
+  }
+  if (again) {
+    again = false;
+    await refresh();
   }
 }
 
