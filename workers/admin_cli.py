@@ -25,7 +25,7 @@ from config.settings import PostroomSettings, load_settings
 from workers.cli_tables import table
 from workers.client import PostroomClient, redis_url
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
-from workers.job_listing import CleanState
+from workers.job_listing import CLEAN_STATES, CleanState
 from workers.job_status import JobState
 from workers.logs import configure_logging
 from workers.masking import mask
@@ -94,8 +94,7 @@ def add_commands(commands: Any) -> None:
     _output(purge)
     clean = commands.add_parser("clean", help="delete a queue's old finished jobs of a state")
     clean.add_argument("queue", type=queue_arg)
-    clean.add_argument("--state", required=True,
-                       choices=["complete", "failed", "cancelled", "dead-lettered"])  # fmt: skip
+    clean.add_argument("--state", required=True, choices=CLEAN_STATES)
     clean.add_argument("--older-than", type=float, default=0, help="seconds since they ended")
     _output(clean)
     for name, what in (("pause", "stop starting a queue's jobs"), ("resume", "undo pause")):

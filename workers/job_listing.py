@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
@@ -26,6 +26,7 @@ from workers.keys import Keys
 CHUNK = 500
 
 CleanState = Literal["complete", "failed", "cancelled", "dead-lettered"]
+CLEAN_STATES: tuple[CleanState, ...] = get_args(CleanState)
 
 
 class JobPage(BaseModel):
@@ -137,6 +138,8 @@ async def clean_jobs(
 ) -> int:
     """Delete `queue`'s finished jobs of `state` that ended more than `older_than` seconds
     ago (their results and progress, or their dead letters); returns how many."""
+    if state not in CLEAN_STATES:
+        raise ValueError(f"cannot clean {state!r} jobs; only {', '.join(CLEAN_STATES)}")
     if state == "dead-lettered":
         return await dead_letters.trim(queue, older_than=older_than)
     cutoff = int((time.time() - older_than) * 1000)

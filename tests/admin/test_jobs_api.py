@@ -100,3 +100,12 @@ async def test_a_waiting_job_is_cancelled(api: httpx.AsyncClient) -> None:
     answer = await api.post(f"/jobs/{job_id}/cancel")
     assert answer.json() == {"job_id": job_id, "outcome": "cancelled"}
     assert (await api.get(f"/jobs/{job_id}")).json()["state"] == "cancelled"
+
+
+async def test_an_unknown_payload_field_is_a_422_naming_it(api: httpx.AsyncClient) -> None:
+    payload = {**note(5), "extra": 1}
+    answer = await api.post("/jobs", json={"task": "admin.greet", "payload": payload})
+    assert answer.status_code == 422
+    [error] = answer.json()["detail"]
+    assert error["loc"] == ["body", "payload", "extra"]
+    assert "Extra inputs are not permitted" in error["msg"]

@@ -60,6 +60,27 @@ async def test_queued_jobs_are_listed_in_start_order_and_paged(api: httpx.AsyncC
     assert (await api.get(f"{DELIVERY}/jobs", params={"limit": 0})).status_code == 422
 
 
+async def test_queued_pages_skip_running_jobs_ranked_before_them(
+    api: httpx.AsyncClient, settings: PostroomSettings, client: PostroomClient
+) -> None:
+    key = f"{settings.key_prefix}:hold"
+    held = await _enqueue(api, "admin.hold", {"key": key}, priority="urgent")
+    async with running_worker(settings, queues=[QueueName.DELIVERY]) as worker:
+        await eventually(lambda: _count(api, "running", 1), "the urgent job runs")
+        await api.post(f"{DELIVERY}/pause")
+        await eventually(
+            lambda: _true(worker.paused.get(QueueName.DELIVERY)), "the worker sees the pause"
+        )
+        # Still ranked first in the queue (running jobs keep their score), but not queued.
+        waiting = [await _enqueue(api, "admin.greet", note(n)) for n in range(3)]
+        assert await _ids(api, "queued") == (waiting, 3)
+        assert await _ids(api, "queued", offset=1, limit=1) == (waiting[1:2], 3)
+        assert await _ids(api, "queued", offset=2) == (waiting[2:], 3)
+        assert await _ids(api, "running") == ([held], 1)
+        await client.redis.set(f"{key}:release", 1)
+        await eventually(lambda: _has(api, "complete", held), "the held job completes")
+
+
 async def test_jobs_of_each_state_are_listed(
     api: httpx.AsyncClient, settings: PostroomSettings, client: PostroomClient
 ) -> None:
@@ -86,6 +107,8 @@ async def test_jobs_of_each_state_are_listed(
         assert await _ids(api, "retrying") == ([retrying], 1)
         assert await _ids(api, "deferred") == ([deferred], 1)
         assert await _ids(api, "cancelled") == ([cancelled], 1)
+        # A dead-lettered job's failed result is listed with the dead letters only.
+        assert await _ids(api, "failed") == ([], 0)
         await client.redis.set(f"{key}:release", 1)
         await eventually(lambda: _has(api, "complete", held), "the held job completes")
     assert (await _ids(api, "complete"))[0] == [held, done]  # newest first

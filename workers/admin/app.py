@@ -19,7 +19,7 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.admin import dashboard, dead_letters, health, jobs, queues
-from workers.admin.auth import require_token
+from workers.admin.auth import require_token, token_digest
 from workers.admin.errors import add_error_handlers
 from workers.admin.state import AdminState
 from workers.client import PostroomClient, redis_url
@@ -64,7 +64,7 @@ def create_admin_app(
         settings,
         tasks or (client.tasks if client is not None else registry),
         client=client,
-        token=text.encode() if text else None,
+        token_digest=token_digest(text) if text else None,
         expected_queues=list(expected_queues or settings.worker_queues),
     )
 

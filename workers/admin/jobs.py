@@ -80,10 +80,12 @@ async def cancel(job_id: str, client: Client) -> CancelResult:
 
 
 def _field_error(field: str, message: str, task: str) -> dict[str, Any]:
-    parts = [int(p) if p.isdigit() else p for p in field.split(".")] if field else []
+    # `<payload>` (the payload as a whole) or `<arguments>` name no field of their own.
+    named = field and not field.startswith("<")
+    parts = [int(p) if p.isdigit() else p for p in field.split(".")] if named else []
     return {
         "loc": ["body", "payload", *parts],
-        "msg": f"payload.{field}: {message} (task {task!r})",
+        "msg": f"payload.{field}: {message} (task {task!r})" if named else message,
         "type": "value_error",
     }
 

@@ -31,12 +31,13 @@ class AdminState:
         tasks: TaskRegistry,
         *,
         client: PostroomClient | None,
-        token: bytes | None,
+        token_digest: bytes | None,
         expected_queues: Sequence[QueueName],
     ) -> None:
         self.settings = settings
         self.tasks = tasks
-        self.token = token
+        # The token's SHA-256 (auth.token_digest), or None when any request may pass.
+        self.token = token_digest
         self.expected_queues = list(expected_queues)
         self._client = client
         self._owned: PostroomClient | None = None
