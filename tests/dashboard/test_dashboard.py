@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium, against the admin app on a real uvicorn server,
 real Redis and a real worker: an operator logs in, finds a dead letter, retries it, sees it
-complete; browses a queue's jobs by state and a running job's progress; retries all; pauses
-and resumes a queue; a wrong token is refused; the page works mounted under a prefix."""
+complete; browses a queue's jobs by state, cancels one, follows a running one's progress;
+removes a letter and retries the rest; pauses and resumes a queue; a wrong token is refused;
+an API error is shown; the page works mounted under a prefix."""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ async def test_operator_retries_a_dead_lettered_job_from_the_page_and_sees_it_co
         assert await job.result(timeout=10) == "delivered"
 
 
-async def test_a_queue_s_jobs_are_listed_by_state_and_a_running_job_shows_its_progress(
+async def test_jobs_are_listed_by_state_a_deferred_one_cancelled_a_running_one_shows_progress(
     settings: PostroomSettings, admin_url: str, page: Page, tmp_path: Path
 ) -> None:
     tasks = Tasks()
@@ -139,6 +140,13 @@ async def test_a_queue_s_jobs_are_listed_by_state_and_a_running_job_shows_its_pr
         await page.get_by_test_id("tab-deferred").click()
         await expect(page.get_by_test_id("job-row")).to_have_count(1)
         await expect(page.get_by_test_id("job-row")).to_have_attribute("data-job-id", later.job_id)
+        await page.get_by_test_id("job-row").click()
+        await expect(page.get_by_test_id("job-state")).to_have_text("deferred")
+        await page.get_by_test_id("job-cancel").click()
+        await expect(page.get_by_test_id("job-state")).to_have_text("cancelled")
+        await expect(page.get_by_test_id("job-cancel")).to_be_hidden()
+        await expect(page.get_by_test_id("jobs-empty")).to_be_visible()
+        assert await later.status() == JobState.CANCELLED
         await page.get_by_test_id("tab-running").click()
         row = page.locator(f"[data-testid=job-row][data-job-id='{job.job_id}']")
         await expect(page.get_by_test_id("job-row")).to_have_count(1)

@@ -16,6 +16,8 @@ let again = false; // a refresh was asked for while one ran: run another after i
 let errorSource = null;
 let stats = new Map(); // queue name -> its last QueueStats
 // Tabs whose count a queue's numbers give exactly.
+// A job in one of these states can still be cancelled.
+const CANCELLABLE = ["queued", "deferred", "retrying", "running"];
 const TAB_COUNTS = { queued: "waiting", running: "active", [FAILED]: "dead_lettered_now" };
 
 const $ = (id) => document.getElementById(id);
@@ -343,6 +345,7 @@ async function loadJob() {
   show("job-result", job.state === "complete" ? json(job.result) : "");
   $("job-payload").textContent = job.payload === undefined || job.payload === null ? "—" : json(job.payload);
   $("job-actions").hidden = job.state !== FAILED;
+  $("job-cancel-actions").hidden = !CANCELLABLE.includes(job.state);
   $("job").dataset.queue = job.queue ?? "";
   $("job").hidden = false;
 }
@@ -458,6 +461,8 @@ document.addEventListener("DOMContentLoaded", () => {
     act(() => api("POST", `queues/${enc(view.queue)}/failed/retry`)));
   $("job-retry").addEventListener("click", () => retry($("job").dataset.queue, view.job));
   $("job-remove").addEventListener("click", () => remove($("job").dataset.queue, view.job));
+  $("job-cancel").addEventListener("click", () =>
+    act(() => api("POST", `jobs/${enc(view.job)}/cancel`)));
   $("page-prev").addEventListener("click", () => {
     view.offset = Math.max(0, view.offset - PAGE_SIZE);
     navigate();
