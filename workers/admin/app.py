@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from workers.admin import dead_letters, health, jobs, queues
+from workers.admin import dashboard, dead_letters, health, jobs, queues
 from workers.admin.auth import require_token, token_digest
 from workers.admin.errors import add_error_handlers
 from workers.admin.state import AdminState
@@ -26,7 +26,7 @@ from workers.client import PostroomClient, redis_url
 from workers.registry import TaskRegistry, registry
 
 # Every route module's router, in one place: a new module adds its router to one list.
-PUBLIC_ROUTERS: list[APIRouter] = [health.live_router]
+PUBLIC_ROUTERS: list[APIRouter] = [health.live_router, dashboard.router]
 PROTECTED_ROUTERS: list[APIRouter] = [
     queues.router,
     jobs.router,
