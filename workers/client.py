@@ -23,6 +23,7 @@ from workers.enqueue import Checkpoint, NewJob, write_jobs
 from workers.errors import PostroomError
 from workers.job_status import JobInfo, JobState, read_job_info
 from workers.keys import Keys
+from workers.metrics import EnqueueMetrics
 from workers.priority import Priority
 from workers.queue_stats import QueueStats, read_queue_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
@@ -85,17 +86,28 @@ class PostroomClient:
     """Enqueue tasks from any asyncio app; build it from the same settings as the workers."""
 
     def __init__(
-        self, redis: ArqRedis, settings: PostroomSettings, tasks: TaskRegistry = registry
+        self,
+        redis: ArqRedis,
+        settings: PostroomSettings,
+        tasks: TaskRegistry = registry,
+        *,
+        metrics: EnqueueMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.tasks = tasks
+        # Counts the jobs this client writes (postroom_jobs_enqueued_total), when given.
+        self.metrics = metrics
         self.keys = Keys(settings.key_prefix)
         self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
 
     @classmethod
     async def connect(
-        cls, settings: PostroomSettings | None = None, tasks: TaskRegistry = registry
+        cls,
+        settings: PostroomSettings | None = None,
+        tasks: TaskRegistry = registry,
+        *,
+        metrics: EnqueueMetrics | None = None,
     ) -> PostroomClient:
         """Connect to `REDIS_URL`, or to the embedded Redis a local worker started."""
         settings = settings or load_settings()
@@ -103,7 +115,7 @@ class PostroomClient:
         redis = await create_pool(
             RedisSettings.from_dsn(dsn), job_serializer=dumps, job_deserializer=loads
         )
-        return cls(redis, settings, tasks)
+        return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -144,6 +156,10 @@ class PostroomClient:
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
         created = await write_jobs(self.redis, [job for job, _ in jobs], checkpoint=checkpoint)
+        if self.metrics is not None:
+            self.metrics.enqueued(
+                (task.queue, task.name) for (_, task), new in zip(jobs, created, strict=True) if new
+            )
         return [
             JobHandle(job.job_id, task, new, self)
             for (job, task), new in zip(jobs, created, strict=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, cast
 
 from arq.constants import retry_key_prefix
@@ -20,6 +21,7 @@ from workers.context import JobContext
 from workers.dead_letter import DeadLetterStore, Reason, try_error
 from workers.errors import PayloadValidationError, PermanentError
 from workers.keys import Keys
+from workers.observation import JobObserver
 from workers.priority import priority_of
 from workers.progress import ProgressReporter
 from workers.registry import Task
@@ -52,6 +54,9 @@ class JobExecution:
         self.keys = Keys(runtime.settings.key_prefix)
         # Filled as runs end, emptied by the Worker's finish_job in the same transaction.
         self.outcomes: dict[str, Outcome] = {}
+        # What a run's end line adds (its next try, a dead letter's reason); see observation.py.
+        self.details: dict[str, str] = {}
+        self.observer = JobObserver(queue, runtime.metrics)
 
     def _dead_letters(self, ctx: dict[str, Any]) -> DeadLetterStore:
         # The Worker's own pool, which arq creates inside its main() and puts in ctx.
@@ -61,7 +66,8 @@ class JobExecution:
         policy = task.policy(self.config)
 
         async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
-            return await self.run(task, policy, ctx, kwargs)
+            ctx["task"] = task.name
+            return await self._observed(task.name, ctx, lambda: self.run(task, policy, ctx, kwargs))
 
         run.__qualname__ = task.name
         return func(
@@ -78,18 +84,46 @@ class JobExecution:
         async def undeliverable(
             ctx: dict[str, Any], task: str | None, reason: str, payload: Any
         ) -> None:
-            logger.error("job %s on %s is undeliverable: %s", ctx["job_id"], self.queue, reason)
-            await self._dead_letter(ctx, task, payload, "undeliverable", PermanentError(reason))
-            raise PermanentError(reason)
+            # Counted under the internal task's name: the stored one may be anything at all.
+            await self._observed(
+                UNDELIVERABLE_TASK, ctx, lambda: self._undeliverable(ctx, task, reason, payload)
+            )
 
         return func(undeliverable, name=UNDELIVERABLE_TASK, max_tries=ARQ_MAX_TRIES, timeout=30)
+
+    async def _observed(
+        self, task: str, ctx: dict[str, Any], work: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Run `work`, counting and logging its start and its end (see observation.py)."""
+        run = self.observer.started(task, ctx)
+        error: BaseException | None = None
+        try:
+            return await work()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            job_id = ctx["job_id"]
+            self.observer.ended(
+                run,
+                ctx,
+                self.outcomes.get(job_id),
+                error,
+                shutting_down=self.runtime.shutting_down,
+                detail=self.details.pop(job_id, ""),
+            )
+
+    async def _undeliverable(
+        self, ctx: dict[str, Any], task: str | None, reason: str, payload: Any
+    ) -> None:
+        await self._dead_letter(ctx, task, payload, "undeliverable", PermanentError(reason))
+        raise PermanentError(reason)
 
     async def run(
         self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
     ) -> Any:
         job_id: str = ctx["job_id"]
         redis = ctx["redis"]
-        ctx["task"] = task.name
         ctx["progress"] = ProgressReporter(
             redis, self.keys.progress(job_id), self.runtime.settings.keep_result
         )
@@ -118,12 +152,16 @@ class JobExecution:
         ctx["job_try"] -= 1
         limit = self.runtime.settings.max_recoveries
         logger.warning(
-            "%s %s recovered from dead worker %s (%d/%d)",
-            task.name,
-            job_id,
+            "job recovered from dead worker %s (%d/%d)",
             lost_by,
             recoveries,
             limit,
+            extra={
+                "queue": self.queue.value,
+                "task": task.name,
+                "job_id": job_id,
+                "job_try": ctx["job_try"],
+            },
         )
         if recoveries > limit:
             error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
@@ -156,16 +194,7 @@ class JobExecution:
                 delay = retry_delay(policy.backoff, job_try)
                 error = try_error(job_try, exc)
                 await asyncio.shield(self._dead_letters(ctx).record_try_error(job_id, error))
-                logger.warning(
-                    "%s %s try %d/%d failed (%s: %s); retrying in %.2fs",
-                    task.name,
-                    job_id,
-                    job_try,
-                    policy.max_tries,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
+                self.details[job_id] = f"try {job_try}/{policy.max_tries}, next in {delay:.2f}s"
                 self.outcomes[job_id] = "retried"
                 raise Retry(defer=delay) from exc
             await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "max-tries", exc))
@@ -197,12 +226,4 @@ class JobExecution:
             priority=priority_of(ctx["score"]),
         )
         self.outcomes[ctx["job_id"]] = "dead_lettered"
-        logger.error(
-            "%s %s dead-lettered (%s) after %d tries: %s: %s",
-            task,
-            ctx["job_id"],
-            reason,
-            job_try,
-            type(exc).__name__,
-            exc,
-        )
+        self.details[ctx["job_id"]] = f"reason {reason}, after {job_try} tries"

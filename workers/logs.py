@@ -1,14 +1,30 @@
-"""Logging set-up, done once by the entry points (never at import)."""
+"""Logging set-up, done once by the entry points (never at import).
+
+A job's log records carry `queue`, `task`, `job_id` and `job_try` as record attributes
+(`extra=`), plus `outcome`, `duration` and `error_type` where they apply: the JSON format puts
+them in each object, the plain format appends them as `key=value`. Payloads never go in.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 import orjson
 
-_FIELDS = ("queue", "task", "job_id", "job_try")
+LogFormat = Literal["plain", "json"]
+FIELDS = ("queue", "task", "job_id", "job_try", "outcome", "duration", "error_type")
+
+# arq's own line for a job that raised: postroom's job line (see observation.py) already says
+# so, with the outcome; arq's repeats it with a traceback, and for every retry-less failure.
+_ARQ_JOB_FAILED = "%6.2fs ! %s failed, %s: %s"
+
+
+def _field(record: logging.LogRecord, name: str) -> Any:
+    value = getattr(record, name, None)
+    return value.value if isinstance(value, Enum) else value  # a QueueName as its name
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,22 +37,39 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({k: getattr(record, k) for k in _FIELDS if hasattr(record, k)})
+        line.update({k: _field(record, k) for k in FIELDS if hasattr(record, k)})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
 
 
-def configure_logging(level: str = "INFO", fmt: str = "plain") -> None:
+class PlainFormatter(logging.Formatter):
+    """`time level logger: message key=value ...`, the job's fields after the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        fields = [f"{k}={_field(record, k)}" for k in FIELDS if hasattr(record, k)]
+        return f"{text} {' '.join(fields)}" if fields else text
+
+
+def _not_arq_job_failure(record: logging.LogRecord) -> bool:
+    return record.msg != _ARQ_JOB_FAILED
+
+
+def configure_logging(level: str = "INFO", fmt: LogFormat | str = "plain") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
     for name in ("workers", "tasks", "config", "arq"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    # arq logs every job at INFO with its arguments (payloads, secrets among them) and a
+    # bogus "delayed" from priority scores, at a cost in throughput; postroom logs each job
+    # itself (observation.py). Its warnings (a Redis problem, say) still show.
+    arq_worker = logging.getLogger("arq.worker")
+    arq_worker.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    arq_worker.filters[:] = [_not_arq_job_failure]

@@ -8,8 +8,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from config.settings import PostroomSettings
 from workers.waiting import sleep_unless
 
 logger = logging.getLogger(__name__)
@@ -21,10 +22,15 @@ RESTART_DELAYS = (1.0, 30.0)
 
 
 class ProcessPool:
-    """Forks `processes` copies of a one-process worker command and keeps them alive."""
+    """Forks `processes` copies of a one-process worker command and keeps them alive.
 
-    def __init__(self, command: Sequence[str], processes: int, env: dict[str, str]) -> None:
-        self.command = list(command)
+    `command(i)` is slot i's command line (each child serves its own metrics port).
+    """
+
+    def __init__(
+        self, command: Callable[[int], Sequence[str]], processes: int, env: dict[str, str]
+    ) -> None:
+        self.command = command
         self.processes = processes
         self.env = env
         self.children: dict[int, asyncio.subprocess.Process] = {}
@@ -37,6 +43,12 @@ class ProcessPool:
         slots = [asyncio.create_task(self._keep_alive(i)) for i in range(self.processes)]
         codes = await asyncio.gather(*slots)
         return 0 if all(code == 0 for code in codes) else 1
+
+    def _port_note(self, slot: int) -> str:
+        command = list(self.command(slot))
+        if "--metrics-port" not in command:
+            return ""
+        return f", metrics on port {command[command.index('--metrics-port') + 1]}"
 
     def _forward(self, sig: signal.Signals) -> None:
         """Pass the signal on; each child drains itself (a second signal stops them at once)."""
@@ -52,12 +64,14 @@ class ProcessPool:
             # Its own process group: a terminal's Ctrl-C reaches only this parent, which
             # forwards it once (twice would mean "stop at once" to the child).
             child = await asyncio.create_subprocess_exec(
-                *self.command, env=self.env, start_new_session=True
+                *self.command(slot), env=self.env, start_new_session=True
             )
             self.children[slot] = child
             if self._stopping.is_set():  # the signal came while this child was starting
                 child.send_signal(signal.SIGTERM)
-            logger.info("worker process %d started (pid %d)", slot, child.pid)
+            logger.info(
+                "worker process %d started (pid %d)%s", slot, child.pid, self._port_note(slot)
+            )
             code = await child.wait()
             if self._stopping.is_set():
                 logger.info("worker process %d (pid %d) exited with %d", slot, child.pid, code)
@@ -78,9 +92,25 @@ class ProcessPool:
         return 0  # asked to stop while this slot had no live child
 
 
-def child_command(queues: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "workers", "worker", "--processes", "1", "--queues", *queues]
+def child_command(queues: Sequence[str], metrics_port: int | None) -> Callable[[int], list[str]]:
+    """Slot i's command: one process serving `queues`, its metrics on `metrics_port + i`."""
+    base = [sys.executable, "-m", "workers", "worker", "--processes", "1", "--queues", *queues]
+
+    def command(slot: int) -> list[str]:
+        if metrics_port is None:
+            return base
+        # Port 0 (any free port) stays 0 for every child; each logs the port it took.
+        port = metrics_port + slot if metrics_port else 0
+        return [*base, "--metrics-port", str(port)]
+
+    return command
 
 
-def child_env(redis_url: str) -> dict[str, str]:
-    return {**os.environ, "REDIS_URL": redis_url}
+def child_env(redis_url: str, settings: PostroomSettings) -> dict[str, str]:
+    """The parent's environment, with the Redis it resolved and the settings its flags set."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "POSTROOM_LOG_FORMAT": settings.log_format,
+        "POSTROOM_METRICS_HOST": settings.metrics_host,
+    }

@@ -27,6 +27,7 @@ from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
 from workers.cron import CronScheduler
 from workers.keys import Keys
+from workers.metrics_server import MetricsServer
 from workers.queue_worker import build_worker
 from workers.registry import TaskRegistry
 from workers.runtime import Runtime
@@ -67,6 +68,8 @@ class Supervisor:
         self._maintenance: asyncio.Task[None] | None = None
         self._stop_lock = asyncio.Lock()
         self._signals = 0
+        # This process's /metrics, while run() runs, when `metrics_port` is set.
+        self.metrics_server: MetricsServer | None = None
 
     async def run(self) -> None:
         """Run every queue until a signal (or, in burst mode, until the queues are empty)."""
@@ -76,6 +79,7 @@ class Supervisor:
             previous[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, self.request_stop, sig)
         try:
+            self._serve_metrics()
             # Workers capture the running loop when built, so they are built here, inside it.
             for queue in self.queues:
                 worker = build_worker(
@@ -106,11 +110,23 @@ class Supervisor:
                 # Exit non-zero so a process manager (or --processes) restarts this worker.
                 raise failures[0]
         finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
                 # remove_signal_handler resets to SIG_DFL; give back what was there before.
                 if sig in previous:
                     signal.signal(sig, previous[sig])
+
+    def _serve_metrics(self) -> None:
+        settings = self.runtime.settings
+        if settings.metrics_port is None:
+            return
+        server = MetricsServer(
+            self.runtime.metrics.registry, settings.metrics_host, settings.metrics_port
+        )
+        server.start()
+        self.metrics_server = server
 
     def request_stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """First call: drain gracefully. Second call: stop at once."""
@@ -213,11 +229,15 @@ class Supervisor:
             pipe.exists(keys.paused(queue))
             pipe.zremrangebyscore(keys.cancel_requests(queue), "-inf", now - REQUEST_TTL_MS)
             pipe.zrange(keys.cancel_requests(queue), 0, -1)
+            # For the queue-depth gauge: ready jobs, less those running (they stay queued).
+            pipe.zcount(keys.queue(queue), "-inf", now)
+            pipe.zcount(keys.active(queue), now, "+inf")
             for job_id in running:
                 pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
             if running:
                 pipe.zadd(keys.active(queue), dict.fromkeys(running, now + lease_ms))
-            paused, _, cancels, *_ = await pipe.execute()
+            paused, _, cancels, ready, active, *_ = await pipe.execute()
+        self.runtime.metrics.queue(queue).observed(max(ready - active, 0))
         await self._cancel_requested(keys, queue, worker, [c.decode() for c in cancels])
         if self._stop.is_set():
             return

@@ -1,0 +1,125 @@
+"""Each run's metrics and log lines: the one place that sees a job start and end.
+
+A run logs at DEBUG when it starts and once when it ends: INFO when it completed, was
+cancelled or put back by a shutdown, WARNING when it will be retried, ERROR when it was
+dead-lettered or failed. Each line carries the queue, task, job id and try as record fields
+(see logs.py) and, on failure, the error's type and message; never the payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arq.worker import Retry
+
+from config.queues import QueueName
+from workers.metrics import TaskMetrics, WorkerMetrics
+from workers.priority import OFFSET, is_waiting, priority_of
+
+if TYPE_CHECKING:
+    from workers.execution import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+def due_ms(score: float) -> float:
+    """When the job claimed with `score` could start: its enqueue time, or the time it waited
+    for (a delay, a retry's backoff), which a ready score keeps once promoted into its band."""
+    if is_waiting(score):  # a plain millisecond score (a stock arq client)
+        return score
+    return score + OFFSET[priority_of(score)]
+
+
+@dataclass(slots=True)
+class Run:
+    """A started run: what its end needs to log and count."""
+
+    metrics: TaskMetrics
+    started: float
+    fields: dict[str, Any]
+
+
+class JobObserver:
+    """Counts and logs the runs of one queue's jobs in a worker process."""
+
+    def __init__(self, queue: QueueName, metrics: WorkerMetrics) -> None:
+        self.queue = queue
+        self.metrics = metrics
+
+    def started(self, task: str, ctx: dict[str, Any]) -> Run:
+        metrics = self.metrics.task(self.queue, task)
+        now = time.time()
+        metrics.started.inc()
+        metrics.latency.observe(max(now - due_ms(ctx["score"]) / 1000, 0.0))
+        metrics.in_flight.inc()
+        fields = {
+            "queue": self.queue.value,
+            "task": task,
+            "job_id": ctx["job_id"],
+            "job_try": ctx["job_try"],
+        }
+        logger.debug("job started", extra=fields)
+        return Run(metrics, time.perf_counter(), fields)
+
+    def ended(
+        self,
+        run: Run,
+        ctx: dict[str, Any],
+        outcome: Outcome | None,
+        error: BaseException | None,
+        *,
+        shutting_down: bool,
+        detail: str = "",
+    ) -> None:
+        """Count and log a run's end; `outcome` is None when the run was put back by a
+        shutdown or arq failed it (an error outside postroom's handling)."""
+        metrics = run.metrics
+        metrics.in_flight.dec()
+        duration = time.perf_counter() - run.started
+        fields = run.fields
+        fields["job_try"] = ctx["job_try"]  # a recovered run does not spend its try
+        if isinstance(error, Retry) and error.__cause__ is not None:
+            error = error.__cause__
+        if outcome is None and (error is None or shutting_down):
+            fields.update(outcome="put_back", duration=duration)
+            logger.info("job put back after %.3fs (shutdown)", duration, extra=fields)
+            return
+        metrics.duration.observe(duration)
+        label = outcome or "failed"
+        fields.update(outcome=label, duration=round(duration, 6))
+        if error is not None and label != "cancelled":
+            fields["error_type"] = type(error).__name__
+        if label == "completed":
+            metrics.completed.inc()
+            logger.info("job completed in %.3fs", duration, extra=fields)
+        elif label == "cancelled":
+            metrics.cancelled.inc()
+            logger.info("job cancelled after %.3fs", duration, extra=fields)
+        elif label == "retried":
+            metrics.failed.inc()
+            metrics.retried.inc()
+            logger.warning(
+                "job failed after %.3fs (%s: %s); %s",
+                duration,
+                fields.get("error_type"),
+                error,
+                detail,
+                extra=fields,
+            )
+        elif label == "dead_lettered":
+            metrics.failed.inc()
+            metrics.dead_lettered.inc()
+            logger.error(
+                "job dead-lettered after %.3fs (%s: %s); %s",
+                duration,
+                fields.get("error_type"),
+                error,
+                detail,
+                extra=fields,
+            )
+        else:
+            metrics.failed.inc()
+            logger.error("job failed after %.3fs", duration, extra=fields, exc_info=error)
