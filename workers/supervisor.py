@@ -27,6 +27,7 @@ from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
 from workers.cron import CronScheduler
 from workers.keys import Keys
+from workers.logs import silence_arq_job_lines
 from workers.metrics_server import MetricsServer
 from workers.queue_worker import build_worker
 from workers.registry import TaskRegistry
@@ -78,6 +79,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, self.request_stop, sig)
+        silence_arq_job_lines()
         try:
             self._serve_metrics()
             # Workers capture the running loop when built, so they are built here, inside it.
