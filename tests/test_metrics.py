@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -12,10 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import tests.observed_tasks as observed
+from config.errors import ConfigError
 from config.queues import QueueName
-from config.settings import PostroomSettings
-from tests.conftest import eventually, running_worker
-from tests.sample_tasks import Greeting, echo
+from config.settings import PostroomSettings, load_settings
+from tests.conftest import ROOT, eventually, running_worker, worker_env
+from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import JobFailedError, PostroomClient
 from workers.cluster_metrics import render_cluster_metrics
 from workers.metrics import EnqueueMetrics
@@ -218,3 +223,54 @@ async def test_cluster_metrics_show_every_queues_stats_and_live_workers(
     cleanup = {"queue": "message-cleanup"}
     assert ("postroom_queue_workers", frozenset(cleanup.items())) in samples
     assert value(samples, "postroom_queue_workers", **cleanup) == 0
+
+
+def test_a_bad_metrics_port_is_rejected_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POSTROOM_METRICS_PORT", "70000")
+    with pytest.raises(ConfigError, match="POSTROOM_METRICS_PORT"):
+        load_settings()
+
+
+def test_worker_exits_2_naming_the_flag_when_its_metrics_port_is_taken(
+    settings: PostroomSettings,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = subprocess.run(
+            [sys.executable, "-m", "workers", "worker", "--metrics-port", str(port)],
+            cwd=ROOT,
+            env=worker_env(settings),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert worker.returncode == 2
+    assert f"--metrics-port: cannot serve metrics on 127.0.0.1:{port}" in worker.stderr.decode()
+
+
+async def test_job_put_back_by_a_shutdown_counts_no_outcome_and_leaves_nothing_in_flight(
+    settings: PostroomSettings, client: PostroomClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="workers.observation")
+    quick = settings.model_copy(update={"shutdown_grace": 0})
+    key = f"{settings.key_prefix}:held"
+    async with running_worker(quick, queues=[QueueName.DELIVERY]) as supervisor:
+        job = await client.enqueue(sleep_until_released.call(key))
+
+        async def started() -> bool:
+            return bool(await client.redis.llen(f"{key}:started"))
+
+        await eventually(started, "the job started")
+    samples = parse(supervisor.runtime.metrics.render().decode())
+    labels = {"queue": "message-delivery", "task": "tests.sleep_until_released"}
+    assert value(samples, "postroom_jobs_started_total", **labels) == 1
+    for name in ("completed", "failed", "retried", "dead_lettered", "cancelled"):
+        assert value(samples, f"postroom_jobs_{name}_total", **labels) == 0
+    assert value(samples, "postroom_job_duration_seconds_count", **labels) == 0
+    assert value(samples, "postroom_jobs_in_flight", queue="message-delivery") == 0
+    [line] = [vars(r) for r in caplog.records if "outcome" in vars(r)]
+    assert (line["outcome"], line["job_id"]) == ("put_back", job.job_id)
