@@ -95,6 +95,8 @@ class Supervisor:
                 ", ".join(q.value for q in self.queues),
             )
             runs = [asyncio.create_task(self._keep_running(q, w)) for q, w in self.workers.items()]
+            if self.burst:
+                runs.append(asyncio.create_task(self._stop_when_done(list(runs))))
             runs.append(asyncio.create_task(self._keep_scheduling()))
             self._maintenance = asyncio.create_task(self._maintain())
             runs.append(self._maintenance)
@@ -119,6 +121,12 @@ class Supervisor:
                 # remove_signal_handler resets to SIG_DFL; give back what was there before.
                 if sig in previous:
                     signal.signal(sig, previous[sig])
+
+    async def _stop_when_done(self, queue_runs: list[asyncio.Task[None]]) -> None:
+        """Burst mode: stop once every queue has run dry (the maintenance loop never ends
+        by itself; it renews leases until stop())."""
+        await asyncio.wait(queue_runs)
+        self._stop.set()
 
     def _serve_metrics(self) -> None:
         settings = self.runtime.settings
