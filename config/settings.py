@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -15,6 +16,8 @@ from config.notify import PushSettings, SmsSettings, SmtpSettings
 from config.queues import QueueName, QueueTable
 
 ENV_PREFIX = "POSTROOM_"
+# A shorter bearer token could be guessed; `secrets.token_urlsafe(32)` makes a good one.
+ADMIN_TOKEN_MIN_LENGTH = 16
 
 
 def _comma_list(value: Any) -> Any:
@@ -83,6 +86,10 @@ class PostroomSettings(BaseSettings):
     index_encrypted_messages: bool = False
     # The cleanup cron deletes messages older than this (the job's `retentionDays` overrides).
     message_retention_days: int = Field(default=90, ge=1)
+    # The admin API's bearer token (`POSTROOM_ADMIN_TOKEN`); without one it serves only
+    # when `admin_local_only` says it is reachable from this machine alone.
+    admin_token: SecretStr | None = None
+    admin_local_only: bool = False
     log_format: Literal["plain", "json"] = "plain"
     # Each worker process serves Prometheus metrics on this port when set (0: any free port);
     # with `--processes K`, process i uses port + i.
@@ -94,6 +101,13 @@ class PostroomSettings(BaseSettings):
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _comma_list(value)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < ADMIN_TOKEN_MIN_LENGTH:
+            raise ValueError(f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters")
+        return value
 
     @field_validator("redis_url")
     @classmethod
@@ -124,13 +138,18 @@ def env_var_for(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part) for part in loc if isinstance(part, str)).upper()
 
 
+def _shown(error: Any) -> str:
+    """The bad value, unless it is a credential: an error message must not print one."""
+    secret = re.search(r"TOKEN|PASSWORD|SECRET|API_KEY", env_var_for(error["loc"]))
+    return "***" if secret else repr(error.get("input"))
+
+
 def load_settings(**overrides: Any) -> PostroomSettings:
     """Read the settings, turning pydantic's error into one that names each bad variable."""
     try:
         return PostroomSettings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{env_var_for(err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
+            f"{env_var_for(err['loc'])}: {err['msg']} (got {_shown(err)})" for err in exc.errors()
         )
         raise ConfigError(f"invalid postroom settings: {problems}") from exc

@@ -13,34 +13,18 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 import tests.observed_tasks as observed
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from tests.conftest import ROOT, eventually, running_worker, worker_env
+from tests.metrics_text import Samples, parse, value
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import JobFailedError, PostroomClient
 from workers.cluster_metrics import render_cluster_metrics
 from workers.metrics import EnqueueMetrics
 from workers.supervisor import Supervisor
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    """Every sample of a Prometheus text exposition, by name and label set."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """A sample's value; 0 for a labelled child that does not exist (it never moved)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 async def scrape(url: str) -> Samples:

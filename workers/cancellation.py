@@ -26,7 +26,7 @@ CancelOutcome = Literal["cancelled", "stopping", "not-found"]
 # How long a cancel request for a running job waits for its worker to act on it.
 REQUEST_TTL_MS = 60_000
 
-# KEYS: queue, in-progress, job, retry, result, cancel requests, stats.
+# KEYS: queue, in-progress, job, retry, result, cancel requests, stats, result index.
 # ARGV: job id, the cancelled result, its ttl ms, now ms.
 _CANCEL = """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
@@ -38,6 +38,7 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'cancelled', 1)
+redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1])
 return 1
 """
 
@@ -82,6 +83,7 @@ async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: floa
             result_key_prefix + job_id,
             keys.cancel_requests(queue),
             keys.stats(queue),
+            keys.results(queue),
         ],
         args=[job_id, result or b"", max(int(keep_result * 1000), 1), now],
     )

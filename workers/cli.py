@@ -12,6 +12,7 @@ import uvloop
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import load_settings
+from workers import admin_cli
 from workers.logs import configure_logging
 from workers.process_pool import ProcessPool, child_command, child_env
 from workers.redis_server import resolve_redis
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--metrics-host", help="address /metrics listens on (127.0.0.1)")
     worker.add_argument("--log-format", choices=["plain", "json"], help="log lines (plain)")
+    admin_cli.add_commands(commands)
     return parser
 
 
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_before_serving)
     args = _parser().parse_args(argv)
     try:
-        return _worker(args)
+        return _worker(args) if args.command == "worker" else admin_cli.run(args)
     except ConfigError as exc:
         print(f"postroom: {exc}", file=sys.stderr)
         return 2

@@ -21,13 +21,15 @@ from workers.cancellation import CancelOutcome, cancel_job
 from workers.dead_letter import DeadLetterStore
 from workers.enqueue import Checkpoint, NewJob, write_jobs
 from workers.errors import PostroomError
-from workers.job_status import JobInfo, JobState, read_job_info
+from workers.job_listing import CleanState, JobPage, clean_jobs, list_jobs
+from workers.job_status import JobInfo, JobState, read_job_info, read_job_payload
 from workers.keys import Keys
 from workers.metrics import EnqueueMetrics
 from workers.priority import Priority
 from workers.queue_stats import QueueStats, read_queue_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.serialization import dumps, loads
+from workers.worker_health import live_workers
 
 R = TypeVar("R")
 
@@ -82,6 +84,11 @@ class JobHandle(Generic[R]):
             delay = min(delay * 1.5, 0.5)
 
 
+def redis_url(settings: PostroomSettings) -> str:
+    """The Redis a client talks to: `REDIS_URL` (or `REDIS_HOST`), else the embedded one."""
+    return settings.redis_dsn() or f"redis://127.0.0.1:{settings.embedded_redis_port}"
+
+
 class PostroomClient:
     """Enqueue tasks from any asyncio app; build it from the same settings as the workers."""
 
@@ -107,14 +114,19 @@ class PostroomClient:
         settings: PostroomSettings | None = None,
         tasks: TaskRegistry = registry,
         *,
+        retries: int | None = None,
         metrics: EnqueueMetrics | None = None,
     ) -> PostroomClient:
-        """Connect to `REDIS_URL`, or to the embedded Redis a local worker started."""
+        """Connect to `REDIS_URL`, or to the embedded Redis a local worker started.
+
+        `retries` (arq's default 5, a second apart) bounds how long an unreachable Redis is
+        waited for; a command-line tool passes 0 to fail at once.
+        """
         settings = settings or load_settings()
-        dsn = settings.redis_dsn() or f"redis://127.0.0.1:{settings.embedded_redis_port}"
-        redis = await create_pool(
-            RedisSettings.from_dsn(dsn), job_serializer=dumps, job_deserializer=loads
-        )
+        redis_settings = RedisSettings.from_dsn(redis_url(settings))
+        if retries is not None:
+            redis_settings.conn_retries = retries
+        redis = await create_pool(redis_settings, job_serializer=dumps, job_deserializer=loads)
         return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:
@@ -172,10 +184,12 @@ class PostroomClient:
         *,
         job_id: str | None = None,
         priority: Priority | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
     ) -> JobHandle[Any]:
         """Queue a task by name with an untyped payload (from an HTTP body), validated first."""
         request = self.tasks.get(task_name).request(payload)
-        return await self.enqueue(request, job_id=job_id, priority=priority)
+        return await self.enqueue(request, job_id=job_id, priority=priority, delay=delay, at=at)
 
     async def pause(self, queue: QueueName) -> None:
         """Stop `queue`'s workers starting jobs (running ones finish; enqueueing still works)."""
@@ -203,6 +217,25 @@ class PostroomClient:
 
     async def queue_stats(self, queue: QueueName) -> QueueStats:
         return await read_queue_stats(self.redis, self.keys, queue)
+
+    async def list_jobs(
+        self, queue: QueueName, state: JobState, *, offset: int = 0, limit: int = 50
+    ) -> JobPage:
+        """A page of `queue`'s jobs in `state` (queued in start order, finished newest first)."""
+        return await list_jobs(self.redis, self.keys, queue, state, offset=offset, limit=limit)
+
+    async def clean(self, queue: QueueName, state: CleanState, older_than: float = 0) -> int:
+        """Delete `queue`'s finished jobs of `state` older than `older_than` seconds."""
+        return await clean_jobs(self.redis, self.keys, self.dead_letters, queue, state, older_than)
+
+    async def job_payload(self, job_id: str) -> dict[str, Any] | None:
+        """The arguments a job was enqueued with, while its job data, result or dead letter
+        is kept."""
+        return await read_job_payload(self.redis, self.keys, job_id)
+
+    async def live_workers(self, queues: Iterable[QueueName]) -> dict[str, int]:
+        """How many worker processes serve each of `queues` right now."""
+        return await live_workers(self.redis, self.keys, queues)
 
     def _new_job(self, request: JobRequest[Any], now_ms: int) -> tuple[NewJob, Task[Any, Any]]:
         task = request.task

@@ -35,14 +35,12 @@ COUNTERS = (
     ("postroom_queue_dead_lettered", "dead_lettered", "Jobs moved to the dead letters."),
     ("postroom_queue_cancelled", "cancelled", "Jobs cancelled by a user."),
 )
-# arq's health keys, refreshed by every live worker every 10 s and expiring 1 s after.
-SCAN_COUNT = 1000
 
 
 class _Snapshot(Collector):
     """One scrape's numbers, read beforehand (collect() must not do I/O on the event loop)."""
 
-    def __init__(self, stats: list[QueueStats], workers: dict[QueueName, int]) -> None:
+    def __init__(self, stats: list[QueueStats], workers: dict[str, int]) -> None:
         self.stats = stats
         self.workers = workers
 
@@ -61,30 +59,19 @@ class _Snapshot(Collector):
             "postroom_queue_workers", "Live worker processes serving the queue.", labels=["queue"]
         )
         for stats in self.stats:
-            workers.add_metric([stats.queue.value], float(self.workers.get(stats.queue, 0)))
+            workers.add_metric([stats.queue.value], float(self.workers.get(stats.queue.value, 0)))
         yield workers
-
-
-async def live_workers(client: PostroomClient) -> dict[QueueName, int]:
-    """Worker processes per queue, from their health keys (one SCAN over the keyspace)."""
-    head = f"{client.keys.prefix}:health:"
-    known = {queue.value: queue for queue in QueueName}
-    counts: dict[QueueName, int] = {}
-    async for raw in client.redis.scan_iter(match=f"{head}*", count=SCAN_COUNT):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        queue = known.get(key[len(head) :].split(":", 1)[0])
-        if queue is not None:
-            counts[queue] = counts.get(queue, 0) + 1
-    return counts
 
 
 async def render_cluster_metrics(
     client: PostroomClient, queues: Iterable[QueueName] = tuple(QueueName)
 ) -> bytes:
-    """The Prometheus text of every queue's QueueStats and live worker count."""
+    """The Prometheus text of every queue's QueueStats and live worker count (from the
+    workers' health keys, see worker_health.py)."""
     chosen = list(queues)
     stats, workers = await asyncio.gather(
-        asyncio.gather(*(client.queue_stats(queue) for queue in chosen)), live_workers(client)
+        asyncio.gather(*(client.queue_stats(queue) for queue in chosen)),
+        client.live_workers(chosen),
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(list(stats), workers))

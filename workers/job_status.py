@@ -7,14 +7,15 @@ result, in-progress and retry keys, the queue's score, postroom's progress and d
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.constants import retry_key_prefix as retry_prefix
-from arq.jobs import deserialize_job_raw, deserialize_result
+from arq.jobs import JobResult, deserialize_job_raw, deserialize_result
 from pydantic import BaseModel
 
 from config.queues import QueueName
@@ -76,16 +77,39 @@ async def locate(redis: ArqRedis, keys: Keys, job_id: str) -> tuple[QueueName, f
 
 async def read_job_info(redis: ArqRedis, keys: Keys, job_id: str) -> JobInfo | None:
     """The job's state now, or None if no trace of it is left (or it never existed)."""
+    [info] = await read_job_infos(redis, keys, [job_id])
+    return info
+
+
+# The keys read per job, in the order `_job_info` takes their values.
+_READS_PER_JOB = 6 + len(QueueName)
+
+
+async def read_job_infos(
+    redis: ArqRedis, keys: Keys, job_ids: Sequence[str]
+) -> list[JobInfo | None]:
+    """Many jobs' states in one round trip (a page of a listing), in the order asked."""
+    if not job_ids:
+        return []
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(keys.dead_record(job_id))
-        pipe.get(result_key_prefix + job_id)
-        pipe.exists(in_progress_key_prefix + job_id)
-        pipe.get(retry_prefix + job_id)
-        pipe.get(job_key_prefix + job_id)
-        pipe.get(keys.progress(job_id))
-        for queue in QueueName:
-            pipe.zscore(keys.queue(queue), job_id)
-        dead, result, running, tries, job, progress_raw, *scores = await pipe.execute()
+        for job_id in job_ids:
+            pipe.get(keys.dead_record(job_id))
+            pipe.get(result_key_prefix + job_id)
+            pipe.exists(in_progress_key_prefix + job_id)
+            pipe.get(retry_prefix + job_id)
+            pipe.get(job_key_prefix + job_id)
+            pipe.get(keys.progress(job_id))
+            for queue in QueueName:
+                pipe.zscore(keys.queue(queue), job_id)
+        replies = await pipe.execute()
+    return [
+        _job_info(job_id, replies[i * _READS_PER_JOB : (i + 1) * _READS_PER_JOB])
+        for i, job_id in enumerate(job_ids)
+    ]
+
+
+def _job_info(job_id: str, replies: Sequence[Any]) -> JobInfo | None:
+    dead, result, running, tries, job, progress_raw, *scores = replies
     progress = Progress.model_validate(loads(progress_raw)) if progress_raw else None
     if dead is not None:
         letter = DeadLetter.model_validate(loads(dead))
@@ -117,7 +141,7 @@ async def read_job_info(redis: ArqRedis, keys: Keys, job_id: str) -> JobInfo | N
     )
     if job is not None:
         function, _, _, _, enqueue_ms = deserialize_job_raw(job, deserializer=loads)
-        info.task, info.enqueued_at = function, datetime.fromtimestamp(enqueue_ms / 1000)
+        info.task, info.enqueued_at = function, datetime.fromtimestamp(enqueue_ms / 1000, UTC)
     if running:
         info.state = JobState.RUNNING
     elif is_waiting(score) and score > time.time() * 1000:
@@ -125,18 +149,26 @@ async def read_job_info(redis: ArqRedis, keys: Keys, job_id: str) -> JobInfo | N
     return info
 
 
+def _result_state(stored: JobResult) -> JobState:
+    if stored.success:
+        return JobState.COMPLETE
+    cancelled = isinstance(stored.result, dict) and stored.result.get("error") in {
+        "CancelledError",
+        "JobCancelledError",
+    }
+    return JobState.CANCELLED if cancelled else JobState.FAILED
+
+
+def finished_state(raw: bytes) -> JobState:
+    """Complete, failed or cancelled: the state a stored result tells."""
+    return _result_state(deserialize_result(raw, deserializer=loads))
+
+
 def _finished(job_id: str, raw: bytes, progress: Progress | None) -> JobInfo:
     stored = deserialize_result(raw, deserializer=loads)
-    state = JobState.COMPLETE
-    if not stored.success:
-        cancelled = isinstance(stored.result, dict) and stored.result.get("error") in {
-            "CancelledError",
-            "JobCancelledError",
-        }
-        state = JobState.CANCELLED if cancelled else JobState.FAILED
     return JobInfo(
         job_id=job_id,
-        state=state,
+        state=_result_state(stored),
         queue=queue_of(stored.queue_name),
         task=stored.function,
         tries=stored.job_try,
@@ -146,3 +178,22 @@ def _finished(job_id: str, raw: bytes, progress: Progress | None) -> JobInfo:
         result=stored.result if stored.success else None,
         error=None if stored.success else _error_text(stored.result),
     )
+
+
+async def read_job_payload(redis: ArqRedis, keys: Keys, job_id: str) -> dict[str, Any] | None:
+    """A job's arguments, from its job data (waiting or running), its dead letter or its
+    result, whichever is kept."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(job_key_prefix + job_id)
+        pipe.get(keys.dead_record(job_id))
+        pipe.get(result_key_prefix + job_id)
+        job, dead, result = await pipe.execute()
+    if job is not None:
+        _, _, kwargs, _, _ = deserialize_job_raw(job, deserializer=loads)
+        return dict(kwargs)
+    if dead is not None:
+        payload = DeadLetter.model_validate(loads(dead)).payload
+        return payload if isinstance(payload, dict) else {"payload": payload}
+    if result is not None:
+        return dict(deserialize_result(result, deserializer=loads).kwargs)
+    return None
