@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal, cast
 
 from arq.constants import retry_key_prefix
@@ -56,7 +55,7 @@ class JobExecution:
         self.outcomes: dict[str, Outcome] = {}
         # What a run's end line adds (its next try, a dead letter's reason); see observation.py.
         self.details: dict[str, str] = {}
-        self.observer = JobObserver(queue, runtime.metrics)
+        self.observer = JobObserver(queue, runtime, self.outcomes, self.details)
 
     def _dead_letters(self, ctx: dict[str, Any]) -> DeadLetterStore:
         # The Worker's own pool, which arq creates inside its main() and puts in ctx.
@@ -67,7 +66,8 @@ class JobExecution:
 
         async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
             ctx["task"] = task.name
-            return await self._observed(task.name, ctx, lambda: self.run(task, policy, ctx, kwargs))
+            with self.observer.observe(task.name, ctx):
+                return await self.run(task, policy, ctx, kwargs)
 
         run.__qualname__ = task.name
         return func(
@@ -85,39 +85,12 @@ class JobExecution:
             ctx: dict[str, Any], task: str | None, reason: str, payload: Any
         ) -> None:
             # Counted under the internal task's name: the stored one may be anything at all.
-            await self._observed(
-                UNDELIVERABLE_TASK, ctx, lambda: self._undeliverable(ctx, task, reason, payload)
-            )
+            with self.observer.observe(UNDELIVERABLE_TASK, ctx):
+                error = PermanentError(reason)
+                await self._dead_letter(ctx, task, payload, "undeliverable", error)
+                raise error
 
         return func(undeliverable, name=UNDELIVERABLE_TASK, max_tries=ARQ_MAX_TRIES, timeout=30)
-
-    async def _observed(
-        self, task: str, ctx: dict[str, Any], work: Callable[[], Awaitable[Any]]
-    ) -> Any:
-        """Run `work`, counting and logging its start and its end (see observation.py)."""
-        run = self.observer.started(task, ctx)
-        error: BaseException | None = None
-        try:
-            return await work()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            job_id = ctx["job_id"]
-            self.observer.ended(
-                run,
-                ctx,
-                self.outcomes.get(job_id),
-                error,
-                shutting_down=self.runtime.shutting_down,
-                detail=self.details.pop(job_id, ""),
-            )
-
-    async def _undeliverable(
-        self, ctx: dict[str, Any], task: str | None, reason: str, payload: Any
-    ) -> None:
-        await self._dead_letter(ctx, task, payload, "undeliverable", PermanentError(reason))
-        raise PermanentError(reason)
 
     async def run(
         self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from arq.worker import Retry
 
 from config.queues import QueueName
-from workers.metrics import TaskMetrics, WorkerMetrics
+from workers.metrics import TaskMetrics
 from workers.priority import OFFSET, is_waiting, priority_of
+from workers.runtime import Runtime
 
 if TYPE_CHECKING:
     from workers.execution import Outcome
@@ -43,11 +45,28 @@ class Run:
 
 
 class JobObserver:
-    """Counts and logs the runs of one queue's jobs in a worker process."""
+    """Counts and logs the runs of one queue's jobs in a worker process.
 
-    def __init__(self, queue: QueueName, metrics: WorkerMetrics) -> None:
+    `outcomes` and `details` are the job execution's: how each run ended, and what its end
+    line adds (the next try, a dead letter's reason).
+    """
+
+    def __init__(
+        self,
+        queue: QueueName,
+        runtime: Runtime,
+        outcomes: dict[str, Outcome],
+        details: dict[str, str],
+    ) -> None:
         self.queue = queue
-        self.metrics = metrics
+        self.runtime = runtime
+        self.metrics = runtime.metrics
+        self.outcomes = outcomes
+        self.details = details
+
+    def observe(self, task: str, ctx: dict[str, Any]) -> Observed:
+        """`with observer.observe(task, ctx): ...` around a run."""
+        return Observed(self, task, ctx)
 
     def started(self, task: str, ctx: dict[str, Any]) -> Run:
         metrics = self.metrics.task(self.queue, task)
@@ -123,3 +142,30 @@ class JobObserver:
         else:
             metrics.failed.inc()
             logger.error("job failed after %.3fs", duration, extra=fields, exc_info=error)
+
+
+class Observed:
+    """A run's context: counts and logs its start on entry and its end on exit."""
+
+    def __init__(self, observer: JobObserver, task: str, ctx: dict[str, Any]) -> None:
+        self.observer = observer
+        self.task = task
+        self.ctx = ctx
+        self.run: Run | None = None
+
+    def __enter__(self) -> None:
+        self.run = self.observer.started(self.task, self.ctx)
+
+    def __exit__(
+        self, t: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self.run is not None
+        observer, job_id = self.observer, self.ctx["job_id"]
+        observer.ended(
+            self.run,
+            self.ctx,
+            observer.outcomes.get(job_id),
+            error,
+            shutting_down=observer.runtime.shutting_down,
+            detail=observer.details.pop(job_id, ""),
+        )
