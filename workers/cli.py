@@ -14,7 +14,7 @@ from config.queues import QueueName
 from config.settings import load_settings
 from workers import admin_cli
 from workers.logs import configure_logging
-from workers.process_pool import ProcessPool, child_command, child_env
+from workers.process_pool import ChildCommand, ProcessPool, child_env
 from workers.redis_server import resolve_redis
 from workers.serve import run_worker_process
 
@@ -71,7 +71,7 @@ def _worker(args: argparse.Namespace) -> int:
         return run_worker_process(settings, queues, burst=args.burst)
     redis_settings, server = resolve_redis(settings)
     url = settings.redis_dsn() or f"redis://127.0.0.1:{redis_settings.port}"
-    command = child_command([q.value for q in queues], settings.metrics_port)
+    command = ChildCommand([q.value for q in queues], settings.metrics_port)
     pool = ProcessPool(command, args.processes, child_env(url, settings))
     try:
         return uvloop.run(pool.run())

@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from config.settings import PostroomSettings
 from workers.waiting import sleep_unless
@@ -24,12 +25,10 @@ RESTART_DELAYS = (1.0, 30.0)
 class ProcessPool:
     """Forks `processes` copies of a one-process worker command and keeps them alive.
 
-    `command(i)` is slot i's command line (each child serves its own metrics port).
+    `command.line(i)` is slot i's command line (each child serves its own metrics port).
     """
 
-    def __init__(
-        self, command: Callable[[int], Sequence[str]], processes: int, env: dict[str, str]
-    ) -> None:
+    def __init__(self, command: ChildCommand, processes: int, env: dict[str, str]) -> None:
         self.command = command
         self.processes = processes
         self.env = env
@@ -43,12 +42,6 @@ class ProcessPool:
         slots = [asyncio.create_task(self._keep_alive(i)) for i in range(self.processes)]
         codes = await asyncio.gather(*slots)
         return 0 if all(code == 0 for code in codes) else 1
-
-    def _port_note(self, slot: int) -> str:
-        command = list(self.command(slot))
-        if "--metrics-port" not in command:
-            return ""
-        return f", metrics on port {command[command.index('--metrics-port') + 1]}"
 
     def _forward(self, sig: signal.Signals) -> None:
         """Pass the signal on; each child drains itself (a second signal stops them at once)."""
@@ -64,14 +57,14 @@ class ProcessPool:
             # Its own process group: a terminal's Ctrl-C reaches only this parent, which
             # forwards it once (twice would mean "stop at once" to the child).
             child = await asyncio.create_subprocess_exec(
-                *self.command(slot), env=self.env, start_new_session=True
+                *self.command.line(slot), env=self.env, start_new_session=True
             )
             self.children[slot] = child
             if self._stopping.is_set():  # the signal came while this child was starting
                 child.send_signal(signal.SIGTERM)
-            logger.info(
-                "worker process %d started (pid %d)%s", slot, child.pid, self._port_note(slot)
-            )
+            port = self.command.metrics_port_of(slot)
+            metrics = "" if port is None else f", metrics on port {port}"
+            logger.info("worker process %d started (pid %d)%s", slot, child.pid, metrics)
             code = await child.wait()
             if self._stopping.is_set():
                 logger.info("worker process %d (pid %d) exited with %d", slot, child.pid, code)
@@ -92,18 +85,24 @@ class ProcessPool:
         return 0  # asked to stop while this slot had no live child
 
 
-def child_command(queues: Sequence[str], metrics_port: int | None) -> Callable[[int], list[str]]:
-    """Slot i's command: one process serving `queues`, its metrics on `metrics_port + i`."""
-    base = [sys.executable, "-m", "workers", "worker", "--processes", "1", "--queues", *queues]
+@dataclass(frozen=True)
+class ChildCommand:
+    """The command of each child: one process serving `queues`, its metrics on port + slot."""
 
-    def command(slot: int) -> list[str]:
-        if metrics_port is None:
-            return base
+    queues: Sequence[str]
+    metrics_port: int | None = None
+
+    def metrics_port_of(self, slot: int) -> int | None:
+        if self.metrics_port is None:
+            return None
         # Port 0 (any free port) stays 0 for every child; each logs the port it took.
-        port = metrics_port + slot if metrics_port else 0
-        return [*base, "--metrics-port", str(port)]
+        return self.metrics_port + slot if self.metrics_port else 0
 
-    return command
+    def line(self, slot: int) -> list[str]:
+        line = [sys.executable, "-m", "workers", "worker", "--processes", "1", "--queues"]
+        line += self.queues
+        port = self.metrics_port_of(slot)
+        return line if port is None else [*line, "--metrics-port", str(port)]
 
 
 def child_env(redis_url: str, settings: PostroomSettings) -> dict[str, str]:
