@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from config.queues import BackoffPolicy, QueueName
 from workers import JobContext, PermanentError, task
@@ -34,3 +34,9 @@ async def fails_once(ctx: JobContext, secret: Secret) -> int:
 @task(queue=QueueName.DELIVERY, name="tests.observed.rejected", max_tries=3, backoff=QUICK)
 async def rejected(ctx: JobContext, secret: Secret) -> None:
     raise PermanentError("the provider rejected it")
+
+
+@task(queue=QueueName.DELIVERY, name="tests.observed.validates", max_tries=1)
+async def validates(ctx: JobContext, secret: Secret) -> int:
+    """Validates part of its payload itself: pydantic's error quotes the refused value."""
+    return TypeAdapter(int).validate_python(secret.content)

@@ -35,7 +35,8 @@ class Secrets:
     """Secret-looking strings that go into payloads and must never come out in a log."""
 
     def __init__(self) -> None:
-        self.content = f"the launch code is {uuid.uuid4().hex}"
+        # Short, so that nothing quoting it would truncate it (pydantic cuts long values).
+        self.content = f"code-{uuid.uuid4().hex[:12]}"
         self.api_key = f"sk_live_{uuid.uuid4().hex}"
 
     def payload(self, key: str | None = None) -> observed.Secret:
@@ -96,6 +97,23 @@ async def test_each_job_end_is_one_line_with_its_fields_and_never_its_payload(
         assert secrets.absent_from(PlainFormatter().format(record))
         assert secrets.absent_from(JsonFormatter().format(record))
     assert not [r for r in caplog.records if r.name == "arq.worker" and "→" in r.getMessage()]
+
+
+async def test_a_validation_error_raised_by_a_task_is_logged_without_the_values_it_quotes(
+    settings: PostroomSettings, client: PostroomClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    secrets = Secrets()
+    async with running_worker(settings, queues=[QueueName.DELIVERY]):
+        job = await client.enqueue(observed.validates.call(secrets.payload()))
+        with pytest.raises(JobFailedError):
+            await job.result(timeout=30)
+    [line] = [r for r in caplog.records if vars(r).get("outcome") == "dead_lettered"]
+    assert "ValidationError" in line.getMessage()
+    assert "Input should be a valid integer" in line.getMessage()
+    for record in caplog.records:
+        assert secrets.absent_from(PlainFormatter().format(record))
+        assert secrets.absent_from(JsonFormatter().format(record))
 
 
 def free_ports(count: int) -> int:

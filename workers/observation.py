@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from arq.worker import Retry
+from pydantic import ValidationError
 
 from config.queues import QueueName
 from workers.metrics import TaskMetrics
@@ -33,6 +34,16 @@ def due_ms(score: float) -> float:
     if is_waiting(score):  # a plain millisecond score (a stock arq client)
         return score
     return score + OFFSET[priority_of(score)]
+
+
+def describe(error: BaseException) -> str:
+    """An error's message for a log line. A pydantic error (a task validating data itself)
+    quotes the values it refused, which may be the payload: only its fields and reasons."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<value>'}: {e['msg']}" for e in error.errors()
+        )
+    return str(error)
 
 
 @dataclass(slots=True)
@@ -124,7 +135,7 @@ class JobObserver:
                 "job failed after %.3fs (%s: %s); %s",
                 duration,
                 fields.get("error_type"),
-                error,
+                describe(error) if error is not None else "",
                 detail,
                 extra=fields,
             )
@@ -135,13 +146,21 @@ class JobObserver:
                 "job dead-lettered after %.3fs (%s: %s); %s",
                 duration,
                 fields.get("error_type"),
-                error,
+                describe(error) if error is not None else "",
                 detail,
                 extra=fields,
             )
         else:
             metrics.failed.inc()
-            logger.error("job failed after %.3fs", duration, extra=fields, exc_info=error)
+            logger.error(
+                "job failed after %.3fs (%s: %s)",
+                duration,
+                fields.get("error_type"),
+                describe(error) if error is not None else "",
+                extra=fields,
+                # Outside postroom's handling (Redis lost mid-run, say): the traceback helps.
+                exc_info=None if isinstance(error, ValidationError) else error,
+            )
 
 
 class Observed:
