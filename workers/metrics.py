@@ -12,7 +12,6 @@ are looked up once and cached, so a job costs a dict lookup and a few locked inc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -69,10 +68,6 @@ class QueueGauges:
 
     depth: Gauge
     heartbeat: Gauge
-
-    def observed(self, depth: int) -> None:
-        self.depth.set(depth)
-        self.heartbeat.set(time.time())
 
 
 class WorkerMetrics:

@@ -225,9 +225,32 @@ class Supervisor:
                     await self._maintain_worker(keys, queue, worker)
                 except (RedisError, OSError) as exc:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
+                else:
+                    if worker._pool is not None:
+                        self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
+            await self._observe_depths(keys, served)
             # Until every queue knows whether it is paused (none starts jobs before), look often.
             known = len(self.paused) == len(served)
             await sleep_unless(self._jobs_done, interval if known else 0.02)
+
+    async def _observe_depths(self, keys: Keys, served: dict[QueueName, Worker]) -> None:
+        """Set the queue-depth gauges: each queue's ready jobs, less those running (they stay
+        in the queue until they finish). One round trip for every queue, about every second."""
+        pools = [worker.pool for worker in served.values() if worker._pool is not None]
+        if not pools:
+            return
+        now = int(time.time() * 1000)
+        try:
+            async with pools[0].pipeline(transaction=False) as pipe:
+                for queue in served:
+                    pipe.zcount(keys.queue(queue), "-inf", now)
+                    pipe.zcount(keys.active(queue), now, "+inf")
+                counts = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            logger.debug("queue depths not read: %s", exc)  # the lease renewal says so
+            return
+        for i, queue in enumerate(served):
+            self.runtime.metrics.queue(queue).depth.set(max(counts[2 * i] - counts[2 * i + 1], 0))
 
     async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: Worker) -> None:
         if worker._pool is None:  # not connected yet
@@ -239,15 +262,11 @@ class Supervisor:
             pipe.exists(keys.paused(queue))
             pipe.zremrangebyscore(keys.cancel_requests(queue), "-inf", now - REQUEST_TTL_MS)
             pipe.zrange(keys.cancel_requests(queue), 0, -1)
-            # For the queue-depth gauge: ready jobs, less those running (they stay queued).
-            pipe.zcount(keys.queue(queue), "-inf", now)
-            pipe.zcount(keys.active(queue), now, "+inf")
             for job_id in running:
                 pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
             if running:
                 pipe.zadd(keys.active(queue), dict.fromkeys(running, now + lease_ms))
-            paused, _, cancels, ready, active, *_ = await pipe.execute()
-        self.runtime.metrics.queue(queue).observed(max(ready - active, 0))
+            paused, _, cancels, *_ = await pipe.execute()
         await self._cancel_requested(keys, queue, worker, [c.decode() for c in cancels])
         if self._stop.is_set():
             return
