@@ -18,9 +18,10 @@ from pydantic import SecretStr
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from workers.admin import dead_letters, health, jobs, metrics, queues
+from workers.admin import dead_letters, health, jobs, queues
 from workers.admin.auth import require_token, token_digest
 from workers.admin.errors import add_error_handlers
+from workers.admin.metrics import router as metrics_router
 from workers.admin.state import AdminState
 from workers.client import PostroomClient, redis_url
 from workers.registry import TaskRegistry, registry
@@ -32,7 +33,7 @@ PROTECTED_ROUTERS: list[APIRouter] = [
     jobs.router,
     dead_letters.router,
     health.router,
-    metrics.router,
+    metrics_router,
 ]
 
 
