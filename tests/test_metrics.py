@@ -23,7 +23,7 @@ from tests.metrics_text import Samples, parse, value
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import JobFailedError, PostroomClient
 from workers.cluster_metrics import render_cluster_metrics
-from workers.metrics import EnqueueMetrics
+from workers.metrics import EnqueueMetrics, WorkerMetrics
 from workers.supervisor import Supervisor
 
 
@@ -260,3 +260,19 @@ async def test_job_put_back_by_a_shutdown_counts_no_outcome_and_leaves_nothing_i
     assert value(samples, "postroom_jobs_in_flight", queue="message-delivery") == 0
     [line] = [vars(r) for r in caplog.records if "outcome" in vars(r)]
     assert (line["outcome"], line["job_id"]) == ("put_back", job.job_id)
+
+
+def test_histogram_buckets_hold_values_up_to_their_bound_cumulatively() -> None:
+    metrics = WorkerMetrics()
+    counts = metrics.task(QueueName.DELIVERY, "t")
+    for seconds in (0.001, 0.005, 0.0051, 700.0):
+        counts.duration.observe(seconds)
+    samples = parse(metrics.render().decode())
+    labels = {"queue": "message-delivery", "task": "t"}
+    bucket = "postroom_job_duration_seconds_bucket"
+    assert value(samples, bucket, le="0.005", **labels) == 2  # a bound is in its own bucket
+    assert value(samples, bucket, le="0.01", **labels) == 3
+    assert value(samples, bucket, le="600.0", **labels) == 3
+    assert value(samples, bucket, le="+Inf", **labels) == 4
+    assert value(samples, "postroom_job_duration_seconds_count", **labels) == 4
+    assert value(samples, "postroom_job_duration_seconds_sum", **labels) == pytest.approx(700.0111)

@@ -18,7 +18,7 @@ from arq.worker import Retry
 from pydantic import ValidationError
 
 from config.queues import QueueName
-from workers.metrics import TaskMetrics
+from workers.metrics import JobCounts
 from workers.priority import OFFSET, is_waiting, priority_of
 from workers.runtime import Runtime
 
@@ -50,9 +50,9 @@ def describe(error: BaseException) -> str:
 class Run:
     """A started run: what its end needs to log and count."""
 
-    metrics: TaskMetrics
+    counts: JobCounts
+    task: str
     started: float
-    fields: dict[str, Any]
 
 
 class JobObserver:
@@ -72,6 +72,7 @@ class JobObserver:
         self.queue = queue
         self.runtime = runtime
         self.metrics = runtime.metrics
+        self.gauges = runtime.metrics.queue(queue)
         self.outcomes = outcomes
         self.details = details
 
@@ -79,20 +80,23 @@ class JobObserver:
         """`with observer.observe(task, ctx): ...` around a run."""
         return Observed(self, task, ctx)
 
-    def started(self, task: str, ctx: dict[str, Any]) -> Run:
-        metrics = self.metrics.task(self.queue, task)
-        now = time.time()
-        metrics.started.inc()
-        metrics.latency.observe(max(now - due_ms(ctx["score"]) / 1000, 0.0))
-        metrics.in_flight.inc()
-        fields = {
+    def fields(self, task: str, ctx: dict[str, Any]) -> dict[str, Any]:
+        """A job line's record fields (built only for a line that is logged)."""
+        return {
             "queue": self.queue.value,
             "task": task,
             "job_id": ctx["job_id"],
             "job_try": ctx["job_try"],
         }
-        logger.debug("job started", extra=fields)
-        return Run(metrics, time.perf_counter(), fields)
+
+    def started(self, task: str, ctx: dict[str, Any]) -> Run:
+        counts = self.metrics.task(self.queue, task)
+        counts.started += 1
+        counts.latency.observe(max(time.time() - due_ms(ctx["score"]) / 1000, 0.0))
+        self.gauges.in_flight += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("job started", extra=self.fields(task, ctx))
+        return Run(counts, task, time.perf_counter())
 
     def ended(
         self,
@@ -106,31 +110,36 @@ class JobObserver:
     ) -> None:
         """Count and log a run's end; `outcome` is None when the run was put back by a
         shutdown or arq failed it (an error outside postroom's handling)."""
-        metrics = run.metrics
-        metrics.in_flight.dec()
+        counts = run.counts
+        self.gauges.in_flight -= 1
         duration = time.perf_counter() - run.started
-        fields = run.fields
-        fields["job_try"] = ctx["job_try"]  # a recovered run does not spend its try
+        if outcome == "completed":  # the common case first, its line only when logged
+            counts.duration.observe(duration)
+            counts.completed += 1
+            if logger.isEnabledFor(logging.INFO):
+                fields = self.fields(run.task, ctx)
+                fields.update(outcome=outcome, duration=round(duration, 6))
+                logger.info("job completed in %.3fs", duration, extra=fields)
+            return
+        # a recovered run's try was refunded: ctx["job_try"] is read now, not at the start
+        fields = self.fields(run.task, ctx)
         if isinstance(error, Retry) and error.__cause__ is not None:
             error = error.__cause__
         if outcome is None and (error is None or shutting_down):
             fields.update(outcome="put_back", duration=duration)
             logger.info("job put back after %.3fs (shutdown)", duration, extra=fields)
             return
-        metrics.duration.observe(duration)
+        counts.duration.observe(duration)
         label = outcome or "failed"
         fields.update(outcome=label, duration=round(duration, 6))
         if error is not None and label != "cancelled":
             fields["error_type"] = type(error).__name__
-        if label == "completed":
-            metrics.completed.inc()
-            logger.info("job completed in %.3fs", duration, extra=fields)
-        elif label == "cancelled":
-            metrics.cancelled.inc()
+        if label == "cancelled":
+            counts.cancelled += 1
             logger.info("job cancelled after %.3fs", duration, extra=fields)
         elif label == "retried":
-            metrics.failed.inc()
-            metrics.retried.inc()
+            counts.failed += 1
+            counts.retried += 1
             logger.warning(
                 "job failed after %.3fs (%s: %s); %s",
                 duration,
@@ -140,8 +149,8 @@ class JobObserver:
                 extra=fields,
             )
         elif label == "dead_lettered":
-            metrics.failed.inc()
-            metrics.dead_lettered.inc()
+            counts.failed += 1
+            counts.dead_lettered += 1
             logger.error(
                 "job dead-lettered after %.3fs (%s: %s); %s",
                 duration,
@@ -151,7 +160,7 @@ class JobObserver:
                 extra=fields,
             )
         else:
-            metrics.failed.inc()
+            counts.failed += 1
             logger.error(
                 "job failed after %.3fs (%s: %s)",
                 duration,
