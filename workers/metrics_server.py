@@ -4,7 +4,8 @@ prometheus_client's own HTTP server, in a thread, rather than one on the event l
 is answered even while the loop is busy or blocked, which is when one matters most (a stale
 `postroom_worker_heartbeat_timestamp_seconds` then shows the blocked loop), rendering never
 delays a job, and the library's server already does content negotiation, gzip and `name[]`
-filters. Metric updates are thread-safe in prometheus_client.
+filters. The scrape only reads: the per-job counts are plain numbers the event loop alone
+writes (metrics.py), the gauges prometheus_client's, which lock.
 """
 
 from __future__ import annotations
