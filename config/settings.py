@@ -98,6 +98,10 @@ class PostroomSettings(BaseSettings):
     admin_token: SecretStr | None = None
     admin_local_only: bool = False
     log_format: Literal["plain", "json"] = "plain"
+    # Each worker process serves Prometheus metrics on this port when set (0: any free port);
+    # with `--processes K`, process i uses port + i.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("worker_queues", "task_modules", mode="before")

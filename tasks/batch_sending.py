@@ -42,7 +42,7 @@ async def batch_send(ctx: JobContext, batch: BatchSend) -> BatchSent:
     batch_id = ctx["job_id"]
     key = checkpoint_key(settings.key_prefix, batch_id)
     ttl_ms = int((settings.dead_letter_retention + CHECKPOINT_EXTRA_SECONDS) * 1000)
-    client = PostroomClient(ctx["redis"], settings)
+    client = PostroomClient(ctx["redis"], settings, metrics=ctx["runtime"].metrics.enqueue)
     priority = priority_of(ctx["score"])
     conversation_id = batch.conversation_id or f"broadcast:{batch_id}"
     total = len(batch.recipient_ids)

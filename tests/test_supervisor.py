@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from arq.connections import RedisSettings
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
@@ -15,6 +16,9 @@ from tests.conftest import running_worker
 from tests.sample_tasks import Greeting, echo, occupy
 from workers.client import PostroomClient
 from workers.redis_server import EmbeddedRedis, _answers_ping
+from workers.registry import registry
+from workers.runtime import Runtime
+from workers.supervisor import Supervisor
 
 
 async def test_queue_concurrency_from_settings_bounds_jobs_running_at_once(
@@ -87,3 +91,21 @@ async def test_worker_survives_a_redis_restart_and_runs_old_and_new_jobs(
                 assert (await old.result(timeout=60))["text"] == "before"
     finally:
         server.stop()
+
+
+async def test_burst_mode_returns_once_the_queue_is_empty(
+    settings: PostroomSettings, client: PostroomClient
+) -> None:
+    handles = await client.enqueue_many(
+        echo.call(Greeting(messageId=f"m{n}", text="burst")) for n in range(3)
+    )
+    supervisor = Supervisor(
+        Runtime(settings),
+        registry,
+        RedisSettings.from_dsn(str(settings.redis_url)),
+        [QueueName.DELIVERY],
+        burst=True,
+    )
+    await asyncio.wait_for(supervisor.run(), timeout=60)
+    assert [(await h.result(timeout=1))["text"] for h in handles] == ["burst"] * 3
+    assert await client.redis.zcard(client.keys.queue(QueueName.DELIVERY)) == 0

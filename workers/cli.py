@@ -14,7 +14,7 @@ from config.queues import QueueName
 from config.settings import load_settings
 from workers import admin_cli
 from workers.logs import configure_logging
-from workers.process_pool import ProcessPool, child_command, child_env
+from workers.process_pool import ChildCommand, ProcessPool, child_env
 from workers.redis_server import resolve_redis
 from workers.serve import run_worker_process
 
@@ -40,12 +40,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--processes", type=int, default=1, help="worker processes to fork")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on this port (process i of --processes: port + i)",
+    )
+    worker.add_argument("--metrics-host", help="address /metrics listens on (127.0.0.1)")
+    worker.add_argument("--log-format", choices=["plain", "json"], help="log lines (plain)")
     admin_cli.add_commands(commands)
     return parser
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings a flag sets, taking precedence over the environment."""
+    flags = {
+        "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
+        "log_format": args.log_format,
+    }
+    return {name: value for name, value in flags.items() if value is not None}
+
+
 def _worker(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings(**_overrides(args))
     configure_logging(settings.log_level, settings.log_format)
     queues = _queues(args.queues) if args.queues else list(settings.worker_queues)
     if args.processes < 1:
@@ -54,7 +71,8 @@ def _worker(args: argparse.Namespace) -> int:
         return run_worker_process(settings, queues, burst=args.burst)
     redis_settings, server = resolve_redis(settings)
     url = settings.redis_dsn() or f"redis://127.0.0.1:{redis_settings.port}"
-    pool = ProcessPool(child_command([q.value for q in queues]), args.processes, child_env(url))
+    command = ChildCommand([q.value for q in queues], settings.metrics_port)
+    pool = ProcessPool(command, args.processes, child_env(url, settings))
     try:
         return uvloop.run(pool.run())
     finally:

@@ -24,6 +24,7 @@ from workers.errors import PostroomError
 from workers.job_listing import CleanState, JobPage, clean_jobs, list_jobs
 from workers.job_status import JobInfo, JobState, read_job_info, read_job_payload
 from workers.keys import Keys
+from workers.metrics import EnqueueMetrics
 from workers.priority import Priority
 from workers.queue_stats import QueueStats, read_queue_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
@@ -92,11 +93,18 @@ class PostroomClient:
     """Enqueue tasks from any asyncio app; build it from the same settings as the workers."""
 
     def __init__(
-        self, redis: ArqRedis, settings: PostroomSettings, tasks: TaskRegistry = registry
+        self,
+        redis: ArqRedis,
+        settings: PostroomSettings,
+        tasks: TaskRegistry = registry,
+        *,
+        metrics: EnqueueMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.tasks = tasks
+        # Counts the jobs this client writes (postroom_jobs_enqueued_total), when given.
+        self.metrics = metrics
         self.keys = Keys(settings.key_prefix)
         self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
 
@@ -107,6 +115,7 @@ class PostroomClient:
         tasks: TaskRegistry = registry,
         *,
         retries: int | None = None,
+        metrics: EnqueueMetrics | None = None,
     ) -> PostroomClient:
         """Connect to `REDIS_URL`, or to the embedded Redis a local worker started.
 
@@ -118,7 +127,7 @@ class PostroomClient:
         if retries is not None:
             redis_settings.conn_retries = retries
         redis = await create_pool(redis_settings, job_serializer=dumps, job_deserializer=loads)
-        return cls(redis, settings, tasks)
+        return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -159,6 +168,10 @@ class PostroomClient:
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
         created = await write_jobs(self.redis, [job for job, _ in jobs], checkpoint=checkpoint)
+        if self.metrics is not None:
+            self.metrics.enqueued(
+                (task.queue, task.name) for (_, task), new in zip(jobs, created, strict=True) if new
+            )
         return [
             JobHandle(job.job_id, task, new, self)
             for (job, task), new in zip(jobs, created, strict=True)

@@ -20,6 +20,7 @@ from workers.context import JobContext
 from workers.dead_letter import DeadLetterStore, Reason, try_error
 from workers.errors import PayloadValidationError, PermanentError
 from workers.keys import Keys
+from workers.observation import JobObserver
 from workers.priority import priority_of
 from workers.progress import ProgressReporter
 from workers.registry import Task
@@ -52,6 +53,9 @@ class JobExecution:
         self.keys = Keys(runtime.settings.key_prefix)
         # Filled as runs end, emptied by the Worker's finish_job in the same transaction.
         self.outcomes: dict[str, Outcome] = {}
+        # What a run's end line adds (its next try, a dead letter's reason); see observation.py.
+        self.details: dict[str, str] = {}
+        self.observer = JobObserver(queue, runtime, self.outcomes, self.details)
 
     def _dead_letters(self, ctx: dict[str, Any]) -> DeadLetterStore:
         # The Worker's own pool, which arq creates inside its main() and puts in ctx.
@@ -61,7 +65,9 @@ class JobExecution:
         policy = task.policy(self.config)
 
         async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
-            return await self.run(task, policy, ctx, kwargs)
+            ctx["task"] = task.name
+            with self.observer.observe(task.name, ctx):
+                return await self.run(task, policy, ctx, kwargs)
 
         run.__qualname__ = task.name
         return func(
@@ -78,9 +84,11 @@ class JobExecution:
         async def undeliverable(
             ctx: dict[str, Any], task: str | None, reason: str, payload: Any
         ) -> None:
-            logger.error("job %s on %s is undeliverable: %s", ctx["job_id"], self.queue, reason)
-            await self._dead_letter(ctx, task, payload, "undeliverable", PermanentError(reason))
-            raise PermanentError(reason)
+            # Counted under the internal task's name: the stored one may be anything at all.
+            with self.observer.observe(UNDELIVERABLE_TASK, ctx):
+                error = PermanentError(reason)
+                await self._dead_letter(ctx, task, payload, "undeliverable", error)
+                raise error
 
         return func(undeliverable, name=UNDELIVERABLE_TASK, max_tries=ARQ_MAX_TRIES, timeout=30)
 
@@ -89,7 +97,6 @@ class JobExecution:
     ) -> Any:
         job_id: str = ctx["job_id"]
         redis = ctx["redis"]
-        ctx["task"] = task.name
         ctx["progress"] = ProgressReporter(
             redis, self.keys.progress(job_id), self.runtime.settings.keep_result
         )
@@ -118,12 +125,16 @@ class JobExecution:
         ctx["job_try"] -= 1
         limit = self.runtime.settings.max_recoveries
         logger.warning(
-            "%s %s recovered from dead worker %s (%d/%d)",
-            task.name,
-            job_id,
+            "job recovered from dead worker %s (%d/%d)",
             lost_by,
             recoveries,
             limit,
+            extra={
+                "queue": self.queue.value,
+                "task": task.name,
+                "job_id": job_id,
+                "job_try": ctx["job_try"],
+            },
         )
         if recoveries > limit:
             error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
@@ -156,16 +167,7 @@ class JobExecution:
                 delay = retry_delay(policy.backoff, job_try)
                 error = try_error(job_try, exc)
                 await asyncio.shield(self._dead_letters(ctx).record_try_error(job_id, error))
-                logger.warning(
-                    "%s %s try %d/%d failed (%s: %s); retrying in %.2fs",
-                    task.name,
-                    job_id,
-                    job_try,
-                    policy.max_tries,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
+                self.details[job_id] = f"try {job_try}/{policy.max_tries}, next in {delay:.2f}s"
                 self.outcomes[job_id] = "retried"
                 raise Retry(defer=delay) from exc
             await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "max-tries", exc))
@@ -197,12 +199,4 @@ class JobExecution:
             priority=priority_of(ctx["score"]),
         )
         self.outcomes[ctx["job_id"]] = "dead_lettered"
-        logger.error(
-            "%s %s dead-lettered (%s) after %d tries: %s: %s",
-            task,
-            ctx["job_id"],
-            reason,
-            job_try,
-            type(exc).__name__,
-            exc,
-        )
+        self.details[ctx["job_id"]] = f"reason {reason}, after {job_try} tries"

@@ -9,7 +9,9 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from config.settings import PostroomSettings
 from workers.waiting import sleep_unless
 
 logger = logging.getLogger(__name__)
@@ -21,10 +23,13 @@ RESTART_DELAYS = (1.0, 30.0)
 
 
 class ProcessPool:
-    """Forks `processes` copies of a one-process worker command and keeps them alive."""
+    """Forks `processes` copies of a one-process worker command and keeps them alive.
 
-    def __init__(self, command: Sequence[str], processes: int, env: dict[str, str]) -> None:
-        self.command = list(command)
+    `command.line(i)` is slot i's command line (each child serves its own metrics port).
+    """
+
+    def __init__(self, command: ChildCommand, processes: int, env: dict[str, str]) -> None:
+        self.command = command
         self.processes = processes
         self.env = env
         self.children: dict[int, asyncio.subprocess.Process] = {}
@@ -52,12 +57,14 @@ class ProcessPool:
             # Its own process group: a terminal's Ctrl-C reaches only this parent, which
             # forwards it once (twice would mean "stop at once" to the child).
             child = await asyncio.create_subprocess_exec(
-                *self.command, env=self.env, start_new_session=True
+                *self.command.line(slot), env=self.env, start_new_session=True
             )
             self.children[slot] = child
             if self._stopping.is_set():  # the signal came while this child was starting
                 child.send_signal(signal.SIGTERM)
-            logger.info("worker process %d started (pid %d)", slot, child.pid)
+            port = self.command.metrics_port_of(slot)
+            metrics = "" if port is None else f", metrics on port {port}"
+            logger.info("worker process %d started (pid %d)%s", slot, child.pid, metrics)
             code = await child.wait()
             if self._stopping.is_set():
                 logger.info("worker process %d (pid %d) exited with %d", slot, child.pid, code)
@@ -78,9 +85,31 @@ class ProcessPool:
         return 0  # asked to stop while this slot had no live child
 
 
-def child_command(queues: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "workers", "worker", "--processes", "1", "--queues", *queues]
+@dataclass(frozen=True)
+class ChildCommand:
+    """The command of each child: one process serving `queues`, its metrics on port + slot."""
+
+    queues: Sequence[str]
+    metrics_port: int | None = None
+
+    def metrics_port_of(self, slot: int) -> int | None:
+        if self.metrics_port is None:
+            return None
+        # Port 0 (any free port) stays 0 for every child; each logs the port it took.
+        return self.metrics_port + slot if self.metrics_port else 0
+
+    def line(self, slot: int) -> list[str]:
+        line = [sys.executable, "-m", "workers", "worker", "--processes", "1", "--queues"]
+        line += self.queues
+        port = self.metrics_port_of(slot)
+        return line if port is None else [*line, "--metrics-port", str(port)]
 
 
-def child_env(redis_url: str) -> dict[str, str]:
-    return {**os.environ, "REDIS_URL": redis_url}
+def child_env(redis_url: str, settings: PostroomSettings) -> dict[str, str]:
+    """The parent's environment, with the Redis it resolved and the settings its flags set."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "POSTROOM_LOG_FORMAT": settings.log_format,
+        "POSTROOM_METRICS_HOST": settings.metrics_host,
+    }

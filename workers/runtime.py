@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from config.settings import PostroomSettings
+from workers.metrics import WorkerMetrics
 from workers.resources import Resources
 
 
@@ -24,6 +25,8 @@ class Runtime:
     shutting_down: bool = False
     # The services the tasks share, closed by the supervisor once no job runs.
     resources: Resources = field(init=False)
+    # This process's Prometheus metrics (served by the supervisor with `metrics_port`).
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.settings)

@@ -27,6 +27,8 @@ from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
 from workers.cron import CronScheduler
 from workers.keys import Keys
+from workers.logs import silence_arq_job_lines
+from workers.metrics_server import MetricsServer
 from workers.queue_worker import build_worker
 from workers.registry import TaskRegistry
 from workers.runtime import Runtime
@@ -67,6 +69,8 @@ class Supervisor:
         self._maintenance: asyncio.Task[None] | None = None
         self._stop_lock = asyncio.Lock()
         self._signals = 0
+        # This process's /metrics, while run() runs, when `metrics_port` is set.
+        self.metrics_server: MetricsServer | None = None
 
     async def run(self) -> None:
         """Run every queue until a signal (or, in burst mode, until the queues are empty)."""
@@ -75,7 +79,9 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, self.request_stop, sig)
+        silence_arq_job_lines()
         try:
+            self._serve_metrics()
             # Workers capture the running loop when built, so they are built here, inside it.
             for queue in self.queues:
                 worker = build_worker(
@@ -89,6 +95,8 @@ class Supervisor:
                 ", ".join(q.value for q in self.queues),
             )
             runs = [asyncio.create_task(self._keep_running(q, w)) for q, w in self.workers.items()]
+            if self.burst:
+                runs.append(asyncio.create_task(self._stop_when_done(list(runs))))
             runs.append(asyncio.create_task(self._keep_scheduling()))
             self._maintenance = asyncio.create_task(self._maintain())
             runs.append(self._maintenance)
@@ -106,11 +114,29 @@ class Supervisor:
                 # Exit non-zero so a process manager (or --processes) restarts this worker.
                 raise failures[0]
         finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
                 # remove_signal_handler resets to SIG_DFL; give back what was there before.
                 if sig in previous:
                     signal.signal(sig, previous[sig])
+
+    async def _stop_when_done(self, queue_runs: list[asyncio.Task[None]]) -> None:
+        """Burst mode: stop once every queue has run dry (the maintenance loop never ends
+        by itself; it renews leases until stop())."""
+        await asyncio.wait(queue_runs)
+        self._stop.set()
+
+    def _serve_metrics(self) -> None:
+        settings = self.runtime.settings
+        if settings.metrics_port is None:
+            return
+        server = MetricsServer(
+            self.runtime.metrics.registry, settings.metrics_host, settings.metrics_port
+        )
+        server.start()
+        self.metrics_server = server
 
     def request_stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """First call: drain gracefully. Second call: stop at once."""
@@ -199,9 +225,32 @@ class Supervisor:
                     await self._maintain_worker(keys, queue, worker)
                 except (RedisError, OSError) as exc:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
+                else:
+                    if worker._pool is not None:
+                        self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
+            await self._observe_depths(keys, served)
             # Until every queue knows whether it is paused (none starts jobs before), look often.
             known = len(self.paused) == len(served)
             await sleep_unless(self._jobs_done, interval if known else 0.02)
+
+    async def _observe_depths(self, keys: Keys, served: dict[QueueName, Worker]) -> None:
+        """Set the queue-depth gauges: each queue's ready jobs, less those running (they stay
+        in the queue until they finish). One round trip for every queue, about every second."""
+        pools = [worker.pool for worker in served.values() if worker._pool is not None]
+        if not pools:
+            return
+        now = int(time.time() * 1000)
+        try:
+            async with pools[0].pipeline(transaction=False) as pipe:
+                for queue in served:
+                    pipe.zcount(keys.queue(queue), "-inf", now)
+                    pipe.zcount(keys.active(queue), now, "+inf")
+                counts = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            logger.debug("queue depths not read: %s", exc)  # the lease renewal says so
+            return
+        for i, queue in enumerate(served):
+            self.runtime.metrics.queue(queue).depth.set(max(counts[2 * i] - counts[2 * i + 1], 0))
 
     async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: Worker) -> None:
         if worker._pool is None:  # not connected yet

@@ -21,6 +21,7 @@ from config.settings import PostroomSettings, load_settings
 from workers.admin import dashboard, dead_letters, health, jobs, queues
 from workers.admin.auth import require_token, token_digest
 from workers.admin.errors import add_error_handlers
+from workers.admin.metrics import router as metrics_router
 from workers.admin.state import AdminState
 from workers.client import PostroomClient, redis_url
 from workers.registry import TaskRegistry, registry
@@ -32,6 +33,7 @@ PROTECTED_ROUTERS: list[APIRouter] = [
     jobs.router,
     dead_letters.router,
     health.router,
+    metrics_router,
 ]
 
 
