@@ -20,6 +20,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # /dev/shm is small in containers; Chromium crashes at start when it fills.
+    "--disable-dev-shm-usage",
 ]
 
 
