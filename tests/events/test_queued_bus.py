@@ -13,6 +13,7 @@ from tests.events.handlers import Followed, Greeted, Unheard, flaky_greeting, ra
 from tests.sample_tasks import echo
 from tests.tasks.conftest import fast_retries
 from workers.client import PostroomClient
+from workers.dead_letter import DeadLetter
 from workers.events import QueuedEventBus, handler_name
 from workers.events.queued import DISPATCH_TASKS, EventHandled
 from workers.job_status import JobState
@@ -35,6 +36,19 @@ async def event_client(event_settings: PostroomSettings) -> AsyncIterator[Postro
 
 async def handled(client: PostroomClient, event: Greeted) -> EventHandled:
     return await client.job(event.id, DISPATCH_TASKS[QUEUE]).result(timeout=60)
+
+
+async def dead_letter_after_worker_runs(
+    settings: PostroomSettings, client: PostroomClient, event_id: str
+) -> DeadLetter | None:
+    """Run a worker until the event's job is dead-lettered; its dead letter."""
+    async with running_worker(settings):
+
+        async def dead() -> bool:
+            return await client.dead_letters.get(event_id) is not None
+
+        await eventually(dead, "the event was dead-lettered")
+    return await client.dead_letters.get(event_id)
 
 
 async def test_handlers_run_in_a_worker_in_a_job_whose_id_is_the_event_id(
@@ -88,13 +102,7 @@ async def test_handler_failing_every_try_dead_letters_the_event_naming_the_handl
 ) -> None:
     event = Greeted(name="ada", failures=99)
     await QueuedEventBus(event_client, queue=QUEUE).publish(event)
-    async with running_worker(event_settings):
-
-        async def dead() -> bool:
-            return await event_client.dead_letters.get(event.id) is not None
-
-        await eventually(dead, "the event was dead-lettered")
-    letter = await event_client.dead_letters.get(event.id)
+    letter = await dead_letter_after_worker_runs(event_settings, event_client, event.id)
     assert letter is not None
     assert letter.reason == "max-tries" and letter.tries == 3
     assert letter.payload == {"event": event.to_json()}
@@ -111,13 +119,7 @@ async def test_permanent_handler_failure_dead_letters_at_once(
 ) -> None:
     event = Greeted(name="mallory", refuse=True)
     await QueuedEventBus(event_client, queue=QUEUE).publish(event)
-    async with running_worker(event_settings):
-
-        async def dead() -> bool:
-            return await event_client.dead_letters.get(event.id) is not None
-
-        await eventually(dead, "the event was dead-lettered")
-    letter = await event_client.dead_letters.get(event.id)
+    letter = await dead_letter_after_worker_runs(event_settings, event_client, event.id)
     assert letter is not None and letter.reason == "permanent" and letter.tries == 1
     assert "mallory is not welcome" in letter.errors[-1].message
 
@@ -127,13 +129,7 @@ async def test_event_of_a_type_the_worker_does_not_know_is_dead_lettered_with_th
 ) -> None:
     event = Unheard()
     assert await QueuedEventBus(event_client, queue=QUEUE).publish(event) is True
-    async with running_worker(event_settings):
-
-        async def dead() -> bool:
-            return await event_client.dead_letters.get(event.id) is not None
-
-        await eventually(dead, "the event was dead-lettered")
-    letter = await event_client.dead_letters.get(event.id)
+    letter = await dead_letter_after_worker_runs(event_settings, event_client, event.id)
     assert letter is not None and letter.reason == "permanent" and letter.tries == 1
     assert letter.errors[-1].type == "UnknownEventError"
     assert "no event class is registered for type 'tests.unheard'" in letter.errors[-1].message
