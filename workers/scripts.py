@@ -1,0 +1,68 @@
+"""Lua scripts run by their SHA1, one round trip each, reloaded when Redis has lost them.
+
+redis-py's `Script` sends SCRIPT EXISTS before every pipeline that holds one: a round trip per
+finishing job. These are sent as bare EVALSHA; a Redis that restarted or ran SCRIPT FLUSH
+answers NOSCRIPT, and only then is the script loaded and the call repeated. A NOSCRIPT reply
+means the script did not run, so repeating the call never runs it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+
+class LuaScript:
+    """One script's source and SHA1; build once (at import is fine: it is only text)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def load(self, redis: Redis) -> None:
+        await redis.script_load(self.source)
+
+    async def __call__(self, redis: Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            await self.load(redis)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+    def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        """Add the call to a pipeline; its reply may be a NoScriptError (see `run_batch`)."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def run_batch(
+    redis: Redis, script: LuaScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+) -> list[Any]:
+    """Run many (keys, args) calls of `script` in one non-transactional round trip.
+
+    Each call is independent, so after a NOSCRIPT only the calls that got it are repeated
+    (a SCRIPT FLUSH can land between two calls of one pipeline); other errors are raised.
+    """
+    replies: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in todo:
+                script.queue(pipe, *calls[i])
+            answers = await pipe.execute(raise_on_error=False)
+        missing = []
+        for i, answer in zip(todo, answers, strict=True):
+            if isinstance(answer, NoScriptError) and attempt == 0:
+                missing.append(i)
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                replies[i] = answer
+        if not missing:
+            break
+        await script.load(redis)
+        todo = missing
+    return replies
