@@ -14,16 +14,19 @@ from workers.scripts import LuaScript
 # How long arq keeps a job's try counter (its own constant, 88400 s, kept for compatibility).
 RETRY_TTL_S = 88400
 
-# KEYS: queue, active set. ARGV: now ms, how many jobs to claim, how many ready ids to look
-# at at most, the lease ms, then the key prefixes of arq's in-progress, job and retry keys and
-# postroom's running marker, this worker's id, the marker's TTL ms, the retry counter's TTL.
+# KEYS: queue, active set, result index. ARGV: now ms, how many jobs to claim, how many ready
+# ids to look at at most, the lease ms, then the key prefixes of arq's in-progress, job and
+# retry keys and postroom's running marker, this worker's id, the marker's TTL ms, the retry
+# counter's TTL s, the oldest finish time whose result is kept (ms).
 #
 # Promotes every waiting job whose time has come into its band (priority.py), then claims
-# ready jobs in priority order, skipping those running elsewhere (they stay in the queue until
-# they finish). Claiming a job is what arq's WATCH/MULTI and the start of its run_job did: set
-# its in-progress key (the lease), read its payload, count the try; then postroom's running
+# ready jobs in priority order, skipping those running (they stay in the queue until they
+# finish; those whose lease is live are skipped without a command, the rest by SET NX).
+# Claiming a job is what arq's WATCH/MULTI and the start of its run_job did: set its
+# in-progress key (the lease), read its payload, count the try; then postroom's running
 # marker (whose previous value names a worker that died mid-run) and its place in the active
-# set, scored by when the lease runs out.
+# set, scored by when the lease runs out. Also drops the result index's expired entries (the
+# results themselves expire on their own), here once per claim instead of once per job.
 # Returns, per job: id, score, payload (nil if expired), try, previous marker (nil if none).
 CLAIM = LuaScript(
     LUA_BANDS
@@ -32,6 +35,11 @@ local queue, active, now, want = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
 local scan, lease = tonumber(ARGV[3]), ARGV[4]
 local lock, job, retry, running = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local worker, marker_ttl, retry_ttl = ARGV[9], ARGV[10], ARGV[11]
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[12])
+local leased = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', active, '(' .. now, '+inf')) do
+    leased[id] = true
+end
 local due = redis.call('ZRANGEBYSCORE', queue, 0, now, 'WITHSCORES', 'LIMIT', 0, 1000)
 for i = 1, #due, 2 do
     local score = tonumber(due[i + 1])
@@ -45,7 +53,8 @@ while count < want and seen < scan do
     if #batch == 0 then break end
     for i = 1, #batch, 2 do
         local id = batch[i]
-        if count < want and redis.call('SET', lock .. id, '1', 'NX', 'PX', lease) then
+        local free = count < want and not leased[id]
+        if free and redis.call('SET', lock .. id, '1', 'NX', 'PX', lease) then
             count = count + 1
             local try = redis.call('INCR', retry .. id)
             redis.call('EXPIRE', retry .. id, retry_ttl)
@@ -69,12 +78,11 @@ return claimed
 # KEYS: queue, active set, stats, result index, then the job's in-progress, running marker,
 # retry, job and result keys. ARGV: job id, what ("finish", "retry" or "release"), result data
 # ('' for none), its TTL ms ('' for forever), the retry's score increment, now ms, how many
-# results the queue keeps, the oldest finish time kept (ms), arq's result key prefix, then the
-# counters to increment.
+# results the queue keeps, arq's result key prefix, then the counters to increment.
 #
-# "finish" stores the result, indexes it and deletes the results past either bound (kept for
-# `keep_result` or the last N, whichever is fewer), and removes the job; "retry" moves it out
-# of its band to wait for its backoff, keeping its priority (where arq would ZINCRBY it to a
+# "finish" stores the result, indexes it and deletes the oldest results past the queue's
+# bound (CLAIM drops those past `keep_result`), and removes the job; "retry" moves it out of
+# its band to wait for its backoff, keeping its priority (where arq would ZINCRBY it to a
 # later time in the same band); "release" leaves it ready (a run put back by a shutdown).
 FINISH = LuaScript(
     LUA_BANDS
@@ -82,8 +90,9 @@ FINISH = LuaScript(
 local queue, active, stats, results = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, what = ARGV[1], ARGV[2]
 redis.call('ZREM', active, id)
-for i = 10, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+for i = 9, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
 if what == 'finish' then
+    local gone = {KEYS[5], KEYS[6], KEYS[7], KEYS[8]}
     if ARGV[3] ~= '' then
         if ARGV[4] == '' then
             redis.call('SET', KEYS[9], ARGV[3])
@@ -91,16 +100,13 @@ if what == 'finish' then
             redis.call('SET', KEYS[9], ARGV[3], 'PX', ARGV[4])
         end
         redis.call('ZADD', results, ARGV[6], id)
-        redis.call('ZREMRANGEBYSCORE', results, '-inf', '(' .. ARGV[8])
         local extra = redis.call('ZCARD', results) - tonumber(ARGV[7])
         if extra > 0 then
-            for _, old in ipairs(redis.call('ZRANGE', results, 0, extra - 1)) do
-                redis.call('DEL', ARGV[9] .. old)
-            end
-            redis.call('ZREMRANGEBYRANK', results, 0, extra - 1)
+            local oldest = redis.call('ZPOPMIN', results, extra)
+            for i = 1, #oldest, 2 do gone[#gone + 1] = ARGV[8] .. oldest[i] end
         end
     end
-    redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+    redis.call('DEL', unpack(gone))
     redis.call('ZREM', queue, id)
     return
 end
