@@ -27,6 +27,7 @@ from workers.claimed_run import Claim, ClaimedRunWorker
 from workers.enqueue import wake_key
 from workers.execution import MARKER_TTL_MS, Outcome
 from workers.keys import Keys
+from workers.scripts import ScriptBatcher
 from workers.waiting import sleep_unless
 from workers.worker_scripts import CLAIM, FINISH, RETRY_TTL_S
 
@@ -68,6 +69,7 @@ class QueueWorker(ClaimedRunWorker):
         self.worker_id = worker_id
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False
+        self._finish: ScriptBatcher | None = None
 
     async def main(self) -> None:
         """arq's main(), with a wait that ends early on an enqueue or a freed slot (`_wait`)."""
@@ -81,6 +83,7 @@ class QueueWorker(ClaimedRunWorker):
             )
         for script in (CLAIM, FINISH):  # once here; reloaded only after a NOSCRIPT
             await script.load(self.pool)
+        self._finish = ScriptBatcher(self.pool, FINISH)
         logger.info("Starting worker for %d functions: %s", len(self.functions), self.queue_name)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
@@ -230,4 +233,5 @@ class QueueWorker(ClaimedRunWorker):
             result_key_prefix,
             *counters,
         ]
-        await FINISH(self.pool, keys, args)
+        assert self._finish is not None, "finish_job before main()"
+        await self._finish(keys, args)
