@@ -10,6 +10,7 @@ from tests.conftest import eventually, running_worker
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
 from workers.enqueue import Checkpoint, wake_key
+from workers.worker_scripts import lua_string
 
 # Far longer than any test may run: a job that starts at all was started by a wake-up.
 NEVER = 3600.0
@@ -83,3 +84,12 @@ async def test_jobs_run_after_redis_forgets_every_script(settings: PostroomSetti
     assert texts == ["hello 3", "hello 4", "hello 5"]
     assert all(job.created for job in [first, single, *bulk, checked])
     assert checkpoint == b"chunk-1"
+
+
+async def test_names_baked_into_the_finish_script_read_back_byte_for_byte(
+    client: PostroomClient,
+) -> None:
+    """Quotes, backslashes, brackets and non-ASCII cannot end the Lua literal early."""
+    nasty = "a\"b\\c]]d\n'e\x00é"
+    echoed = await client.redis.eval(f"return {lua_string(nasty)}", 0)
+    assert echoed == nasty.encode()

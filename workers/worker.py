@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from arq.connections import create_pool, log_redis_info
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.constants import retry_key_prefix as retry_prefix
 from arq.utils import timestamp_ms, to_ms
 
@@ -29,7 +29,7 @@ from workers.execution import MARKER_TTL_MS, Outcome
 from workers.keys import Keys
 from workers.scripts import ScriptBatcher
 from workers.waiting import sleep_unless
-from workers.worker_scripts import CLAIM, FINISH, RETRY_TTL_S
+from workers.worker_scripts import CLAIM, RETRY_TTL_S, finish_script
 
 # arq's logger, as arq's Worker has it.
 logger = logging.getLogger("arq.worker")
@@ -70,6 +70,14 @@ class QueueWorker(ClaimedRunWorker):
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False
         self._finish: ScriptBatcher | None = None
+        self._finish_script = finish_script(
+            queue=self.queue_name,
+            active=keys.active(queue),
+            stats=keys.stats(queue),
+            results=keys.results(queue),
+            running_prefix=keys.running(""),
+            results_kept=results_per_queue,
+        )
 
     async def main(self) -> None:
         """arq's main(), with a wait that ends early on an enqueue or a freed slot (`_wait`)."""
@@ -81,9 +89,9 @@ class QueueWorker(ClaimedRunWorker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
-        for script in (CLAIM, FINISH):  # once here; reloaded only after a NOSCRIPT
+        for script in (CLAIM, self._finish_script):  # once here; again only after a NOSCRIPT
             await script.load(self.pool)
-        self._finish = ScriptBatcher(self.pool, FINISH)
+        self._finish = ScriptBatcher(self.pool, self._finish_script)
         logger.info("Starting worker for %d functions: %s", len(self.functions), self.queue_name)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
@@ -200,7 +208,7 @@ class QueueWorker(ClaimedRunWorker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """arq's finish_job, plus postroom's bookkeeping, in one script call (FINISH).
+        """arq's finish_job, plus postroom's bookkeeping, in one script call (finish_script).
 
         A retry waits out of its band and keeps its priority; the result joins the queue's
         result index; the counters move; the job leaves the active set. `keep_in_progress`
@@ -211,17 +219,6 @@ class QueueWorker(ClaimedRunWorker):
         what = "finish" if finish else "retry" if incr_score else "release"
         now = timestamp_ms()
         keep_ms = to_ms(result_timeout_s) or 0
-        keys = [
-            self.queue_name,
-            self.keys.active(self.queue),
-            self.keys.stats(self.queue),
-            self.keys.results(self.queue),
-            in_progress_key_prefix + job_id,
-            self.keys.running(job_id),
-            retry_prefix + job_id,
-            job_key_prefix + job_id,
-            result_key_prefix + job_id,
-        ]
         args: list[Any] = [
             job_id,
             what,
@@ -229,9 +226,7 @@ class QueueWorker(ClaimedRunWorker):
             "" if keep_result_forever else keep_ms,
             incr_score or 0,
             now,
-            self.results_per_queue,
-            result_key_prefix,
             *counters,
         ]
         assert self._finish is not None, "finish_job before main()"
-        await self._finish(keys, args)
+        await self._finish((), args)

@@ -8,6 +8,15 @@ writes of one job, each atomically.
 
 from __future__ import annotations
 
+import string
+
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
 from workers.priority import LUA_BANDS
 from workers.scripts import LuaScript
 
@@ -75,35 +84,37 @@ return claimed
 """
 )
 
-# KEYS: queue, active set, stats, result index, then the job's in-progress, running marker,
-# retry, job and result keys. ARGV: job id, what ("finish", "retry" or "release"), result data
-# ('' for none), its TTL ms ('' for forever), the retry's score increment, now ms, how many
-# results the queue keeps, arq's result key prefix, then the counters to increment.
+# Baked in ($NAMES, see `finish_script`): the queue's keys (queue, active set, stats, result
+# index), the key prefixes of a job's in-progress, running marker, retry, job and result keys,
+# how many results the queue keeps. ARGV: job id, what ("finish", "retry" or "release"),
+# result data ('' for none), its TTL ms ('' for forever), the retry's score increment, now ms,
+# then the counters to increment.
 #
 # "finish" stores the result, indexes it and deletes the oldest results past the queue's
 # bound (CLAIM drops those past `keep_result`), and removes the job; "retry" moves it out of
 # its band to wait for its backoff, keeping its priority (where arq would ZINCRBY it to a
 # later time in the same band); "release" leaves it ready (a run put back by a shutdown).
-FINISH = LuaScript(
+_FINISH = string.Template(
     LUA_BANDS
     + """
-local queue, active, stats, results = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local queue, active, stats, results = $QUEUE, $ACTIVE, $STATS, $RESULTS
 local id, what = ARGV[1], ARGV[2]
+local lock, running = $LOCK .. id, $RUNNING .. id
 redis.call('ZREM', active, id)
-for i = 9, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+for i = 7, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
 if what == 'finish' then
-    local gone = {KEYS[5], KEYS[6], KEYS[7], KEYS[8]}
+    local gone = {lock, running, $RETRY .. id, $JOB .. id}
     if ARGV[3] ~= '' then
         if ARGV[4] == '' then
-            redis.call('SET', KEYS[9], ARGV[3])
+            redis.call('SET', $RESULT .. id, ARGV[3])
         else
-            redis.call('SET', KEYS[9], ARGV[3], 'PX', ARGV[4])
+            redis.call('SET', $RESULT .. id, ARGV[3], 'PX', ARGV[4])
         end
         redis.call('ZADD', results, ARGV[6], id)
-        local extra = redis.call('ZCARD', results) - tonumber(ARGV[7])
+        local extra = redis.call('ZCARD', results) - $KEEP
         if extra > 0 then
             local oldest = redis.call('ZPOPMIN', results, extra)
-            for i = 1, #oldest, 2 do gone[#gone + 1] = ARGV[8] .. oldest[i] end
+            for i = 1, #oldest, 2 do gone[#gone + 1] = $RESULT .. oldest[i] end
         end
     end
     redis.call('DEL', unpack(gone))
@@ -116,6 +127,43 @@ if what == 'retry' then
     local due = math.floor(score) + tonumber(ARGV[5])
     redis.call('ZADD', queue, fmt(due + tag / 8), id)
 end
-redis.call('DEL', KEYS[5], KEYS[6])
+redis.call('DEL', lock, running)
 """
 )
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua string literal: every byte outside printable ASCII, and quote and
+    backslash, as a decimal escape, so no key prefix can break out of it."""
+    safe = (chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in text.encode())
+    return '"' + "".join(safe) + '"'
+
+
+def finish_script(
+    *,
+    queue: str,
+    active: str,
+    stats: str,
+    results: str,
+    running_prefix: str,
+    results_kept: int,
+) -> LuaScript:
+    """One queue's FINISH script, its key names part of the source.
+
+    A finish is sent per job, and encoding its arguments was a sixth of a worker's CPU with
+    every key passed in KEYS; only what differs per job is sent now. (Redis Cluster would want
+    the keys declared; arq's multi-key transactions do not run there either.)
+    """
+    names = {
+        "QUEUE": queue,
+        "ACTIVE": active,
+        "STATS": stats,
+        "RESULTS": results,
+        "LOCK": in_progress_key_prefix,
+        "RUNNING": running_prefix,
+        "RETRY": retry_key_prefix,
+        "JOB": job_key_prefix,
+        "RESULT": result_key_prefix,
+    }
+    source = _FINISH.substitute({k: lua_string(v) for k, v in names.items()}, KEEP=results_kept)
+    return LuaScript(source)
