@@ -114,15 +114,22 @@ class QueueWorker(ClaimedRunWorker):
     async def _wait(self) -> None:
         """Until there may be a job to claim, and never longer than a poll tick.
 
-        With ready jobs left unread, or no free slot, that is when a slot frees; otherwise
-        when an enqueue leaves a wake token (BLPOP holds one pooled connection meanwhile).
+        Paused, that is a resume. With ready jobs left unread, when a tenth of the slots are
+        free (claiming for one slot at a time would cost a claim per job); with no free slot,
+        when one frees; otherwise when an enqueue leaves a wake token (BLPOP holds a pooled
+        connection meanwhile).
         """
         tick = self.poll_delay_s
-        busy = self.job_counter >= self.max_jobs
-        if (self._more_ready and not busy) or tick <= 0:
+        if tick <= 0:
             return
-        if self._more_ready or busy or not self.allow_pick_jobs:
-            await sleep_unless(self._wake, tick)
+        if not self.allow_pick_jobs:
+            await sleep_unless(self._wake, tick)  # a resume sets it
+        elif self._more_ready or self.job_counter >= self.max_jobs:
+            wanted = max(1, self.max_jobs // 10) if self._more_ready else 1
+            deadline = self.loop.time() + tick
+            while self.max_jobs - self.job_counter < wanted and self.loop.time() < deadline:
+                self._wake.clear()
+                await sleep_unless(self._wake, deadline - self.loop.time())
         else:
             # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
             await self.pool.execute_command("BLPOP", wake_key(self.queue_name), tick)  # type: ignore[no-untyped-call]
