@@ -1,4 +1,9 @@
-"""Writing jobs into arq's queues: one script call per job, many per round trip."""
+"""Writing jobs into arq's queues: one script call per job, many per round trip.
+
+Writing a job that is ready now also leaves a wake token in its queue's wake list (at most
+one), which an idle worker waits on with BLPOP: it starts the job at once instead of at its
+next poll tick (see QueueWorker._wait).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,24 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 
 from workers.priority import Priority, job_score
+from workers.scripts import LuaScript, run_batch
 from workers.serialization import dumps
 
 # A job id is taken while its job or its result exists (arq's own rule); taking it is one
 # atomic step instead of arq's WATCH/EXISTS/MULTI, so a bulk enqueue can pipeline it.
-# An optional fourth key is a "once" marker (a cron tick) that outlives the job and result.
-_ENQUEUE = """
+# KEYS: job, result, queue, its wake list, and optionally a "once" marker (a cron tick) that
+# outlives the job and result. ARGV: payload, its TTL, score, id, the marker's TTL. A ready
+# job's score is negative (see priority.py).
+ENQUEUE = LuaScript("""
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-if #KEYS > 3 and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[5]) then return 0 end
+if #KEYS > 4 and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[5]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+if tonumber(ARGV[3]) < 0 and redis.call('LLEN', KEYS[4]) == 0 then
+    redis.call('LPUSH', KEYS[4], '1')
+end
 return 1
-"""
+""")
 
 # How long a queued job's data outlives its start time: far beyond any retry schedule, so
 # that a job waiting behind a long outage is still there (arq's default is one day).
@@ -53,15 +64,33 @@ class NewJob:
         return job_score(self.priority, self.due_ms, self.enqueue_ms)
 
 
-async def queue_job(redis: ArqRedis, pipe: Any, job: NewJob) -> None:
-    """Add `job`'s enqueue to a pipeline; its reply is 1 if written, 0 if the id was taken."""
-    script = redis.register_script(_ENQUEUE)
-    keys = [job_key_prefix + job.job_id, result_key_prefix + job.job_id, job.queue_key]
+def wake_key(queue_key: str) -> str:
+    """The list an idle worker of the queue `queue_key` blocks on."""
+    return f"{queue_key}:wake"
+
+
+def _call(job: NewJob) -> tuple[list[str], list[Any]]:
+    keys = [
+        job_key_prefix + job.job_id,
+        result_key_prefix + job.job_id,
+        job.queue_key,
+        wake_key(job.queue_key),
+    ]
     args: list[Any] = [job.payload(), job.ttl_ms(), repr(job.score()), job.job_id]
     if job.once_key is not None:
         keys.append(job.once_key)
         args.append(job.once_ttl_ms)
-    await script(keys=keys, args=args, client=pipe)
+    return keys, args
+
+
+async def queue_job(redis: ArqRedis, pipe: Any, job: NewJob) -> None:
+    """Add `job`'s enqueue to a MULTI pipeline; its reply is 1 if written, 0 if the id was taken.
+
+    Inside MULTI a NOSCRIPT would fail this command alone while the others run, so the script
+    is loaded first (one round trip; the transactional paths are the rare ones).
+    """
+    await ENQUEUE.load(redis)
+    ENQUEUE.queue(pipe, *_call(job))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +116,14 @@ async def write_jobs(
     """
     if not jobs:
         return []
-    async with redis.pipeline(transaction=checkpoint is not None) as pipe:
+    if checkpoint is None:
+        if len(jobs) == 1:
+            return [bool(await ENQUEUE(redis, *_call(jobs[0])))]
+        return [bool(reply) for reply in await run_batch(redis, ENQUEUE, [_call(j) for j in jobs])]
+    await ENQUEUE.load(redis)  # see queue_job
+    async with redis.pipeline(transaction=True) as pipe:
         for job in jobs:
-            await queue_job(redis, pipe, job)
-        if checkpoint is not None:
-            pipe.set(checkpoint.key, checkpoint.value, px=checkpoint.ttl_ms)
+            ENQUEUE.queue(pipe, *_call(job))
+        pipe.set(checkpoint.key, checkpoint.value, px=checkpoint.ttl_ms)
         replies = await pipe.execute()
     return [bool(reply) for reply in replies[: len(jobs)]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Literal, cast
 
 from arq.constants import retry_key_prefix
@@ -37,6 +36,8 @@ ARQ_TIMEOUT_MARGIN = 5.0
 ARQ_MAX_TRIES = 1_000_000
 # How long a job's "running" marker lives: longer than any run, so only a crash leaves one.
 MARKER_TTL_MS = 24 * 3600 * 1000
+# The ctx key naming the worker whose run of the job died (the marker the claim found).
+LOST_BY = "lost_by"
 
 # How a run ended, for the queue's counters (see QueueWorker.finish_job); a run put back by a
 # shutdown has none.
@@ -100,15 +101,11 @@ class JobExecution:
         ctx["progress"] = ProgressReporter(
             redis, self.keys.progress(job_id), self.runtime.settings.keep_result
         )
-        lease_end = time.time() * 1000 + self.runtime.settings.lease_seconds * 1000
-        async with redis.pipeline(transaction=False) as pipe:
-            # The marker outlives a dead worker; finding it means the last run never finished.
-            # The Worker deletes it when the run ends (QueueWorker.finish_job).
-            pipe.set(self.keys.running(job_id), self.runtime.worker_id, px=MARKER_TTL_MS, get=True)
-            pipe.zadd(self.keys.active(self.queue), {job_id: lease_end})
-            previous, _ = await pipe.execute()
-        if previous is not None:
-            await self._recovered(task, ctx, kwargs, previous.decode())
+        # The claim set the running marker, which outlives a dead worker: finding one there
+        # means the last run never finished (see worker_scripts.CLAIM).
+        lost_by: str | None = ctx.pop(LOST_BY, None)
+        if lost_by is not None:
+            await self._recovered(task, ctx, kwargs, lost_by)
         return await self._attempt(task, policy, ctx, kwargs)
 
     async def _recovered(

@@ -58,6 +58,7 @@ def build_worker(
         keys=keys,
         outcomes=execution.outcomes,
         results_per_queue=settings.results_per_queue,
+        worker_id=runtime.worker_id,
         functions=functions,
         queue_name=keys.queue(queue),
         redis_settings=redis_settings,

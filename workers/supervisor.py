@@ -265,7 +265,8 @@ class Supervisor:
             for job_id in running:
                 pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
             if running:
-                pipe.zadd(keys.active(queue), dict.fromkeys(running, now + lease_ms))
+                # XX: a job that finished since `running` was read must not be re-added.
+                pipe.zadd(keys.active(queue), dict.fromkeys(running, now + lease_ms), xx=True)
             paused, _, cancels, *_ = await pipe.execute()
         await self._cancel_requested(keys, queue, worker, [c.decode() for c in cancels])
         if self._stop.is_set():

@@ -1,31 +1,37 @@
-"""arq's Worker, claiming jobs by priority and only as many as it can start now.
+"""arq's Worker, claiming jobs by priority, in batches, and woken by enqueues.
 
 arq reads up to `queue_read_limit` ids at once and then waits, holding that list, for slots to
-free: a job enqueued meanwhile waits behind all of them whatever its priority; and it claims
-each job with its own WATCH/MULTI round trips. This Worker claims, in one script call, no more
-jobs than it has free slots (in priority order, see priority.py), and claims again as soon as
-a slot frees while more work was ready, instead of at the next poll tick.
+free: a job enqueued meanwhile waits behind all of them whatever its priority; it claims each
+job with its own WATCH/MULTI round trips, reads it and counts its try in another, and an idle
+worker notices a new job only at its next poll tick. This Worker claims, in one script call,
+no more jobs than it has free slots (in priority order, see priority.py) with everything their
+runs need (worker_scripts.CLAIM); claims again as soon as a slot frees while more work was
+ready; finishes each run in one script call; and, idle, blocks on its queue's wake list, so
+an enqueue starts at once (at most a poll tick later: delayed jobs and retries are promoted
+by the claim, which runs at least every tick).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from arq.connections import create_pool, log_redis_info
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.constants import retry_key_prefix as retry_prefix
 from arq.utils import timestamp_ms, to_ms
-from arq.worker import Worker
-from redis.commands.core import AsyncScript
 
 from config.queues import QueueName
-from workers.execution import Outcome
+from workers.claimed_run import Claim, ClaimedRunWorker
+from workers.enqueue import wake_key
+from workers.execution import MARKER_TTL_MS, Outcome
 from workers.keys import Keys
-from workers.priority import CLAIM_READY, RESCHEDULE
+from workers.scripts import ScriptBatcher
+from workers.waiting import sleep_unless
+from workers.worker_scripts import CLAIM, RETRY_TTL_S, finish_script
 
+# arq's logger, as arq's Worker has it.
 logger = logging.getLogger("arq.worker")
 
 # The counters each outcome moves (see QueueStats): `failed` counts every failed try.
@@ -34,27 +40,14 @@ COUNTERS: dict[Outcome | None, tuple[str, ...]] = {
     "retried": ("retried", "failed"),
     "dead_lettered": ("dead_lettered", "failed"),
     "cancelled": ("cancelled",),
-    None: ("failed",),  # arq itself failed the job (it outlived arq's own timeout, say)
+    None: ("failed",),  # arq's rules failed the job (it outlived arq's own timeout, say)
 }
 
-# KEYS[1] a queue's result index; ARGV: job id, now ms, how many to keep, the oldest finish
-# time kept (ms), arq's result key prefix. Indexes a new result and deletes those past either
-# bound, so results are kept for `keep_result` or the last N, whichever is fewer.
-KEEP_RESULT = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
-local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-if extra > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, extra - 1)) do
-        redis.call('DEL', ARGV[5] .. id)
-    end
-    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
-end
-"""
 
-
-class QueueWorker(Worker):
+class QueueWorker(ClaimedRunWorker):
     """One queue's arq Worker with priority-ordered reads; built by queue_worker.build_worker."""
+
+    _allow_pick = False
 
     def __init__(
         self,
@@ -63,21 +56,31 @@ class QueueWorker(Worker):
         keys: Keys,
         outcomes: dict[str, Outcome],
         results_per_queue: int,
+        worker_id: str,
         **kwargs: Any,
     ) -> None:
+        # Set when a slot frees or picking is allowed again: ends a wait (see `_wait`).
+        self._wake = asyncio.Event()
         super().__init__(*args, **kwargs)
         self.queue = queue
         self.keys = keys
         self.outcomes = outcomes
         self.results_per_queue = results_per_queue
-        self._slot_freed = asyncio.Event()
-        self._read_full = False
-        self._claim: AsyncScript | None = None
-        self._reschedule: AsyncScript | None = None
-        self._keep_result: AsyncScript | None = None
+        self.worker_id = worker_id
+        # Whether the last claim left ready jobs unread for want of free slots.
+        self._more_ready = False
+        self._finish: ScriptBatcher | None = None
+        self._finish_script = finish_script(
+            queue=self.queue_name,
+            active=keys.active(queue),
+            stats=keys.stats(queue),
+            results=keys.results(queue),
+            running_prefix=keys.running(""),
+            results_kept=results_per_queue,
+        )
 
     async def main(self) -> None:
-        """arq's main(), with a wait that ends early when a slot frees (see `_wait`)."""
+        """arq's main(), with a wait that ends early on an enqueue or a freed slot (`_wait`)."""
         if self._pool is None:
             self._pool = await create_pool(
                 self.redis_settings,
@@ -86,9 +89,9 @@ class QueueWorker(Worker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
-        self._claim = self.pool.register_script(CLAIM_READY)
-        self._reschedule = self.pool.register_script(RESCHEDULE)
-        self._keep_result = self.pool.register_script(KEEP_RESULT)
+        for script in (CLAIM, self._finish_script):  # once here; again only after a NOSCRIPT
+            await script.load(self.pool)
+        self._finish = ScriptBatcher(self.pool, self._finish_script)
         logger.info("Starting worker for %d functions: %s", len(self.functions), self.queue_name)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
@@ -109,25 +112,47 @@ class QueueWorker(Worker):
         return False
 
     async def _wait(self) -> None:
-        """Sleep a poll tick, or less when a slot frees while ready jobs were left unread."""
-        self._slot_freed.clear()
-        if self._read_full and self.job_counter < self.max_jobs:
+        """Until there may be a job to claim, and never longer than a poll tick.
+
+        Paused, that is a resume. With ready jobs left unread, when a tenth of the slots are
+        free (claiming for one slot at a time would cost a claim per job); with no free slot,
+        when one frees; otherwise when an enqueue leaves a wake token (BLPOP holds a pooled
+        connection meanwhile).
+        """
+        tick = self.poll_delay_s
+        if tick <= 0:
             return
-        timeout = self.poll_delay_s
-        if not self._read_full:
-            await asyncio.sleep(timeout)
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._slot_freed.wait()
+        if not self.allow_pick_jobs:
+            await sleep_unless(self._wake, tick)  # a resume sets it
+        elif self._more_ready or self.job_counter >= self.max_jobs:
+            wanted = max(1, self.max_jobs // 10) if self._more_ready else 1
+            deadline = self.loop.time() + tick
+            while self.max_jobs - self.job_counter < wanted and self.loop.time() < deadline:
+                self._wake.clear()
+                await sleep_unless(self._wake, deadline - self.loop.time())
+        else:
+            # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
+            await self.pool.execute_command("BLPOP", wake_key(self.queue_name), tick)  # type: ignore[no-untyped-call]
+
+    @property
+    def allow_pick_jobs(self) -> bool:
+        return self._allow_pick
+
+    @allow_pick_jobs.setter
+    def allow_pick_jobs(self, allow: bool) -> None:
+        """The supervisor sets this from the queue's pause flag; a resume ends the wait."""
+        if allow and not self._allow_pick:
+            self._wake.set()
+        self._allow_pick = allow
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
-        self._slot_freed.set()
+        self._wake.set()
 
     async def _poll_iteration(self) -> None:
         free = self.max_jobs - self.job_counter
-        self._read_full = False
+        self._more_ready = False
+        self._wake.clear()  # before the claim: a slot freed after it ends the wait
         if self.allow_pick_jobs and free > 0:
             count = min(free, self.queue_read_limit)
             if self.burst and self.max_burst_jobs >= 0:
@@ -137,28 +162,48 @@ class QueueWorker(Worker):
         for job_id, t in list(self.tasks.items()):
             if t.done():
                 del self.tasks[job_id]
-                t.result()  # re-raises what run_job raised, as arq does
+                t.result()  # re-raises what a run raised, as arq does
         await self.heart_beat()
 
     async def _claim_and_start(self, count: int) -> None:
-        assert self._claim is not None
-        lease_ms = int(self.in_progress_timeout_s * 1000)
+        now = timestamp_ms()
         args: list[str | int] = [
-            timestamp_ms(),
+            now,
             count,
-            in_progress_key_prefix,
-            lease_ms,
             self.queue_read_limit,
+            int(self.in_progress_timeout_s * 1000),
+            in_progress_key_prefix,
+            job_key_prefix,
+            retry_prefix,
+            self.keys.running(""),
+            self.worker_id,
+            MARKER_TTL_MS,
+            RETRY_TTL_S,
+            0 if self.keep_result_forever else now - to_ms(self.keep_result_s),
         ]
-        claimed = await self._claim(keys=[self.queue_name], args=args)
-        self._read_full = len(claimed) == 2 * count
-        for raw_id, raw_score in zip(claimed[::2], claimed[1::2], strict=True):
+        keys = [self.queue_name, self.keys.active(self.queue), self.keys.results(self.queue)]
+        claimed = await CLAIM(self.pool, keys, args)
+        self._more_ready = len(claimed) == 5 * count
+        for i in range(0, len(claimed), 5):
+            raw_id, raw_score, payload, job_try, lost_by = claimed[i : i + 5]
             await self.sem.acquire()  # never waits: no more jobs were claimed than free slots
             self.job_counter += 1
-            job_id = raw_id.decode()
-            task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
+            claim = Claim(
+                raw_id.decode(),
+                int(float(raw_score)),
+                payload,
+                int(job_try),
+                None if lost_by is None else lost_by.decode(),
+            )
+            task = self.loop.create_task(self.run_claimed(claim))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            self.tasks[claim.job_id] = task
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq's, plus postroom's bookkeeping (see finish_job); counted as failed."""
+        forever, keep_s = self.keep_result_forever, self.keep_result_s
+        data = result_data if forever or keep_s > 0 else None
+        await self.finish_job(job_id, True, data, keep_s, forever, None, None)
 
     async def finish_job(
         self,
@@ -170,39 +215,25 @@ class QueueWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """arq's finish_job, plus postroom's bookkeeping in the same transaction.
+        """arq's finish_job, plus postroom's bookkeeping, in one script call (finish_script).
 
         A retry waits out of its band and keeps its priority; the result joins the queue's
-        result index; the counters move; the job leaves the active set.
+        result index; the counters move; the job leaves the active set. `keep_in_progress`
+        (arq's cron jobs) does not occur: postroom schedules crons itself.
         """
         outcome = self.outcomes.pop(job_id, None)
-        async with self.pool.pipeline(transaction=True) as tr:
-            delete_keys = [self.keys.running(job_id)]
-            tr.zrem(self.keys.active(self.queue), job_id)
-            if finish or outcome is not None:
-                for counter in COUNTERS[outcome]:
-                    tr.hincrby(self.keys.stats(self.queue), counter, 1)
-            in_progress_key = in_progress_key_prefix + job_id
-            if keep_in_progress is None:
-                delete_keys.append(in_progress_key)
-            else:
-                tr.pexpire(in_progress_key, to_ms(keep_in_progress))
-            if finish:
-                if result_data:
-                    expire = None if keep_result_forever else result_timeout_s
-                    tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-                    await self._index_result(tr, job_id, result_timeout_s)
-                delete_keys += [retry_prefix + job_id, job_key_prefix + job_id]
-                tr.zrem(self.queue_name, job_id)
-            elif incr_score:
-                assert self._reschedule is not None
-                await self._reschedule(keys=[self.queue_name], args=[job_id, incr_score], client=tr)
-            tr.delete(*delete_keys)
-            await tr.execute()
-
-    async def _index_result(self, tr: Any, job_id: str, keep_s: float | None) -> None:
-        assert self._keep_result is not None
+        counters = COUNTERS[outcome] if finish or outcome is not None else ()
+        what = "finish" if finish else "retry" if incr_score else "release"
         now = timestamp_ms()
-        oldest = now - int((keep_s or 0) * 1000) if keep_s else 0
-        args: list[str | int] = [job_id, now, self.results_per_queue, oldest, result_key_prefix]
-        await self._keep_result(keys=[self.keys.results(self.queue)], args=args, client=tr)
+        keep_ms = to_ms(result_timeout_s) or 0
+        args: list[Any] = [
+            job_id,
+            what,
+            result_data or b"",
+            "" if keep_result_forever else keep_ms,
+            incr_score or 0,
+            now,
+            *counters,
+        ]
+        assert self._finish is not None, "finish_job before main()"
+        await self._finish((), args)

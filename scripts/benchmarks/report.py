@@ -102,7 +102,8 @@ def postroom_source(root: Path) -> dict[str, Any]:
             )
         except (OSError, subprocess.TimeoutExpired):
             return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
+        # rstrip only: porcelain lines start with a status column that may be a space.
+        return done.stdout.rstrip() if done.returncode == 0 else ""
 
     changed = git("status", "--porcelain", "--", "workers", "config", "tasks", "pyproject.toml")
     return {

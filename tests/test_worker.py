@@ -1,0 +1,95 @@
+"""The Worker's hot path: woken by enqueues, and its scripts survive Redis forgetting them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.queues import QueueName
+from config.settings import PostroomSettings
+from tests.conftest import eventually, running_worker
+from tests.sample_tasks import Greeting, echo
+from workers.client import PostroomClient
+from workers.enqueue import Checkpoint, wake_key
+from workers.worker_scripts import lua_string
+
+# Far longer than any test may run: a job that starts at all was started by a wake-up.
+NEVER = 3600.0
+
+
+def _polling_every(settings: PostroomSettings, poll_delay: float) -> PostroomSettings:
+    queues = settings.queues.model_validate({"message_delivery": {"poll_delay": poll_delay}})
+    return settings.model_copy(update={"queues": queues})
+
+
+async def _worker_blocks_on_wake_list(client: PostroomClient) -> bool:
+    """True once a connection sits in BLPOP on the delivery queue's wake list (CLIENT LIST)."""
+    clients: list[dict[str, Any]] = await client.redis.client_list()
+    return any(c["cmd"] == "blpop" and "b" in c["flags"] for c in clients)
+
+
+def _greeting(n: int) -> Any:
+    return echo.call(Greeting(messageId=f"m{n}", text=f"hello {n}"))
+
+
+async def test_an_idle_worker_starts_a_new_job_without_waiting_for_its_poll_tick(
+    settings: PostroomSettings,
+) -> None:
+    settings = _polling_every(settings, NEVER)
+    async with await PostroomClient.connect(settings) as client:
+        async with running_worker(settings, queues=[QueueName.DELIVERY]):
+            await eventually(lambda: _worker_blocks_on_wake_list(client), "the worker is idle")
+            job = await client.enqueue(_greeting(1))
+            result = await job.result(timeout=30)
+            # Idle again, it is woken again.
+            await eventually(lambda: _worker_blocks_on_wake_list(client), "the worker is idle")
+            again = await client.enqueue(_greeting(2))
+            second = await again.result(timeout=30)
+        woken = await client.redis.llen(wake_key(client.keys.queue(QueueName.DELIVERY)))
+    assert result["text"] == "hello 1"
+    assert second["text"] == "hello 2"
+    assert woken == 0  # each token was taken by the worker it woke
+
+
+async def test_a_delayed_job_leaves_no_wake_token(client: PostroomClient) -> None:
+    """Only a job ready now wakes a worker; a delayed one is promoted by a later claim."""
+    await client.enqueue(_greeting(1), delay=NEVER)
+    wake = wake_key(client.keys.queue(QueueName.DELIVERY))
+    assert await client.redis.llen(wake) == 0
+    await client.enqueue(_greeting(2))
+    await client.enqueue(_greeting(3))
+    assert await client.redis.llen(wake) == 1  # one token, however many jobs
+
+
+async def test_jobs_run_after_redis_forgets_every_script(settings: PostroomSettings) -> None:
+    """SCRIPT FLUSH (or a restart) makes EVALSHA answer NOSCRIPT: the scripts are loaded again
+    by the client's single, bulk and checkpointed enqueues and by the worker's claim and finish."""
+    worker = running_worker(settings, queues=[QueueName.DELIVERY])
+    async with await PostroomClient.connect(settings) as client, worker:
+        first = await client.enqueue(_greeting(1))
+        assert (await first.result(timeout=30))["text"] == "hello 1"
+
+        await client.redis.script_flush()
+        single = await client.enqueue(_greeting(2))
+        assert (await single.result(timeout=30))["text"] == "hello 2"
+
+        await client.redis.script_flush()
+        bulk = await client.enqueue_many([_greeting(n) for n in (3, 4, 5)])
+        texts = [(await job.result(timeout=30))["text"] for job in bulk]
+
+        await client.redis.script_flush()
+        mark = Checkpoint(f"{settings.key_prefix}:checkpoint", "chunk-1", 60_000)
+        [checked] = await client.enqueue_many([_greeting(6)], checkpoint=mark)
+        assert (await checked.result(timeout=30))["text"] == "hello 6"
+        checkpoint = await client.redis.get(mark.key)
+    assert texts == ["hello 3", "hello 4", "hello 5"]
+    assert all(job.created for job in [first, single, *bulk, checked])
+    assert checkpoint == b"chunk-1"
+
+
+async def test_names_baked_into_the_finish_script_read_back_byte_for_byte(
+    client: PostroomClient,
+) -> None:
+    """Quotes, backslashes, brackets and non-ASCII cannot end the Lua literal early."""
+    nasty = "a\"b\\c]]d\n'e\x00é"
+    echoed = await client.redis.eval(f"return {lua_string(nasty)}", 0)
+    assert echoed == nasty.encode()

@@ -1,0 +1,169 @@
+"""The worker's two scripts: claiming ready jobs and finishing a run, each one round trip.
+
+arq spends per job a WATCH/MULTI claim, a MULTI to read the job and count the try, and a
+MULTI to finish; postroom added a pipeline for its running marker and active set. Here the
+claim does all the start-of-run writes of a whole batch, and the finish all the end-of-run
+writes of one job, each atomically.
+"""
+
+from __future__ import annotations
+
+import string
+
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
+from workers.priority import LUA_BANDS
+from workers.scripts import LuaScript
+
+# How long arq keeps a job's try counter (its own constant, 88400 s, kept for compatibility).
+RETRY_TTL_S = 88400
+
+# KEYS: queue, active set, result index. ARGV: now ms, how many jobs to claim, how many ready
+# ids to look at at most, the lease ms, then the key prefixes of arq's in-progress, job and
+# retry keys and postroom's running marker, this worker's id, the marker's TTL ms, the retry
+# counter's TTL s, the oldest finish time whose result is kept (ms).
+#
+# Promotes every waiting job whose time has come into its band (priority.py), then claims
+# ready jobs in priority order, skipping those running (they stay in the queue until they
+# finish; those whose lease is live are skipped without a command, the rest by SET NX).
+# Claiming a job is what arq's WATCH/MULTI and the start of its run_job did: set its
+# in-progress key (the lease), read its payload, count the try; then postroom's running
+# marker (whose previous value names a worker that died mid-run) and its place in the active
+# set, scored by when the lease runs out. Also drops the result index's expired entries (the
+# results themselves expire on their own), here once per claim instead of once per job.
+# Returns, per job: id, score, payload (nil if expired), try, previous marker (nil if none).
+CLAIM = LuaScript(
+    LUA_BANDS
+    + """
+local queue, active, now, want = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local scan, lease = tonumber(ARGV[3]), ARGV[4]
+local lock, job, retry, running = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local worker, marker_ttl, retry_ttl = ARGV[9], ARGV[10], ARGV[11]
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[12])
+local leased = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', active, '(' .. now, '+inf')) do
+    leased[id] = true
+end
+local due = redis.call('ZRANGEBYSCORE', queue, 0, now, 'WITHSCORES', 'LIMIT', 0, 1000)
+for i = 1, #due, 2 do
+    local score = tonumber(due[i + 1])
+    redis.call('ZADD', queue, fmt(math.floor(score) - offset_of(score)), due[i])
+end
+local claimed, leases, count, seen = {}, {}, 0, 0
+local lease_end = tonumber(now) + tonumber(lease)
+while count < want and seen < scan do
+    local page = math.min(100, scan - seen)
+    local batch = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', seen, page)
+    if #batch == 0 then break end
+    for i = 1, #batch, 2 do
+        local id = batch[i]
+        local free = count < want and not leased[id]
+        if free and redis.call('SET', lock .. id, '1', 'NX', 'PX', lease) then
+            count = count + 1
+            local try = redis.call('INCR', retry .. id)
+            redis.call('EXPIRE', retry .. id, retry_ttl)
+            claimed[#claimed + 1] = id
+            claimed[#claimed + 1] = batch[i + 1]
+            claimed[#claimed + 1] = redis.call('GET', job .. id)
+            claimed[#claimed + 1] = try
+            local lost_by = redis.call('SET', running .. id, worker, 'PX', marker_ttl, 'GET')
+            claimed[#claimed + 1] = lost_by
+            leases[#leases + 1] = lease_end
+            leases[#leases + 1] = id
+        end
+    end
+    seen = seen + #batch / 2
+end
+if count > 0 then redis.call('ZADD', active, unpack(leases)) end
+return claimed
+"""
+)
+
+# Baked in ($NAMES, see `finish_script`): the queue's keys (queue, active set, stats, result
+# index), the key prefixes of a job's in-progress, running marker, retry, job and result keys,
+# how many results the queue keeps. ARGV: job id, what ("finish", "retry" or "release"),
+# result data ('' for none), its TTL ms ('' for forever), the retry's score increment, now ms,
+# then the counters to increment.
+#
+# "finish" stores the result, indexes it and deletes the oldest results past the queue's
+# bound (CLAIM drops those past `keep_result`), and removes the job; "retry" moves it out of
+# its band to wait for its backoff, keeping its priority (where arq would ZINCRBY it to a
+# later time in the same band); "release" leaves it ready (a run put back by a shutdown).
+_FINISH = string.Template(
+    LUA_BANDS
+    + """
+local queue, active, stats, results = $QUEUE, $ACTIVE, $STATS, $RESULTS
+local id, what = ARGV[1], ARGV[2]
+local lock, running = $LOCK .. id, $RUNNING .. id
+redis.call('ZREM', active, id)
+for i = 7, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+if what == 'finish' then
+    local gone = {lock, running, $RETRY .. id, $JOB .. id}
+    if ARGV[3] ~= '' then
+        if ARGV[4] == '' then
+            redis.call('SET', $RESULT .. id, ARGV[3])
+        else
+            redis.call('SET', $RESULT .. id, ARGV[3], 'PX', ARGV[4])
+        end
+        redis.call('ZADD', results, ARGV[6], id)
+        local extra = redis.call('ZCARD', results) - $KEEP
+        if extra > 0 then
+            local oldest = redis.call('ZPOPMIN', results, extra)
+            for i = 1, #oldest, 2 do gone[#gone + 1] = $RESULT .. oldest[i] end
+        end
+    end
+    redis.call('DEL', unpack(gone))
+    redis.call('ZREM', queue, id)
+    return
+end
+if what == 'retry' then
+    local score = tonumber(redis.call('ZSCORE', queue, id) or '0')
+    local tag = TAG_OF_OFFSET[offset_of(score)] or 0
+    local due = math.floor(score) + tonumber(ARGV[5])
+    redis.call('ZADD', queue, fmt(due + tag / 8), id)
+end
+redis.call('DEL', lock, running)
+"""
+)
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua string literal: every byte outside printable ASCII, and quote and
+    backslash, as a decimal escape, so no key prefix can break out of it."""
+    safe = (chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in text.encode())
+    return '"' + "".join(safe) + '"'
+
+
+def finish_script(
+    *,
+    queue: str,
+    active: str,
+    stats: str,
+    results: str,
+    running_prefix: str,
+    results_kept: int,
+) -> LuaScript:
+    """One queue's FINISH script, its key names part of the source.
+
+    A finish is sent per job, and encoding its arguments was a sixth of a worker's CPU with
+    every key passed in KEYS; only what differs per job is sent now. (Redis Cluster would want
+    the keys declared; arq's multi-key transactions do not run there either.)
+    """
+    names = {
+        "QUEUE": queue,
+        "ACTIVE": active,
+        "STATS": stats,
+        "RESULTS": results,
+        "LOCK": in_progress_key_prefix,
+        "RUNNING": running_prefix,
+        "RETRY": retry_key_prefix,
+        "JOB": job_key_prefix,
+        "RESULT": result_key_prefix,
+    }
+    source = _FINISH.substitute({k: lua_string(v) for k, v in names.items()}, KEEP=results_kept)
+    return LuaScript(source)
