@@ -2,7 +2,7 @@
 
 The worker serves only the message-delivery queue, its concurrency raised to 100 through the
 environment as an operator would; everything else is postroom's default (uvloop, orjson,
-poll_delay 0.05 s, leases, per-job INFO log lines from arq's logger).
+poll_delay 0.05 s with a wake-up on enqueue, leases, metrics, one INFO log line per job).
 """
 
 from __future__ import annotations
