@@ -7,6 +7,8 @@ hand out `postgres://` URLs with libpq's `sslmode`: both are translated for asyn
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
@@ -55,9 +57,34 @@ def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> No
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while a writer commits; NORMAL sync is durable enough under WAL.
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+    _use_wal(cursor)
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode (it stays so), retrying while another connection holds a lock.
+
+    Switching the journal mode needs the file to itself and SQLite may answer "database is
+    locked" at once, without waiting out the busy timeout: that happens when workers open a
+    new file together (one migrating while another connects). Once the file is in WAL mode
+    this only reads the mode, so the sleeps can only happen while a new store is created.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    delay = 0.01
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)  # in the connect hook, which is synchronous; rare and short
+        delay = min(delay * 2, 0.2)
 
 
 def _sqlite_begin(connection: Connection) -> None:
