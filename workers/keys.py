@@ -62,7 +62,11 @@ class Keys:
         return f"{self.prefix}:paused:{queue.value}"
 
     def health(self, queue: QueueName, worker_id: str) -> str:
-        return f"{self.prefix}:health:{queue.value}:{worker_id}"
+        return f"{self.health_prefix()}{queue.value}:{worker_id}"
+
+    def health_prefix(self) -> str:
+        """What every queue's health keys start with (`health` = this + `<queue>:<worker>`)."""
+        return f"{self.prefix}:health:"
 
     def control_queue(self) -> str:
         """The queue of the host worker that `arq workers.Settings` starts; it runs no jobs."""
