@@ -162,7 +162,7 @@ Handler = Callable[[PostroomClient, argparse.Namespace], Awaitable[Result]]
 
 
 async def _stats(client: PostroomClient, args: argparse.Namespace) -> Result:
-    stats = [await client.queue_stats(queue) for queue in args.queues or list(QueueName)]
+    stats = await client.queues_stats(args.queues or QueueName)
     rows = [
         [s.queue.value, s.waiting, s.active, s.delayed, s.completed, s.failed,
          s.dead_lettered_now, s.paused]

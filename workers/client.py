@@ -26,7 +26,7 @@ from workers.job_status import JobInfo, JobState, read_job_info, read_job_payloa
 from workers.keys import Keys
 from workers.metrics import EnqueueMetrics
 from workers.priority import Priority
-from workers.queue_stats import QueueStats, read_queue_stats
+from workers.queue_stats import QueueStats, read_queue_stats, read_queues_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.serialization import dumps, loads
 from workers.worker_health import live_workers
@@ -217,6 +217,12 @@ class PostroomClient:
 
     async def queue_stats(self, queue: QueueName) -> QueueStats:
         return await read_queue_stats(self.redis, self.keys, queue)
+
+    async def queues_stats(
+        self, queues: Iterable[QueueName] = tuple(QueueName)
+    ) -> list[QueueStats]:
+        """Many queues' numbers (all six by default) in one round trip."""
+        return await read_queues_stats(self.redis, self.keys, list(queues))
 
     async def list_jobs(
         self, queue: QueueName, state: JobState, *, offset: int = 0, limit: int = 50

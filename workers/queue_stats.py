@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from arq.connections import ArqRedis
 from pydantic import BaseModel
@@ -32,16 +34,37 @@ class QueueStats(BaseModel):
 
 
 async def read_queue_stats(redis: ArqRedis, keys: Keys, queue: QueueName) -> QueueStats:
+    [stats] = await read_queues_stats(redis, keys, [queue])
+    return stats
+
+
+# The replies read per queue, in the order `_stats` takes them.
+_READS_PER_QUEUE = 6
+
+
+async def read_queues_stats(
+    redis: ArqRedis, keys: Keys, queues: Sequence[QueueName]
+) -> list[QueueStats]:
+    """Many queues' numbers in one round trip, in the order asked."""
     now = int(time.time() * 1000)
     async with redis.pipeline(transaction=False) as pipe:
-        # Running jobs stay in the queue (with a ready score) until they finish.
-        pipe.zcount(keys.queue(queue), "-inf", now)
-        pipe.zcount(keys.queue(queue), f"({now}", "+inf")
-        pipe.zcount(keys.active(queue), now, "+inf")
-        pipe.exists(keys.paused(queue))
-        pipe.zcard(keys.dead_index(queue))
-        pipe.hgetall(keys.stats(queue))
-        ready, delayed, active, paused, dead_now, counters = await pipe.execute()
+        for queue in queues:
+            # Running jobs stay in the queue (with a ready score) until they finish.
+            pipe.zcount(keys.queue(queue), "-inf", now)
+            pipe.zcount(keys.queue(queue), f"({now}", "+inf")
+            pipe.zcount(keys.active(queue), now, "+inf")
+            pipe.exists(keys.paused(queue))
+            pipe.zcard(keys.dead_index(queue))
+            pipe.hgetall(keys.stats(queue))
+        replies = await pipe.execute()
+    return [
+        _stats(queue, replies[i * _READS_PER_QUEUE : (i + 1) * _READS_PER_QUEUE])
+        for i, queue in enumerate(queues)
+    ]
+
+
+def _stats(queue: QueueName, replies: Sequence[Any]) -> QueueStats:
+    ready, delayed, active, paused, dead_now, counters = replies
     return QueueStats(
         queue=queue,
         waiting=max(ready - active, 0),

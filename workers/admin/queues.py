@@ -22,7 +22,7 @@ Client = Annotated[PostroomClient, Depends(admin_client)]
 
 @router.get("/queues", summary="Numbers of every queue")
 async def all_queues(client: Client) -> list[QueueStats]:
-    return [await client.queue_stats(queue) for queue in QueueName]
+    return await client.queues_stats(QueueName)
 
 
 @router.get("/queues/{queue}", summary="Numbers of one queue", responses=NOT_FOUND)
