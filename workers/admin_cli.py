@@ -28,7 +28,7 @@ from workers.errors import PayloadValidationError, PostroomError, UnknownTaskErr
 from workers.job_listing import CLEAN_STATES, CleanState
 from workers.job_status import JobState
 from workers.logs import configure_logging
-from workers.masking import mask
+from workers.masking import mask, masked_letter
 from workers.priority import Priority
 from workers.serve import load_task_modules
 
@@ -208,7 +208,7 @@ def _text(value: Any) -> str:
 async def _failed(client: PostroomClient, args: argparse.Namespace) -> Result:
     letters = await client.dead_letters.list(args.queue, offset=args.offset, limit=args.limit)
     total = await client.dead_letters.count(args.queue)
-    letters = [x.model_copy(update={"payload": mask(x.payload)}) for x in letters]
+    letters = [masked_letter(x) for x in letters]
     rows = [
         [x.job_id, x.task, x.reason, x.tries, x.failed_at,
          f"{x.errors[-1].type}: {x.errors[-1].message}" if x.errors else None]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from workers.dead_letter import DeadLetter
+
 MASK = "***"
 
 # Fields holding what a user wrote: their text is hidden, a nested object is looked into.
@@ -44,3 +46,8 @@ def _masked_field(name: str, value: Any) -> Any:
     if _SECRET.search(normal) and value is not None:
         return MASK
     return mask(value, body=normal in BODY_FIELDS or normal.endswith(("content", "body")))
+
+
+def masked_letter(letter: DeadLetter) -> DeadLetter:
+    """A copy of a dead letter with its payload masked, as the API and the CLI show it."""
+    return letter.model_copy(update={"payload": mask(letter.payload)})

@@ -12,7 +12,7 @@ from workers.admin.schemas import DeadLetterPage, Problem, Removed, Retried
 from workers.admin.state import admin_client
 from workers.client import PostroomClient
 from workers.dead_letter import DeadLetter
-from workers.masking import mask
+from workers.masking import masked_letter
 
 router = APIRouter(tags=["failed jobs"])
 Client = Annotated[PostroomClient, Depends(admin_client)]
@@ -20,10 +20,6 @@ Client = Annotated[PostroomClient, Depends(admin_client)]
 CONFLICT: Responses = {
     status.HTTP_409_CONFLICT: {"model": Problem, "description": "still being finished"}
 }
-
-
-def _masked(letter: DeadLetter) -> DeadLetter:
-    return letter.model_copy(update={"payload": mask(letter.payload)})
 
 
 async def _letter(client: PostroomClient, queue: Queue, job_id: str) -> DeadLetter:
@@ -46,13 +42,13 @@ async def failed(
         total=await client.dead_letters.count(queue),
         offset=offset,
         limit=limit,
-        items=[_masked(letter) for letter in letters],
+        items=[masked_letter(letter) for letter in letters],
     )
 
 
 @router.get("/queues/{queue}/failed/{job_id}", summary="One dead letter", responses=NOT_FOUND)
 async def failed_one(queue: Queue, job_id: str, client: Client) -> DeadLetter:
-    return _masked(await _letter(client, queue, job_id))
+    return masked_letter(await _letter(client, queue, job_id))
 
 
 @router.post(
