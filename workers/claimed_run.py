@@ -49,6 +49,18 @@ class Run(NamedTuple):
 class ClaimedRunWorker(Worker):
     """arq's Worker running claimed jobs; QueueWorker claims them and finishes their runs."""
 
+    def finishing(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+    ) -> asyncio.Future[None]:
+        """arq's finish_job as a future, done when the run's end is written (QueueWorker)."""
+        raise NotImplementedError
+
     async def run_claimed(self, claim: Claim) -> None:
         """arq's run_job, less the round trip that read the job and counted the try."""
         run = await self._decode(claim)
@@ -69,20 +81,28 @@ class ClaimedRunWorker(Worker):
         ref = f"{job_id}:{run.name}"
         result: Any = _NO_RESULT
         finish, success, incr_score = False, False, None
+        task = asyncio.current_task()
+        assert task is not None
         try:
             if logger.isEnabledFor(logging.INFO):
                 self._log_start(claim, run, ref, start_ms)
-            coroutine = run.function.coroutine(ctx, *run.args, **run.kwargs)
-            self.job_tasks[job_id] = task = self.loop.create_task(coroutine)
             timeout_s = run.function.timeout_s
             if timeout_s is None:
                 timeout_s = self.job_timeout_s
+            # The function runs in this task, not in one of its own as in arq's run_job (a
+            # task and wait_for's future and callbacks saved per job). It is listed in
+            # job_tasks only while the function runs, so a cancel request (which cancels
+            # what job_tasks lists) can only stop the function, never this run's finish.
+            self.job_tasks[job_id] = task
             try:
-                result = await asyncio.wait_for(task, timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    result = await run.function.coroutine(ctx, *run.args, **run.kwargs)
             finally:
                 del self.job_tasks[job_id]
         except (Exception, asyncio.CancelledError) as e:
             finished_ms = timestamp_ms()
+            if isinstance(e, asyncio.CancelledError) and job_id in self.aborting_tasks:
+                task.uncancel()  # the abort's cancel is handled here: the run goes on to finish
             result, finish, incr_score = self._run_failed(claim, ref, e, finished_ms - start_ms)
         else:
             finished_ms = timestamp_ms()
@@ -114,10 +134,9 @@ class ClaimedRunWorker(Worker):
             )
         if self.on_job_end:
             await self.on_job_end(ctx)
-        finishing = self.finish_job(
-            job_id, finish, result_data, keep_s, keep_forever, incr_score, None
+        await asyncio.shield(
+            self.finishing(job_id, finish, result_data, keep_s, keep_forever, incr_score)
         )
-        await asyncio.shield(finishing)
         if self.after_job_end:
             await self.after_job_end(ctx)
 

@@ -74,45 +74,54 @@ async def run_batch(
 
 
 class ScriptBatcher:
-    """Sends together the calls of one script made while the previous batch was in flight.
+    """Sends the calls made while the previous batch was in flight as one call of the script.
 
-    Many jobs finish in the same moment; each finish is still its own atomic script call, but
-    they share one pipeline: one pooled-connection checkout, one socket write and one read
-    for the lot, instead of one each. At most one batch is in flight.
+    Many jobs finish in the same moment. The script takes any number of calls, their
+    arguments one after another in ARGV, so the lot costs one command to encode, one
+    pooled-connection checkout, one script run and one reply, and Redis can do the writes the
+    calls share once for all (see worker_scripts.FINISH). At most one batch is in flight, of
+    at most `max_calls` calls.
     """
 
-    def __init__(self, redis: Redis, script: LuaScript) -> None:
+    def __init__(self, redis: Redis, script: LuaScript, max_calls: int = 500) -> None:
         self.redis = redis
         self.script = script
-        self._pending: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]] = []
+        self.max_calls = max_calls
+        self._pending: list[tuple[Sequence[Any], asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, reply))
+    def submit(self, args: Sequence[Any]) -> asyncio.Future[None]:
+        """Queue one call; the future is done when its batch has run (or failed with its error).
+
+        A plain future, not a coroutine: awaiting it through asyncio.shield costs no task.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((args, done))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send())
-        return await reply
+        return done
 
     async def _send(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
-                calls = [(keys, args) for keys, args, _ in batch]
+                batch = self._pending[: self.max_calls]
+                del self._pending[: self.max_calls]
+                argv = [arg for args, _ in batch for arg in args]
+                error: BaseException | None = None
                 try:
-                    replies = await run_batch(self.redis, self.script, calls, raise_on_error=False)
+                    await self.script(self.redis, (), argv)
                 except asyncio.CancelledError:
-                    for *_, reply in batch:
-                        reply.cancel()
+                    for _, done in batch:
+                        done.cancel()
                     raise
-                except Exception as exc:  # Redis gone: every call of the batch failed
-                    replies = [exc] * len(batch)
-                for (*_, reply), answer in zip(batch, replies, strict=True):
-                    if reply.done():
+                except Exception as exc:  # every call of the batch failed with it
+                    error = exc
+                for _, done in batch:
+                    if done.done():
                         continue
-                    if isinstance(answer, Exception):
-                        reply.set_exception(answer)
+                    if error is None:
+                        done.set_result(None)
                     else:
-                        reply.set_result(answer)
+                        done.set_exception(error)
         finally:
             self._sender = None

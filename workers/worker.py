@@ -34,13 +34,14 @@ from workers.worker_scripts import CLAIM, RETRY_TTL_S, finish_script
 # arq's logger, as arq's Worker has it.
 logger = logging.getLogger("arq.worker")
 
-# The counters each outcome moves (see QueueStats): `failed` counts every failed try.
-COUNTERS: dict[Outcome | None, tuple[str, ...]] = {
-    "completed": ("completed",),
-    "retried": ("retried", "failed"),
-    "dead_lettered": ("dead_lettered", "failed"),
-    "cancelled": ("cancelled",),
-    None: ("failed",),  # arq's rules failed the job (it outlived arq's own timeout, say)
+# The counters each outcome moves (see QueueStats), space separated as finish_script takes
+# them: `failed` counts every failed try.
+COUNTERS: dict[Outcome | None, str] = {
+    "completed": "completed",
+    "retried": "retried failed",
+    "dead_lettered": "dead_lettered failed",
+    "cancelled": "cancelled",
+    None: "failed",  # arq's rules failed the job (it outlived arq's own timeout, say)
 }
 
 
@@ -200,10 +201,10 @@ class QueueWorker(ClaimedRunWorker):
             self.tasks[claim.job_id] = task
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq's, plus postroom's bookkeeping (see finish_job); counted as failed."""
+        """arq's, plus postroom's bookkeeping (see `finishing`); counted as failed."""
         forever, keep_s = self.keep_result_forever, self.keep_result_s
         data = result_data if forever or keep_s > 0 else None
-        await self.finish_job(job_id, True, data, keep_s, forever, None, None)
+        await self.finishing(job_id, True, data, keep_s, forever, None)
 
     async def finish_job(
         self,
@@ -215,25 +216,38 @@ class QueueWorker(ClaimedRunWorker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """arq's finish_job, plus postroom's bookkeeping, in one script call (finish_script).
+        """arq's finish_job, done by `finishing`. `keep_in_progress` (arq's cron jobs) does not
+        occur: postroom schedules crons itself."""
+        await self.finishing(
+            job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score
+        )
+
+    def finishing(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+    ) -> asyncio.Future[None]:
+        """What arq's finish_job writes, plus postroom's bookkeeping, in the next batch of
+        finish_script; done when that batch has run.
 
         A retry waits out of its band and keeps its priority; the result joins the queue's
-        result index; the counters move; the job leaves the active set. `keep_in_progress`
-        (arq's cron jobs) does not occur: postroom schedules crons itself.
+        result index; the counters move; the job leaves the active set.
         """
         outcome = self.outcomes.pop(job_id, None)
-        counters = COUNTERS[outcome] if finish or outcome is not None else ()
-        what = "finish" if finish else "retry" if incr_score else "release"
-        now = timestamp_ms()
+        counters = COUNTERS[outcome] if finish or outcome is not None else ""
         keep_ms = to_ms(result_timeout_s) or 0
-        args: list[Any] = [
+        args = (
             job_id,
-            what,
+            "finish" if finish else "retry" if incr_score else "release",
             result_data or b"",
-            "" if keep_result_forever else keep_ms,
+            "" if keep_result_forever else max(keep_ms, 1),
             incr_score or 0,
-            now,
-            *counters,
-        ]
-        assert self._finish is not None, "finish_job before main()"
-        await self._finish((), args)
+            timestamp_ms(),
+            counters,
+        )
+        assert self._finish is not None, "a run finished before main()"
+        return self._finish.submit(args)

@@ -86,48 +86,73 @@ return claimed
 
 # Baked in ($NAMES, see `finish_script`): the queue's keys (queue, active set, stats, result
 # index), the key prefixes of a job's in-progress, running marker, retry, job and result keys,
-# how many results the queue keeps. ARGV: job id, what ("finish", "retry" or "release"),
-# result data ('' for none), its TTL ms ('' for forever), the retry's score increment, now ms,
-# then the counters to increment.
+# how many results the queue keeps. ARGV: the finishes of a batch of runs, FINISH_FIELDS each:
+# job id, what ("finish", "retry" or "release"), result data ('' for none), its TTL ms (''
+# for forever), the retry's score increment, now ms, the counters to increment (space
+# separated, '' for none).
 #
 # "finish" stores the result, indexes it and deletes the oldest results past the queue's
 # bound (CLAIM drops those past `keep_result`), and removes the job; "retry" moves it out of
 # its band to wait for its backoff, keeping its priority (where arq would ZINCRBY it to a
 # later time in the same band); "release" leaves it ready (a run put back by a shutdown).
+# Each run's writes are per job only where they must be (its result, a retry's new score);
+# the rest are one command for the whole batch: one ZREM from the active set and one from
+# the queue, one HINCRBY per counter, one ZADD to the result index, one DEL.
+FINISH_FIELDS = 7
 _FINISH = string.Template(
     LUA_BANDS
     + """
 local queue, active, stats, results = $QUEUE, $ACTIVE, $STATS, $RESULTS
-local id, what = ARGV[1], ARGV[2]
-local lock, running = $LOCK .. id, $RUNNING .. id
-redis.call('ZREM', active, id)
-for i = 7, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
-if what == 'finish' then
-    local gone = {lock, running, $RETRY .. id, $JOB .. id}
-    if ARGV[3] ~= '' then
-        if ARGV[4] == '' then
-            redis.call('SET', $RESULT .. id, ARGV[3])
+local function each_thousand(command, key, items)  -- unpack() is bounded by Lua's C stack
+    for i = 1, #items, 1000 do
+        local chunk = {unpack(items, i, math.min(i + 999, #items))}
+        if key then
+            redis.call(command, key, unpack(chunk))
         else
-            redis.call('SET', $RESULT .. id, ARGV[3], 'PX', ARGV[4])
-        end
-        redis.call('ZADD', results, ARGV[6], id)
-        local extra = redis.call('ZCARD', results) - $KEEP
-        if extra > 0 then
-            local oldest = redis.call('ZPOPMIN', results, extra)
-            for i = 1, #oldest, 2 do gone[#gone + 1] = $RESULT .. oldest[i] end
+            redis.call(command, unpack(chunk))
         end
     end
-    redis.call('DEL', unpack(gone))
-    redis.call('ZREM', queue, id)
-    return
 end
-if what == 'retry' then
-    local score = tonumber(redis.call('ZSCORE', queue, id) or '0')
-    local tag = TAG_OF_OFFSET[offset_of(score)] or 0
-    local due = math.floor(score) + tonumber(ARGV[5])
-    redis.call('ZADD', queue, fmt(due + tag / 8), id)
+local ended, done, indexed, gone, counts = {}, {}, {}, {}, {}
+for j = 1, #ARGV, $FIELDS do
+    local id, what, result, ttl = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
+    ended[#ended + 1] = id
+    gone[#gone + 1] = $LOCK .. id
+    gone[#gone + 1] = $RUNNING .. id
+    for name in string.gmatch(ARGV[j + 6], '%S+') do counts[name] = (counts[name] or 0) + 1 end
+    if what == 'finish' then
+        done[#done + 1] = id
+        gone[#gone + 1] = $RETRY .. id
+        gone[#gone + 1] = $JOB .. id
+        if result ~= '' then
+            if ttl == '' then
+                redis.call('SET', $RESULT .. id, result)
+            else
+                redis.call('SET', $RESULT .. id, result, 'PX', ttl)
+            end
+            indexed[#indexed + 1] = ARGV[j + 5]
+            indexed[#indexed + 1] = id
+        end
+    elseif what == 'retry' then
+        local score = tonumber(redis.call('ZSCORE', queue, id) or '0')
+        local tag = TAG_OF_OFFSET[offset_of(score)] or 0
+        local due = math.floor(score) + tonumber(ARGV[j + 4])
+        redis.call('ZADD', queue, fmt(due + tag / 8), id)
+    end
 end
-redis.call('DEL', lock, running)
+if #ended == 0 then return end
+each_thousand('ZREM', active, ended)
+each_thousand('ZREM', queue, done)
+for name, n in pairs(counts) do redis.call('HINCRBY', stats, name, n) end
+if #indexed > 0 then
+    each_thousand('ZADD', results, indexed)
+    local extra = redis.call('ZCARD', results) - $KEEP
+    if extra > 0 then
+        local oldest = redis.call('ZPOPMIN', results, extra)
+        for i = 1, #oldest, 2 do gone[#gone + 1] = $RESULT .. oldest[i] end
+    end
+end
+each_thousand('DEL', false, gone)
 """
 )
 
@@ -150,8 +175,8 @@ def finish_script(
 ) -> LuaScript:
     """One queue's FINISH script, its key names part of the source.
 
-    A finish is sent per job, and encoding its arguments was a sixth of a worker's CPU with
-    every key passed in KEYS; only what differs per job is sent now. (Redis Cluster would want
+    Encoding a finish's arguments was a sixth of a worker's CPU with every key passed in
+    KEYS; only what differs per job is sent now. (Redis Cluster would want
     the keys declared; arq's multi-key transactions do not run there either.)
     """
     names = {
@@ -165,5 +190,6 @@ def finish_script(
         "JOB": job_key_prefix,
         "RESULT": result_key_prefix,
     }
-    source = _FINISH.substitute({k: lua_string(v) for k, v in names.items()}, KEEP=results_kept)
+    literals = {k: lua_string(v) for k, v in names.items()}
+    source = _FINISH.substitute(literals, KEEP=results_kept, FIELDS=FINISH_FIELDS)
     return LuaScript(source)

@@ -83,7 +83,7 @@ class _SMTP(aiosmtplib.SMTP):
 
     connection: SMTPProtocol | None = None
 
-    # noqa: overrides aiosmtplib's own signature.
+    # The timeout parameter (ASYNC109) is aiosmtplib's own signature, overridden.
     async def _create_connection(
         self,
         timeout: float | None,  # noqa: ASYNC109

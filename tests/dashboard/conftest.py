@@ -35,7 +35,7 @@ def _patient_expectations() -> None:
 def chromium() -> str:
     if not Path(CHROMIUM).is_file():
         pytest.fail(
-            f"{CHROMIUM} is missing: run scripts/install as root (apt-get install chromium)"
+            f"{CHROMIUM} is missing: run scripts/install-browser as root (apt-get install chromium)"
         )
     return CHROMIUM
 
