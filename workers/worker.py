@@ -115,7 +115,7 @@ class QueueWorker(ClaimedRunWorker):
     async def _wait(self) -> None:
         """Until there may be a job to claim, and never longer than a poll tick.
 
-        Paused, that is a resume. With ready jobs left unread, when a tenth of the slots are
+        Paused, that is a resume. With ready jobs left unread, when a quarter of the slots are
         free (claiming for one slot at a time would cost a claim per job); with no free slot,
         when one frees; otherwise when an enqueue leaves a wake token (BLPOP holds a pooled
         connection meanwhile).
@@ -126,7 +126,7 @@ class QueueWorker(ClaimedRunWorker):
         if not self.allow_pick_jobs:
             await sleep_unless(self._wake, tick)  # a resume sets it
         elif self._more_ready or self.job_counter >= self.max_jobs:
-            wanted = max(1, self.max_jobs // 10) if self._more_ready else 1
+            wanted = max(1, self.max_jobs // 4) if self._more_ready else 1
             deadline = self.loop.time() + tick
             while self.max_jobs - self.job_counter < wanted and self.loop.time() < deadline:
                 self._wake.clear()

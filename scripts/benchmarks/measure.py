@@ -176,12 +176,13 @@ def drain(
     as `enqueue_one`: the enqueue measurement and the drain then share one queue, which saves
     a second 20,000-job enqueue per system and run. Also returns the Redis commands per job
     over the drain (commandstats deltas, less the benchmark's own counter INCRs and polling
-    GETs) and the worker's peak RSS.
+    GETs), the CPU time per job of the worker and of Redis, and the worker's peak RSS.
     """
     with servers.fresh_redis(h.scratch) as server:
         client = servers.connect(server)
         enqueue_rate = h.fill(system, server.url, task, count, fill)
         before = servers.command_calls(client)
+        redis_cpu = servers.cpu_seconds(client)
         spawned = time.monotonic()
         with h.worker(system, server.url, f"drain-{task}-{procs}p", procs) as (proc, log):
             progress = Progress(client, proc, log, spawned)
@@ -191,6 +192,8 @@ def drain(
                     f"only {progress.done}/{count} jobs done in {DRAIN_LIMIT:g}s"
                 )
             after = servers.command_calls(client)
+            redis_cpu = servers.cpu_seconds(client) - redis_cpu
+            worker_cpu = processes.cpu_seconds(proc.pid)
             rss_kib = processes.peak_rss_kib(proc.pid)
         client.close()
     first = progress.first_at or spawned
@@ -206,6 +209,9 @@ def drain(
         "throughput_from_spawn": count / (end - spawned),
         "commands_per_job": sum(deltas.values()) / count,
         "commands": deltas,
+        # Start-up included (imports: up to 2 s of CPU for some libraries), so an upper bound.
+        "worker_cpu_us_per_job": worker_cpu / count * 1e6,
+        "redis_cpu_us_per_job": redis_cpu / count * 1e6,
         "peak_rss_mib": rss_kib / 1024,
     }
 

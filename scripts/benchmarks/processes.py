@@ -67,6 +67,20 @@ def peak_rss_kib(pid: int) -> int:
     return max(_status_kib(p, "VmHWM") for p in tree)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid`'s live tree (its worker processes), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / ticks
+
+
 def spawn(
     argv: Sequence[str], env: dict[str, str], cwd: Path, log: Path
 ) -> subprocess.Popen[bytes]:

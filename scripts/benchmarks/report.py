@@ -231,6 +231,8 @@ COLUMNS = (
     ("latency_p50_ms", "latency p50 (ms)", "{:.1f}"),
     ("latency_p99_ms", "latency p99 (ms)", "{:.1f}"),
     ("commands_per_job", "Redis cmds/job", "{:.1f}"),
+    ("worker_cpu_us_per_job", "worker CPU µs/job", "{:,.0f}"),
+    ("redis_cpu_us_per_job", "Redis CPU µs/job", "{:,.0f}"),
     ("peak_rss_mib", "peak RSS, 100k queued (MiB)", "{:.0f}"),
 )
 
@@ -343,11 +345,15 @@ def markdown(inputs: Inputs, data: dict[str, Any]) -> str:
             "",
             "## Scale (postroom, no-op drain)",
             "",
-            "| worker processes | jobs/s | Redis cmds/job |",
-            "|---|---|---|",
-            f"| 1 | {_cell(pr, 'drain', '{:,.0f}')} | {_cell(pr, 'commands_per_job', '{:.1f}')} |",
-            f"| 2 | {_cell(pr, 'drain_2procs', '{:,.0f}')} | "
-            f"{_cell(pr, 'commands_per_job_2procs', '{:.1f}')} |",
+            "| worker processes | jobs/s | Redis cmds/job | worker CPU µs/job | Redis CPU µs/job |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {n} | {_cell(pr, 'drain' + tail, '{:,.0f}')} | "
+                f"{_cell(pr, 'commands_per_job' + tail, '{:.1f}')} | "
+                f"{_cell(pr, 'worker_cpu_us_per_job' + tail, '{:,.0f}')} | "
+                f"{_cell(pr, 'redis_cpu_us_per_job' + tail, '{:,.0f}')} |"
+                for n, tail in ((1, ""), (2, "_2procs"))
+            ),
         ]
     lines += [
         "",

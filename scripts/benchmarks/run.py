@@ -104,6 +104,8 @@ def _one_run(h: Harness, results: Results, system: System) -> None:
         results.add(name, "drain", got["throughput"])
         results.add(name, "drain_from_spawn", got["throughput_from_spawn"])
         results.add(name, "commands_per_job", got["commands_per_job"])
+        results.add(name, "worker_cpu_us_per_job", got["worker_cpu_us_per_job"])
+        results.add(name, "redis_cpu_us_per_job", got["redis_cpu_us_per_job"])
         results.add(name, "drain_peak_rss_mib", got["peak_rss_mib"])
         results.details.setdefault(name, {})["drain_commands"] = got["commands"]
     if system.bulk:
@@ -124,6 +126,8 @@ def _one_run(h: Harness, results: Results, system: System) -> None:
         if got:
             results.add(name, "drain_2procs", got["throughput"])
             results.add(name, "commands_per_job_2procs", got["commands_per_job"])
+            results.add(name, "worker_cpu_us_per_job_2procs", got["worker_cpu_us_per_job"])
+            results.add(name, "redis_cpu_us_per_job_2procs", got["redis_cpu_us_per_job"])
 
 
 def _profile(h: Harness, system: System, out: Path) -> None:

@@ -46,6 +46,13 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
     }
 
 
+def cpu_seconds(client: redis.Redis) -> float:
+    """The server's CPU time so far, user plus system (`INFO cpu`): what it spends per job
+    is what several workers share."""
+    info = cast(dict[str, Any], client.info("cpu"))
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def server_version(client: redis.Redis) -> str:
     info = cast(dict[str, Any], client.info("server"))
     if "valkey_version" in info:
