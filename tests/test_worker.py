@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from arq.constants import in_progress_key_prefix
+
+import tests.observed_tasks as observed
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
 from workers.enqueue import Checkpoint, wake_key
+from workers.keys import Keys
+from workers.queue_stats import read_queue_stats
 from workers.worker_scripts import lua_string
 
 # Far longer than any test may run: a job that starts at all was started by a wake-up.
@@ -93,3 +98,38 @@ async def test_names_baked_into_the_finish_script_read_back_byte_for_byte(
     nasty = "a\"b\\c]]d\n'e\x00é"
     echoed = await client.redis.eval(f"return {lua_string(nasty)}", 0)
     assert echoed == nasty.encode()
+
+
+async def test_runs_ending_together_are_each_accounted_for_once(settings: PostroomSettings) -> None:
+    """Finishes are written in batches (one script call for all the runs that ended while the
+    last batch was in flight): completed, retried and dead-lettered runs of one burst each
+    leave their result and counters, and nothing of their runs behind."""
+    succeeding = [observed.succeeds.call(_secret(f"ok-{n}")) for n in range(150)]
+    retrying = [
+        observed.fails_once.call(_secret(f"{settings.key_prefix}:retry-{n}")) for n in range(50)
+    ]
+    refused = [observed.rejected.call(_secret(f"no-{n}")) for n in range(20)]
+    stats_key = Keys(settings.key_prefix)
+    async with await PostroomClient.connect(settings) as client:
+        jobs = await client.enqueue_many([*succeeding, *retrying, *refused])
+        async with running_worker(settings, queues=[QueueName.DELIVERY]):
+
+            async def all_ended() -> bool:
+                stats = await read_queue_stats(client.redis, stats_key, QueueName.DELIVERY)
+                return stats.completed + stats.dead_lettered == 220
+
+            await eventually(all_ended, "every run has ended")
+            stats = await read_queue_stats(client.redis, stats_key, QueueName.DELIVERY)
+            results = [await job.result(timeout=30) for job in jobs[:200]]
+            leftovers = [
+                key async for key in client.redis.scan_iter(match=f"{in_progress_key_prefix}*")
+            ] + [key async for key in client.redis.scan_iter(match=stats_key.running("*"))]
+    assert (stats.completed, stats.retried, stats.dead_lettered) == (200, 50, 20)
+    assert stats.failed == 70  # every failed try: 50 retried, 20 dead-lettered
+    assert (stats.waiting, stats.active, stats.delayed, stats.dead_lettered_now) == (0, 0, 0, 20)
+    assert results == [len(f"ok-{n}") for n in range(150)] + [2] * 50
+    assert leftovers == []
+
+
+def _secret(key: str) -> Any:
+    return observed.Secret(key=key, content=key, api_key="k")

@@ -126,12 +126,7 @@ class JobExecution:
             lost_by,
             recoveries,
             limit,
-            extra={
-                "queue": self.queue.value,
-                "task": task.name,
-                "job_id": job_id,
-                "job_try": ctx["job_try"],
-            },
+            extra=self.observer.fields(task.name, ctx),
         )
         if recoveries > limit:
             error = PermanentError(f"stalled: its worker died {recoveries} times while running it")

@@ -47,7 +47,7 @@ def describe(error: BaseException) -> str:
 
 
 @dataclass(slots=True)
-class Run:
+class StartedRun:
     """A started run: what its end needs to log and count."""
 
     counts: JobCounts
@@ -89,18 +89,18 @@ class JobObserver:
             "job_try": ctx["job_try"],
         }
 
-    def started(self, task: str, ctx: dict[str, Any]) -> Run:
+    def started(self, task: str, ctx: dict[str, Any]) -> StartedRun:
         counts = self.metrics.task(self.queue, task)
         counts.started += 1
         counts.latency.observe(max(time.time() - due_ms(ctx["score"]) / 1000, 0.0))
         self.gauges.in_flight += 1
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("job started", extra=self.fields(task, ctx))
-        return Run(counts, task, time.perf_counter())
+        return StartedRun(counts, task, time.perf_counter())
 
     def ended(
         self,
-        run: Run,
+        run: StartedRun,
         ctx: dict[str, Any],
         outcome: Outcome | None,
         error: BaseException | None,
@@ -179,7 +179,7 @@ class Observed:
         self.observer = observer
         self.task = task
         self.ctx = ctx
-        self.run: Run | None = None
+        self.run: StartedRun | None = None
 
     def __enter__(self) -> None:
         self.run = self.observer.started(self.task, self.ctx)

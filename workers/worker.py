@@ -66,7 +66,6 @@ class QueueWorker(ClaimedRunWorker):
         self.queue = queue
         self.keys = keys
         self.outcomes = outcomes
-        self.results_per_queue = results_per_queue
         self.worker_id = worker_id
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False

@@ -1,9 +1,9 @@
-"""The worker's two scripts: claiming ready jobs and finishing a run, each one round trip.
+"""The worker's two scripts: claiming ready jobs and finishing runs, a batch per call.
 
 arq spends per job a WATCH/MULTI claim, a MULTI to read the job and count the try, and a
 MULTI to finish; postroom added a pipeline for its running marker and active set. Here the
-claim does all the start-of-run writes of a whole batch, and the finish all the end-of-run
-writes of one job, each atomically.
+claim does all the start-of-run writes of a batch of jobs, and the finish all the end-of-run
+writes of the runs that ended together, each atomically.
 """
 
 from __future__ import annotations
