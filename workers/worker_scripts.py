@@ -45,9 +45,10 @@ local scan, lease = tonumber(ARGV[3]), ARGV[4]
 local lock, job, retry, running = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local worker, marker_ttl, retry_ttl = ARGV[9], ARGV[10], ARGV[11]
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[12])
-local leased = {}
+local leased, live = {}, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', active, '(' .. now, '+inf')) do
     leased[id] = true
+    live = live + 1
 end
 local due = redis.call('ZRANGEBYSCORE', queue, 0, now, 'WITHSCORES', 'LIMIT', 0, 1000)
 for i = 1, #due, 2 do
@@ -57,7 +58,8 @@ end
 local claimed, leases, count, seen = {}, {}, 0, 0
 local lease_end = tonumber(now) + tonumber(lease)
 while count < want and seen < scan do
-    local page = math.min(100, scan - seen)
+    -- Enough for the jobs still wanted and the running ones that may come first, no more.
+    local page = math.min(want - count + live, 200, scan - seen)
     local batch = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', seen, page)
     if #batch == 0 then break end
     for i = 1, #batch, 2 do
