@@ -131,6 +131,8 @@ class Progress:
     polls: int = 0
     first_at: float | None = None
     first_count: int = 0
+    # CPU seconds of the worker's process tree and of Redis when the first job was seen done.
+    first_cpu: tuple[float, float] = (0.0, 0.0)
     done: int = 0
 
     def wait(self, target: int, limit: float = DRAIN_LIMIT) -> float:
@@ -142,6 +144,10 @@ class Progress:
             now = time.monotonic()
             if self.done and self.first_at is None:
                 self.first_at, self.first_count = now, self.done
+                self.first_cpu = (
+                    processes.cpu_seconds(self.proc.pid),
+                    servers.cpu_seconds(self.client),
+                )
             if self.done >= target or now - self.spawned > limit:
                 return now
             if self.done != last:
@@ -182,7 +188,6 @@ def drain(
         client = servers.connect(server)
         enqueue_rate = h.fill(system, server.url, task, count, fill)
         before = servers.command_calls(client)
-        redis_cpu = servers.cpu_seconds(client)
         spawned = time.monotonic()
         with h.worker(system, server.url, f"drain-{task}-{procs}p", procs) as (proc, log):
             progress = Progress(client, proc, log, spawned)
@@ -192,12 +197,13 @@ def drain(
                     f"only {progress.done}/{count} jobs done in {DRAIN_LIMIT:g}s"
                 )
             after = servers.command_calls(client)
-            redis_cpu = servers.cpu_seconds(client) - redis_cpu
-            worker_cpu = processes.cpu_seconds(proc.pid)
+            worker_cpu = processes.cpu_seconds(proc.pid) - progress.first_cpu[0]
+            redis_cpu = servers.cpu_seconds(client) - progress.first_cpu[1]
             rss_kib = processes.peak_rss_kib(proc.pid)
         client.close()
     first = progress.first_at or spawned
     ran = count - progress.first_count
+    timed = end - first
     deltas = {k: v - before.get(k, 0) for k, v in after.items() if k != "info"}
     # The jobs' own counter: redis-py's incr() sends INCRBY.
     deltas["incrby"] = deltas.get("incrby", 0) - progress.done
@@ -205,13 +211,15 @@ def drain(
     deltas = {k: v for k, v in sorted(deltas.items(), key=lambda kv: -kv[1]) if v > 0}
     return {
         **({"enqueue_one": enqueue_rate} if fill == "one" else {}),
-        "throughput": ran / (end - first) if ran > 0 and end > first else count / (end - spawned),
+        "throughput": ran / timed if ran > 0 and timed > 0 else count / (end - spawned),
         "throughput_from_spawn": count / (end - spawned),
         "commands_per_job": sum(deltas.values()) / count,
         "commands": deltas,
-        # Start-up included (imports: up to 2 s of CPU for some libraries), so an upper bound.
-        "worker_cpu_us_per_job": worker_cpu / count * 1e6,
-        "redis_cpu_us_per_job": redis_cpu / count * 1e6,
+        # From the first job done to the last, as the throughput (start-up excluded).
+        "worker_cpu_us_per_job": worker_cpu / max(ran, 1) * 1e6,
+        "redis_cpu_us_per_job": redis_cpu / max(ran, 1) * 1e6,
+        # How many of the machine's cores the worker and Redis kept busy meanwhile.
+        "cores_busy": (worker_cpu + redis_cpu) / timed if timed > 0 else 0.0,
         "peak_rss_mib": rss_kib / 1024,
     }
 

@@ -345,13 +345,15 @@ def markdown(inputs: Inputs, data: dict[str, Any]) -> str:
             "",
             "## Scale (postroom, no-op drain)",
             "",
-            "| worker processes | jobs/s | Redis cmds/job | worker CPU µs/job | Redis CPU µs/job |",
-            "|---|---|---|---|---|",
+            "| worker processes | jobs/s | Redis cmds/job | worker CPU µs/job | Redis CPU µs/job "
+            "| cores busy (worker + Redis) |",
+            "|---|---|---|---|---|---|",
             *(
                 f"| {n} | {_cell(pr, 'drain' + tail, '{:,.0f}')} | "
                 f"{_cell(pr, 'commands_per_job' + tail, '{:.1f}')} | "
                 f"{_cell(pr, 'worker_cpu_us_per_job' + tail, '{:,.0f}')} | "
-                f"{_cell(pr, 'redis_cpu_us_per_job' + tail, '{:,.0f}')} |"
+                f"{_cell(pr, 'redis_cpu_us_per_job' + tail, '{:,.0f}')} | "
+                f"{_cell(pr, 'cores_busy' + tail, '{:.2f}')} of {mach['cores']} |"
                 for n, tail in ((1, ""), (2, "_2procs"))
             ),
         ]

@@ -106,6 +106,7 @@ def _one_run(h: Harness, results: Results, system: System) -> None:
         results.add(name, "commands_per_job", got["commands_per_job"])
         results.add(name, "worker_cpu_us_per_job", got["worker_cpu_us_per_job"])
         results.add(name, "redis_cpu_us_per_job", got["redis_cpu_us_per_job"])
+        results.add(name, "cores_busy", got["cores_busy"])
         results.add(name, "drain_peak_rss_mib", got["peak_rss_mib"])
         results.details.setdefault(name, {})["drain_commands"] = got["commands"]
     if system.bulk:
@@ -128,6 +129,7 @@ def _one_run(h: Harness, results: Results, system: System) -> None:
             results.add(name, "commands_per_job_2procs", got["commands_per_job"])
             results.add(name, "worker_cpu_us_per_job_2procs", got["worker_cpu_us_per_job"])
             results.add(name, "redis_cpu_us_per_job_2procs", got["redis_cpu_us_per_job"])
+            results.add(name, "cores_busy_2procs", got["cores_busy"])
 
 
 def _profile(h: Harness, system: System, out: Path) -> None:
