@@ -39,7 +39,7 @@ MARKER_TTL_MS = 24 * 3600 * 1000
 # The ctx key naming the worker whose run of the job died (the marker the claim found).
 LOST_BY = "lost_by"
 
-# How a run ended, for the queue's counters (see QueueWorker.finish_job); a run put back by a
+# How a run ended, for the queue's counters (see QueueWorker.finishing); a run put back by a
 # shutdown has none.
 Outcome = Literal["completed", "retried", "dead_lettered", "cancelled"]
 
@@ -52,7 +52,7 @@ class JobExecution:
         self.config = config
         self.runtime = runtime
         self.keys = Keys(runtime.settings.key_prefix)
-        # Filled as runs end, emptied by the Worker's finish_job in the same transaction.
+        # Filled as runs end, emptied by the Worker's finishing() as the run ends.
         self.outcomes: dict[str, Outcome] = {}
         # What a run's end line adds (its next try, a dead letter's reason); see observation.py.
         self.details: dict[str, str] = {}

@@ -205,22 +205,6 @@ class QueueWorker(ClaimedRunWorker):
         data = result_data if forever or keep_s > 0 else None
         await self.finishing(job_id, True, data, keep_s, forever, None)
 
-    async def finish_job(
-        self,
-        job_id: str,
-        finish: bool,
-        result_data: bytes | None,
-        result_timeout_s: float | None,
-        keep_result_forever: bool,
-        incr_score: int | None,
-        keep_in_progress: float | None,
-    ) -> None:
-        """arq's finish_job, done by `finishing`. `keep_in_progress` (arq's cron jobs) does not
-        occur: postroom schedules crons itself."""
-        await self.finishing(
-            job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score
-        )
-
     def finishing(
         self,
         job_id: str,
@@ -231,7 +215,8 @@ class QueueWorker(ClaimedRunWorker):
         incr_score: int | None,
     ) -> asyncio.Future[None]:
         """What arq's finish_job writes, plus postroom's bookkeeping, in the next batch of
-        finish_script; done when that batch has run.
+        finish_script; done when that batch has run. (arq calls finish_job only from its own
+        run_job, which run_claimed replaces; its cron's `keep_in_progress` does not occur.)
 
         A retry waits out of its band and keeps its priority; the result joins the queue's
         result index; the counters move; the job leaves the active set.
