@@ -43,8 +43,6 @@ async def run_batch(
     redis: Redis,
     script: LuaScript,
     calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
-    *,
-    raise_on_error: bool = True,
 ) -> list[Any]:
     """Run many (keys, args) calls of `script` in one non-transactional round trip.
 
@@ -62,7 +60,7 @@ async def run_batch(
         for i, answer in zip(todo, answers, strict=True):
             if isinstance(answer, NoScriptError) and attempt == 0:
                 missing.append(i)
-            elif isinstance(answer, Exception) and raise_on_error:
+            elif isinstance(answer, Exception):
                 raise answer
             else:
                 replies[i] = answer
