@@ -21,18 +21,24 @@ _live: dict[int, subprocess.Popen[bytes]] = {}
 _descendants: dict[int, set[int]] = {}
 
 
+def _stat_after_name(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 2, which may contain
+    spaces): state, ppid, ... so field N of stat(5) is index N - 3. None once it has gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
 def _children_by_parent() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) may contain spaces; ppid is the 2nd field after it.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        fields = _stat_after_name(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))  # ppid
     return children
 
 
@@ -69,16 +75,12 @@ def peak_rss_kib(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of `pid`'s live tree (its worker processes), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for p in process_tree(pid):
-        try:
-            stat = Path(f"/proc/{p}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return total / ticks
+        fields = _stat_after_name(p)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def spawn(
