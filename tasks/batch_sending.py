@@ -20,6 +20,7 @@ from tasks.payloads import BatchSend, BatchSent, SendMessage
 from workers.client import PostroomClient
 from workers.context import JobContext
 from workers.enqueue import Checkpoint
+from workers.keys import Keys
 from workers.priority import priority_of
 from workers.registry import task
 
@@ -28,7 +29,8 @@ CHECKPOINT_EXTRA_SECONDS = 86_400
 
 
 def checkpoint_key(key_prefix: str, batch_id: str) -> str:
-    return f"{key_prefix}:batch:{batch_id}:done"
+    """Set with each chunk's jobs, in their queue's slot: one transaction writes both."""
+    return Keys(key_prefix).of(send_message.queue).checkpoint(f"batch:{batch_id}")
 
 
 def child_id(batch_id: str, recipient_id: str) -> str:

@@ -15,10 +15,11 @@ from arq.connections import ArqRedis
 from pydantic import Field
 
 from tasks.payloads import Payload, Timestamp, now
+from workers.keys import Keys
 
 
 def user_channel(key_prefix: str, user_id: str) -> str:
-    return f"{key_prefix}:user:{user_id}"
+    return Keys(key_prefix).user_channel(user_id)
 
 
 class MessageEvent(Payload):

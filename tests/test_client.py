@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from arq.constants import result_key_prefix
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
@@ -25,7 +24,7 @@ def _unique_id() -> str:
 
 
 async def _queued(client: PostroomClient) -> int:
-    return int(await client.redis.zcard(client.keys.queue(QueueName.DELIVERY)))
+    return int(await client.redis.zcard(client.keys.of(QueueName.DELIVERY).queue))
 
 
 async def test_invalid_payload_by_name_names_task_and_fields_and_writes_nothing(
@@ -105,7 +104,7 @@ async def test_enqueue_many_of_nothing_returns_nothing(client: PostroomClient) -
 async def test_delay_and_at_schedule_the_job_in_the_future_and_it_waits(
     settings: PostroomSettings, client: PostroomClient
 ) -> None:
-    queue_key = client.keys.queue(QueueName.DELIVERY)
+    queue_key = client.keys.of(QueueName.DELIVERY).queue
     before_ms = int(time.time() * 1000)
     delayed = await client.enqueue(echo.call(Greeting(messageId="d", text="d")), delay=120)
     by_timedelta = await client.enqueue(
@@ -124,4 +123,7 @@ async def test_delay_and_at_schedule_the_job_in_the_future_and_it_waits(
         assert (await now.result(timeout=30))["text"] == "now"
         for handle in (delayed, by_timedelta, scheduled):
             assert await handle.status() == JobState.DEFERRED
-            assert await client.redis.get(result_key_prefix + handle.job_id) is None
+            assert (
+                await client.redis.get(client.keys.of(QueueName.DELIVERY).result(handle.job_id))
+                is None
+            )

@@ -38,7 +38,7 @@ async def test_each_queue_runs_the_tasks_declared_on_it(
 async def test_job_waits_in_its_queue_until_a_worker_serving_that_queue_runs_it(
     settings: PostroomSettings, client: PostroomClient
 ) -> None:
-    delivery_key = Keys(settings.key_prefix).queue(QueueName.DELIVERY)
+    delivery_key = Keys(settings.key_prefix).of(QueueName.DELIVERY).queue
     key = f"{settings.key_prefix}:occupy"
     job = await client.enqueue(occupy.call(key, 0.01))
     assert await client.redis.zrange(delivery_key, 0, -1) == [job.job_id.encode()]

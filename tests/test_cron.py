@@ -43,7 +43,7 @@ async def test_downtime_runs_only_the_latest_tick_within_the_bound_once(
     # A second process seeing the same window enqueues nothing more.
     assert await scheduler.enqueue_ticks(upto - 600, upto) == 0
 
-    queued = await client.redis.zrange(keys.queue(QueueName.CLEANUP), 0, -1, withscores=True)
+    queued = await client.redis.zrange(keys.of(QueueName.CLEANUP).queue, 0, -1, withscores=True)
     noon_ms = datetime(2026, 11, 22, 12, 0, tzinfo=UTC).timestamp() * 1000
     # Ready (its tick has passed) in the normal band, in the order of its tick.
     assert [(job_id.decode(), score) for job_id, score in queued] == [
@@ -58,7 +58,7 @@ async def test_a_tick_missed_by_more_than_the_bound_is_skipped(
     scheduler = CronScheduler(client.redis, keys, list(_minutely_registry()), max_lateness=20)
     upto = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC).timestamp()
     assert await scheduler.enqueue_ticks(upto - 600, upto) == 0
-    assert await client.redis.zcard(keys.queue(QueueName.CLEANUP)) == 0
+    assert await client.redis.zcard(keys.of(QueueName.CLEANUP).queue) == 0
 
 
 def test_cron_schedule_is_evaluated_in_its_time_zone() -> None:

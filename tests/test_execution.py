@@ -88,7 +88,7 @@ async def test_job_failing_every_try_is_dead_lettered_with_every_error(
     assert await client.dead_letters.count(QueueName.DELIVERY) == 1
     assert [d.job_id for d in await client.dead_letters.list(QueueName.DELIVERY)] == [job.job_id]
     # The per-try error list is folded into the letter, not left behind.
-    assert not await client.redis.exists(client.keys.try_errors(job.job_id))
+    assert not await client.redis.exists(client.keys.of(QueueName.DELIVERY).try_errors(job.job_id))
 
 
 async def test_permanent_error_is_dead_lettered_after_one_try(
@@ -110,7 +110,7 @@ async def test_job_failing_once_is_retried_and_its_result_returned(
         job = await client.enqueue(failing.fails_once.call(key))
         assert await job.result(timeout=30) == 2
     assert await client.dead_letters.get(job.job_id) is None
-    assert not await client.redis.exists(client.keys.try_errors(job.job_id))
+    assert not await client.redis.exists(client.keys.of(QueueName.DELIVERY).try_errors(job.job_id))
 
 
 async def test_retried_dead_letter_runs_again_under_the_same_job_id(
@@ -141,8 +141,8 @@ async def test_undecodable_job_is_dead_lettered_with_its_raw_bytes(
 ) -> None:
     job_id = f"garbage-{uuid.uuid4().hex}"
     garbage = b"\x00\xffnot json at all\x80"
-    await client.redis.set(f"arq:job:{job_id}", garbage, px=600_000)
-    await client.redis.zadd(client.keys.queue(QueueName.DELIVERY), {job_id: time.time() * 1000})
+    await client.redis.set(client.keys.of(QueueName.DELIVERY).job(job_id), garbage, px=600_000)
+    await client.redis.zadd(client.keys.of(QueueName.DELIVERY).queue, {job_id: time.time() * 1000})
 
     async with running_worker(settings, queues=[QueueName.DELIVERY]):
         letter = await _dead_letter_after_failure(client, client.job(job_id, echo))
@@ -159,7 +159,7 @@ async def test_job_for_an_unregistered_task_is_dead_lettered_with_the_task_name(
     now = int(time.time() * 1000)
     job = NewJob(
         job_id=f"unknown-{uuid.uuid4().hex}",
-        queue_key=client.keys.queue(QueueName.DELIVERY),
+        keys=client.keys.of(QueueName.DELIVERY),
         task="tests.never_registered",
         kwargs={"to": "someone"},
         due_ms=now,

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import uuid
 
-from arq.constants import in_progress_key_prefix, retry_key_prefix
-
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import eventually, postroom_worker, running_worker
@@ -37,14 +35,23 @@ async def test_sigkill_mid_job_is_recovered_by_another_worker_without_spending_a
         doomed.kill()
         doomed.wait(timeout=30)
         # The lease, not the job's 600 s timeout, bounds how long the job waits for a worker.
-        assert 0 < await client.redis.pttl(in_progress_key_prefix + job.job_id) <= 2000
+        assert (
+            0
+            < await client.redis.pttl(client.keys.of(QueueName.DELIVERY).lease(job.job_id))
+            <= 2000
+        )
         await client.redis.set(f"{key}:release", 1)
         async with running_worker(settings):
             result = await job.result(timeout=60)
     finally:
         stop(doomed)
     assert result == {"pid": os.getpid(), "try": 1}
-    assert await client.redis.get(Keys(settings.key_prefix).recoveries(job.job_id)) == b"1"
+    assert (
+        await client.redis.get(
+            Keys(settings.key_prefix).of(QueueName.DELIVERY).recoveries(job.job_id)
+        )
+        == b"1"
+    )
 
 
 async def test_job_outliving_its_lease_on_a_live_worker_is_not_started_twice(
@@ -63,7 +70,7 @@ async def test_job_outliving_its_lease_on_a_live_worker_is_not_started_twice(
     finally:
         assert stop(other) == 0
     assert await client.redis.llen(f"{key}:started") == 1
-    assert await client.redis.get(retry_key_prefix + job.job_id) is None
+    assert await client.redis.get(client.keys.of(QueueName.DELIVERY).tries(job.job_id)) is None
 
 
 async def test_a_job_whose_worker_keeps_dying_is_dead_lettered_as_stalled(

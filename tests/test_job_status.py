@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from arq.constants import result_key_prefix
 
 from config.queues import BackoffPolicy, QueueName
 from config.settings import PostroomSettings
@@ -154,7 +153,7 @@ async def test_a_cancelled_running_job_stops_and_is_not_retried(
             await eventually(cancelled, "the worker stopped the job")
             # Another job still runs on the same worker afterwards.
             assert await (await client.enqueue(tasks.noop.call(3))).result(timeout=30) == 3
-        queue = await client.redis.zrange(client.keys.queue(QueueName.DELIVERY), 0, -1)
+        queue = await client.redis.zrange(client.keys.of(QueueName.DELIVERY).queue, 0, -1)
         stats = await client.queue_stats(QueueName.DELIVERY)
         assert await client.redis.lrange(f"{key}:started", 0, -1) == [b"1"]
     assert queue == []
@@ -171,7 +170,10 @@ async def test_only_the_latest_results_of_a_queue_are_kept(settings: PostroomSet
                 job = await client.enqueue(tasks.noop.call(n))
                 assert await job.result(timeout=30) == n
                 jobs.append(job)
-        kept = [bool(await client.redis.exists(result_key_prefix + j.job_id)) for j in jobs]
-        index = await client.redis.zcard(client.keys.results(QueueName.DELIVERY))
+        kept = [
+            bool(await client.redis.exists(client.keys.of(QueueName.DELIVERY).result(j.job_id)))
+            for j in jobs
+        ]
+        index = await client.redis.zcard(client.keys.of(QueueName.DELIVERY).results)
     assert kept == [False, False, False, True, True, True]
     assert index == 3

@@ -26,7 +26,7 @@ async def _dead_letter(client: PostroomClient, job_id: str, queue: QueueName, ag
         enqueued_at=None,
     )
     # Age it: the index score is when it died.
-    await client.redis.zadd(client.keys.dead_index(queue), {job_id: time.time() - age})
+    await client.redis.zadd(client.keys.of(queue).dead_index, {job_id: time.time() - age})
 
 
 async def test_dead_letters_past_their_queue_s_retention_are_trimmed(

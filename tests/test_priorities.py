@@ -11,6 +11,7 @@ from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
 from workers.client import PostroomClient
 from workers.context import JobContext
+from workers.keys import Keys
 from workers.priority import Priority, is_waiting, priority_of
 from workers.registry import TaskRegistry
 
@@ -106,7 +107,7 @@ async def test_a_retried_job_waits_its_backoff_and_keeps_its_priority(
     tasks = _recording_tasks()
     flaky = tasks.get("tests.fail_first_try")
     log = f"{settings.key_prefix}:tries"
-    queue = f"{settings.key_prefix}:queue:{QueueName.DELIVERY.value}"
+    queue = Keys(settings.key_prefix).of(QueueName.DELIVERY).queue
     async with await PostroomClient.connect(settings, tasks) as client:
         async with running_worker(settings, tasks=tasks, queues=[QueueName.DELIVERY]):
             job = await client.enqueue(

@@ -16,8 +16,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from arq.constants import result_key_prefix, retry_key_prefix
-
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import ROOT, eventually, postroom_worker, running_worker, spawn, worker_env
@@ -155,11 +153,13 @@ async def test_sigterm_requeues_job_longer_than_grace_without_spending_a_try(
         terminate(first)
     assert first_code == 0
     assert not await client.redis.exists(f"{key}:release")
-    assert not await client.redis.exists(result_key_prefix + job.job_id)
+    assert not await client.redis.exists(client.keys.of(QueueName.DELIVERY).result(job.job_id))
     assert await job.status() == JobState.QUEUED
-    queue = Keys(settings.key_prefix).queue(QueueName.DELIVERY)
+    queue = Keys(settings.key_prefix).of(QueueName.DELIVERY).queue
     assert await client.redis.zscore(queue, job.job_id) is not None
-    assert int(await client.redis.get(retry_key_prefix + job.job_id) or 0) == 0
+    assert (
+        int(await client.redis.get(client.keys.of(QueueName.DELIVERY).tries(job.job_id)) or 0) == 0
+    )
 
     second = postroom_worker(settings, "--queues", "message-delivery")
     try:

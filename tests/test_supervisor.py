@@ -108,4 +108,4 @@ async def test_burst_mode_returns_once_the_queue_is_empty(
     )
     await asyncio.wait_for(supervisor.run(), timeout=60)
     assert [(await h.result(timeout=1))["text"] for h in handles] == ["burst"] * 3
-    assert await client.redis.zcard(client.keys.queue(QueueName.DELIVERY)) == 0
+    assert await client.redis.zcard(client.keys.of(QueueName.DELIVERY).queue) == 0

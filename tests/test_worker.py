@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
-
 import tests.observed_tasks as observed
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
-from workers.enqueue import Checkpoint, wake_key
+from workers.enqueue import Checkpoint
 from workers.keys import Keys
 from workers.queue_stats import read_queue_stats
 from workers.worker_scripts import lua_string
@@ -49,7 +47,7 @@ async def test_an_idle_worker_starts_a_new_job_without_waiting_for_its_poll_tick
             await eventually(lambda: _worker_blocks_on_wake_list(client), "the worker is idle")
             again = await client.enqueue(_greeting(2))
             second = await again.result(timeout=30)
-        woken = await client.redis.llen(wake_key(client.keys.queue(QueueName.DELIVERY)))
+        woken = await client.redis.llen(client.keys.of(QueueName.DELIVERY).wake)
     assert result["text"] == "hello 1"
     assert second["text"] == "hello 2"
     assert woken == 0  # each token was taken by the worker it woke
@@ -58,7 +56,7 @@ async def test_an_idle_worker_starts_a_new_job_without_waiting_for_its_poll_tick
 async def test_a_delayed_job_leaves_no_wake_token(client: PostroomClient) -> None:
     """Only a job ready now wakes a worker; a delayed one is promoted by a later claim."""
     await client.enqueue(_greeting(1), delay=NEVER)
-    wake = wake_key(client.keys.queue(QueueName.DELIVERY))
+    wake = client.keys.of(QueueName.DELIVERY).wake
     assert await client.redis.llen(wake) == 0
     await client.enqueue(_greeting(2))
     await client.enqueue(_greeting(3))
@@ -110,6 +108,7 @@ async def test_runs_ending_together_are_each_accounted_for_once(settings: Postro
     ]
     refused = [observed.rejected.call(_secret(f"no-{n}")) for n in range(20)]
     stats_key = Keys(settings.key_prefix)
+    delivery = stats_key.of(QueueName.DELIVERY)
     async with await PostroomClient.connect(settings) as client:
         jobs = await client.enqueue_many([*succeeding, *retrying, *refused])
         async with running_worker(settings, queues=[QueueName.DELIVERY]):
@@ -121,9 +120,9 @@ async def test_runs_ending_together_are_each_accounted_for_once(settings: Postro
             await eventually(all_ended, "every run has ended")
             stats = await read_queue_stats(client.redis, stats_key, QueueName.DELIVERY)
             results = [await job.result(timeout=30) for job in jobs[:200]]
-            leftovers = [
-                key async for key in client.redis.scan_iter(match=f"{in_progress_key_prefix}*")
-            ] + [key async for key in client.redis.scan_iter(match=stats_key.running("*"))]
+            leftovers = [key async for key in client.redis.scan_iter(match=delivery.lease("*"))] + [
+                key async for key in client.redis.scan_iter(match=delivery.running("*"))
+            ]
     assert (stats.completed, stats.retried, stats.dead_lettered) == (200, 50, 20)
     assert stats.failed == 70  # every failed try: 50 retried, 20 dead-lettered
     assert (stats.waiting, stats.active, stats.delayed, stats.dead_lettered_now) == (0, 0, 0, 20)

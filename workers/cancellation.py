@@ -12,8 +12,6 @@ import time
 from typing import Literal
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
-from arq.constants import retry_key_prefix as retry_prefix
 from arq.jobs import deserialize_job_raw, serialize_result
 
 from workers.errors import PostroomError
@@ -26,7 +24,8 @@ CancelOutcome = Literal["cancelled", "stopping", "not-found"]
 # How long a cancel request for a running job waits for its worker to act on it.
 REQUEST_TTL_MS = 60_000
 
-# KEYS: queue, in-progress, job, retry, result, cancel requests, stats, result index.
+# KEYS: queue, lease, job, try counter, result, cancel requests, stats, result index (all of
+# one queue: keys.QueueKeys).
 # ARGV: job id, the cancelled result, its ttl ms, now ms.
 _CANCEL = """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
@@ -53,7 +52,8 @@ async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: floa
     if located is None:
         return "not-found"
     queue, _ = located
-    raw = await redis.get(job_key_prefix + job_id)
+    qk = keys.of(queue)
+    raw = await redis.get(qk.job(job_id))
     function, args, kwargs, tries, enqueue_ms = (
         deserialize_job_raw(raw, deserializer=loads) if raw else ("<unknown>", (), {}, 0, 0)
     )
@@ -69,21 +69,21 @@ async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: floa
         now,
         now,
         f"{job_id}:{function}",
-        keys.queue(queue),
+        queue.value,
         job_id,
         serializer=dumps,
     )
     script = redis.register_script(_CANCEL)
     answer = await script(
         keys=[
-            keys.queue(queue),
-            in_progress_key_prefix + job_id,
-            job_key_prefix + job_id,
-            retry_prefix + job_id,
-            result_key_prefix + job_id,
-            keys.cancel_requests(queue),
-            keys.stats(queue),
-            keys.results(queue),
+            qk.queue,
+            qk.lease(job_id),
+            qk.job(job_id),
+            qk.tries(job_id),
+            qk.result(job_id),
+            qk.cancel_requests,
+            qk.stats,
+            qk.results,
         ],
         args=[job_id, result or b"", max(int(keep_result * 1000), 1), now],
     )

@@ -12,12 +12,12 @@ import asyncio
 import logging
 from typing import Any, NamedTuple
 
-from arq.constants import retry_key_prefix as retry_prefix
 from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker
 
 from workers.execution import LOST_BY
+from workers.keys import QueueKeys
 from workers.worker_scripts import RETRY_TTL_S
 
 logger = logging.getLogger("arq.worker")
@@ -48,6 +48,8 @@ class Run(NamedTuple):
 
 class ClaimedRunWorker(Worker):
     """arq's Worker running claimed jobs; QueueWorker claims them and finishes their runs."""
+
+    keys: QueueKeys
 
     def finishing(
         self,
@@ -128,7 +130,7 @@ class ClaimedRunWorker(Worker):
                 start_ms,
                 finished_ms,
                 ref,
-                self.queue_name,
+                self.keys.queue_name.value,
                 job_id=job_id,
                 serializer=self.job_serializer,
             )
@@ -203,7 +205,7 @@ class ClaimedRunWorker(Worker):
         job_try = claim.job_try
         if enqueue_try and enqueue_try > job_try:  # arq's `_job_try` enqueue option
             job_try = enqueue_try
-            await self.pool.setex(retry_prefix + job_id, RETRY_TTL_S, str(job_try))
+            await self.pool.setex(self.keys.tries(job_id), RETRY_TTL_S, str(job_try))
         max_tries = self.max_tries if function.max_tries is None else function.max_tries
         if job_try > max_tries:
             t = (timestamp_ms() - enqueue_ms) / 1000
@@ -238,7 +240,7 @@ class ClaimedRunWorker(Worker):
             finished_ms=timestamp_ms(),
             ref=f"{claim.job_id}:{name}",
             serializer=self.job_serializer,
-            queue_name=self.queue_name,
+            queue_name=self.keys.queue_name.value,
             job_id=claim.job_id,
         )
         await asyncio.shield(self.finish_failed_job(claim.job_id, result_data))

@@ -12,7 +12,6 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import result_key_prefix
 from arq.jobs import deserialize_result
 
 from config.queues import QueueName
@@ -72,7 +71,7 @@ class JobHandle(Generic[R]):
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
         while True:
-            raw = await self.redis.get(result_key_prefix + self.job_id)
+            raw = await self.redis.get(self.client.keys.of(self.task.queue).result(self.job_id))
             if raw is not None:
                 stored = deserialize_result(raw, deserializer=loads)
                 if not stored.success:
@@ -193,13 +192,13 @@ class PostroomClient:
 
     async def pause(self, queue: QueueName) -> None:
         """Stop `queue`'s workers starting jobs (running ones finish; enqueueing still works)."""
-        await self.redis.set(self.keys.paused(queue), b"1")
+        await self.redis.set(self.keys.of(queue).paused, b"1")
 
     async def resume(self, queue: QueueName) -> None:
-        await self.redis.delete(self.keys.paused(queue))
+        await self.redis.delete(self.keys.of(queue).paused)
 
     async def is_paused(self, queue: QueueName) -> bool:
-        return bool(await self.redis.exists(self.keys.paused(queue)))
+        return bool(await self.redis.exists(self.keys.of(queue).paused))
 
     def job(self, job_id: str, task: Task[Any, R]) -> JobHandle[R]:
         """A handle to a job enqueued earlier, e.g. by another process."""
@@ -258,7 +257,7 @@ class PostroomClient:
             due = now_ms + int(seconds * 1000)
         job = NewJob(
             job_id=request.job_id or uuid.uuid4().hex,
-            queue_key=self.keys.queue(task.queue),
+            keys=self.keys.of(task.queue),
             task=task.name,
             kwargs=request.kwargs,
             due_ms=due,

@@ -118,12 +118,12 @@ class CronScheduler:
                 jobs.append(
                     NewJob(
                         job_id=f"cron:{task.name}:{tick_ms}",
-                        queue_key=self.keys.queue(task.queue),
+                        keys=self.keys.of(task.queue),
                         task=task.name,
                         kwargs=task.encode(task.cron.payload),
                         due_ms=tick_ms,
                         enqueue_ms=int(upto * 1000),
-                        once_key=self.keys.cron_tick(task.name, tick_ms),
+                        once_key=self.keys.of(task.queue).cron_tick(task.name, tick_ms),
                         once_ttl_ms=ONCE_TTL_MS,
                     )
                 )

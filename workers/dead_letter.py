@@ -9,12 +9,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from arq.connections import ArqRedis
-from arq.constants import (
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
 from pydantic import BaseModel
 from redis.exceptions import WatchError
 
@@ -73,16 +67,16 @@ class DeadLetterStore:
         self.keys = keys
         self.retention = retention
 
-    async def record_try_error(self, job_id: str, error: TryError) -> None:
+    async def record_try_error(self, queue: QueueName, job_id: str, error: TryError) -> None:
         """Keep a failed try's error until the job succeeds or is dead-lettered."""
-        key = self.keys.try_errors(job_id)
+        key = self.keys.of(queue).try_errors(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.rpush(key, dumps(error))
             pipe.expire(key, int(self.retention))
             await pipe.execute()
 
-    async def forget_try_errors(self, job_id: str) -> None:
-        await self.redis.delete(self.keys.try_errors(job_id))
+    async def forget_try_errors(self, queue: QueueName, job_id: str) -> None:
+        await self.redis.delete(self.keys.of(queue).try_errors(job_id))
 
     async def add(
         self,
@@ -98,7 +92,8 @@ class DeadLetterStore:
         priority: Priority = Priority.NORMAL,
     ) -> DeadLetter:
         """Store the dead letter with every try's error, in one transaction."""
-        earlier = await self.redis.lrange(self.keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
+        keys = self.keys.of(queue)
+        earlier = await self.redis.lrange(keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
         errors = [TryError.model_validate(loads(raw)) for raw in earlier] + [last_error]
         letter = DeadLetter(
             job_id=job_id,
@@ -113,39 +108,47 @@ class DeadLetterStore:
             priority=priority,
         )
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.dead_record(job_id), dumps(letter))
-            pipe.zadd(self.keys.dead_index(queue), {job_id: letter.failed_at})
-            pipe.delete(self.keys.try_errors(job_id))
+            pipe.set(keys.dead_record(job_id), dumps(letter))
+            pipe.zadd(keys.dead_index, {job_id: letter.failed_at})
+            pipe.delete(keys.try_errors(job_id))
             await pipe.execute()
         return letter
 
     async def count(self, queue: QueueName) -> int:
-        return int(await self.redis.zcard(self.keys.dead_index(queue)))
+        return int(await self.redis.zcard(self.keys.of(queue).dead_index))
 
     async def list(
         self, queue: QueueName, *, offset: int = 0, limit: int = 50
     ) -> builtins.list[DeadLetter]:
         """A page of a queue's dead letters, newest first."""
-        ids = await self.redis.zrevrange(self.keys.dead_index(queue), offset, offset + limit - 1)
-        return await self._records([i.decode() for i in ids])
+        index = self.keys.of(queue).dead_index
+        ids = await self.redis.zrevrange(index, offset, offset + limit - 1)
+        return await self._records(queue, [i.decode() for i in ids])
 
-    async def get(self, job_id: str) -> DeadLetter | None:
-        raw = await self.redis.get(self.keys.dead_record(job_id))
-        return None if raw is None else DeadLetter.model_validate(loads(raw))
+    async def get(self, job_id: str, queue: QueueName | None = None) -> DeadLetter | None:
+        """The job's dead letter in `queue`, or in whichever queue holds one (job ids are
+        unique per queue: the first queue in `QueueName` order wins)."""
+        queues = list(QueueName) if queue is None else [queue]
+        raws = await self.redis.mget([self.keys.of(q).dead_record(job_id) for q in queues])
+        for raw in raws:
+            if raw is not None:
+                return DeadLetter.model_validate(loads(raw))
+        return None
 
-    async def remove(self, job_id: str) -> bool:
-        letter = await self.get(job_id)
+    async def remove(self, job_id: str, queue: QueueName | None = None) -> bool:
+        letter = await self.get(job_id, queue)
         if letter is None:
             return False
+        keys = self.keys.of(letter.queue)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.dead_record(job_id))
-            pipe.zrem(self.keys.dead_index(letter.queue), job_id)
+            pipe.delete(keys.dead_record(job_id))
+            pipe.zrem(keys.dead_index, job_id)
             await pipe.execute()
         return True
 
     async def purge(self, queue: QueueName) -> int:
         """Delete all of a queue's dead letters; returns how many there were."""
-        ids = await self.redis.zrange(self.keys.dead_index(queue), 0, -1)
+        ids = await self.redis.zrange(self.keys.of(queue).dead_index, 0, -1)
         return await self._delete(queue, [i.decode() for i in ids])
 
     async def trim(
@@ -154,29 +157,31 @@ class DeadLetterStore:
         """Delete (or with `dry_run`, count) dead letters older than the retention (or
         `older_than` seconds)."""
         cutoff = time.time() - (self.retention if older_than is None else older_than)
+        index = self.keys.of(queue).dead_index
         if dry_run:
-            return int(await self.redis.zcount(self.keys.dead_index(queue), "-inf", cutoff))
-        ids = await self.redis.zrangebyscore(self.keys.dead_index(queue), "-inf", cutoff)
+            return int(await self.redis.zcount(index, "-inf", cutoff))
+        ids = await self.redis.zrangebyscore(index, "-inf", cutoff)
         return await self._delete(queue, [i.decode() for i in ids])
 
     async def retry_all(self, queue: QueueName) -> int:
         """Retry every dead letter of `queue`; returns how many were queued again."""
-        ids = await self.redis.zrange(self.keys.dead_index(queue), 0, -1)
-        return sum([await self.retry(i.decode()) for i in ids])
+        ids = await self.redis.zrange(self.keys.of(queue).dead_index, 0, -1)
+        return sum([await self.retry(i.decode(), queue) for i in ids])
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, queue: QueueName | None = None) -> bool:
         """Queue the job again under the same id with a fresh try budget; drop the letter.
 
         False when there is no such letter, or while the dying run is still being finished
         (its worker would delete the new job): try again a moment later.
         """
-        letter = await self.get(job_id)
+        letter = await self.get(job_id, queue)
         if letter is None or letter.task is None or not isinstance(letter.payload, dict):
             return False
+        keys = self.keys.of(letter.queue)
         now = int(time.time() * 1000)
         job = NewJob(
             job_id,
-            self.keys.queue(letter.queue),
+            keys,
             letter.task,
             letter.payload,
             due_ms=now,
@@ -184,38 +189,40 @@ class DeadLetterStore:
             priority=letter.priority,
         )
         async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(in_progress_key_prefix + job_id)
-            if await pipe.exists(in_progress_key_prefix + job_id):
+            await pipe.watch(keys.lease(job_id))
+            if await pipe.exists(keys.lease(job_id)):
                 return False
             pipe.multi()  # type: ignore[no-untyped-call]
             # The failed result and try counter would block the id and spend the new budget.
             pipe.delete(
-                result_key_prefix + job_id,
-                retry_key_prefix + job_id,
-                job_key_prefix + job_id,
-                self.keys.recoveries(job_id),
-                self.keys.running(job_id),
+                keys.result(job_id),
+                keys.tries(job_id),
+                keys.job(job_id),
+                keys.recoveries(job_id),
+                keys.running(job_id),
             )
             await queue_job(self.redis, pipe, job)
-            pipe.delete(self.keys.dead_record(job_id))
-            pipe.zrem(self.keys.dead_index(letter.queue), job_id)
+            pipe.delete(keys.dead_record(job_id))
+            pipe.zrem(keys.dead_index, job_id)
             try:
                 await pipe.execute()
             except WatchError:
                 return False
         return True
 
-    async def _records(self, ids: Sequence[str]) -> builtins.list[DeadLetter]:
+    async def _records(self, queue: QueueName, ids: Sequence[str]) -> builtins.list[DeadLetter]:
         if not ids:
             return []
-        raws = await self.redis.mget([self.keys.dead_record(i) for i in ids])
+        keys = self.keys.of(queue)
+        raws = await self.redis.mget([keys.dead_record(i) for i in ids])
         return [DeadLetter.model_validate(loads(raw)) for raw in raws if raw is not None]
 
     async def _delete(self, queue: QueueName, ids: Sequence[str]) -> int:
         if not ids:
             return 0
+        keys = self.keys.of(queue)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*(self.keys.dead_record(i) for i in ids))
-            pipe.zrem(self.keys.dead_index(queue), *ids)
+            pipe.delete(*(keys.dead_record(i) for i in ids))
+            pipe.zrem(keys.dead_index, *ids)
             await pipe.execute()
         return len(ids)

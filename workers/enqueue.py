@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 
+from workers.keys import QueueKeys
 from workers.priority import Priority, job_score
 from workers.scripts import LuaScript, run_batch
 from workers.serialization import dumps
@@ -45,13 +45,13 @@ class NewJob:
     """One job to write: arq's payload format, so a stock arq worker could read it too."""
 
     job_id: str
-    queue_key: str
+    keys: QueueKeys  # its queue's
     task: str
     kwargs: dict[str, Any]
     due_ms: int
     enqueue_ms: int
     priority: Priority = Priority.NORMAL
-    once_key: str | None = None
+    once_key: str | None = None  # one of `keys` (its queue's hash tag)
     once_ttl_ms: int = 0
 
     def payload(self) -> bytes:
@@ -64,18 +64,8 @@ class NewJob:
         return job_score(self.priority, self.due_ms, self.enqueue_ms)
 
 
-def wake_key(queue_key: str) -> str:
-    """The list an idle worker of the queue `queue_key` blocks on."""
-    return f"{queue_key}:wake"
-
-
 def _call(job: NewJob) -> tuple[list[str], list[Any]]:
-    keys = [
-        job_key_prefix + job.job_id,
-        result_key_prefix + job.job_id,
-        job.queue_key,
-        wake_key(job.queue_key),
-    ]
+    keys = [job.keys.job(job.job_id), job.keys.result(job.job_id), job.keys.queue, job.keys.wake]
     args: list[Any] = [job.payload(), job.ttl_ms(), repr(job.score()), job.job_id]
     if job.once_key is not None:
         keys.append(job.once_key)

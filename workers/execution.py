@@ -10,7 +10,6 @@ import asyncio
 import logging
 from typing import Any, Literal, cast
 
-from arq.constants import retry_key_prefix
 from arq.worker import Function, Retry, func
 
 from config.queues import QueueConfig, QueueName
@@ -51,7 +50,8 @@ class JobExecution:
         self.queue = queue
         self.config = config
         self.runtime = runtime
-        self.keys = Keys(runtime.settings.key_prefix)
+        self.all_keys = Keys(runtime.settings.key_prefix)
+        self.keys = self.all_keys.of(queue)
         # Filled as runs end, emptied by the Worker's finishing() as the run ends.
         self.outcomes: dict[str, Outcome] = {}
         # What a run's end line adds (its next try, a dead letter's reason); see observation.py.
@@ -60,7 +60,8 @@ class JobExecution:
 
     def _dead_letters(self, ctx: dict[str, Any]) -> DeadLetterStore:
         # The Worker's own pool, which arq creates inside its main() and puts in ctx.
-        return DeadLetterStore(ctx["redis"], self.keys, self.runtime.settings.dead_letter_retention)
+        retention = self.runtime.settings.dead_letter_retention
+        return DeadLetterStore(ctx["redis"], self.all_keys, retention)
 
     def arq_function(self, task: Task[Any, Any]) -> Function:
         policy = task.policy(self.config)
@@ -117,7 +118,7 @@ class JobExecution:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.incr(self.keys.recoveries(job_id))
             pipe.expire(self.keys.recoveries(job_id), MARKER_TTL_MS // 1000)
-            pipe.decr(retry_key_prefix + job_id)  # the crashed try does not count
+            pipe.decr(self.keys.tries(job_id))  # the crashed try does not count
             recoveries, _, _ = await pipe.execute()
         ctx["job_try"] -= 1
         limit = self.runtime.settings.max_recoveries
@@ -145,7 +146,7 @@ class JobExecution:
         except asyncio.CancelledError:
             if self.runtime.shutting_down:
                 # Put back by a shutdown: this try does not count (arq counted it at pickup).
-                await asyncio.shield(ctx["redis"].decr(retry_key_prefix + job_id))
+                await asyncio.shield(ctx["redis"].decr(self.keys.tries(job_id)))
             else:
                 self.outcomes[job_id] = "cancelled"  # by a user (see Supervisor._maintain)
             raise
@@ -158,14 +159,16 @@ class JobExecution:
             if job_try < policy.max_tries:
                 delay = retry_delay(policy.backoff, job_try)
                 error = try_error(job_try, exc)
-                await asyncio.shield(self._dead_letters(ctx).record_try_error(job_id, error))
+                await asyncio.shield(
+                    self._dead_letters(ctx).record_try_error(self.queue, job_id, error)
+                )
                 self.details[job_id] = f"try {job_try}/{policy.max_tries}, next in {delay:.2f}s"
                 self.outcomes[job_id] = "retried"
                 raise Retry(defer=delay) from exc
             await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "max-tries", exc))
             raise exc from None
         if job_try > 1:
-            await self._dead_letters(ctx).forget_try_errors(job_id)
+            await self._dead_letters(ctx).forget_try_errors(self.queue, job_id)
         self.outcomes[job_id] = "completed"
         return result
 

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from typing import Literal, get_args
 
 from arq.connections import ArqRedis
-from arq.constants import result_key_prefix
-from arq.constants import retry_key_prefix as retry_prefix
 from pydantic import BaseModel
 
 from config.queues import QueueName
@@ -52,7 +50,7 @@ async def list_jobs(
     """`queue`'s jobs in `state`: queued in the order they will start, running, deferred and
     retrying by when they are due, finished and dead-lettered newest first."""
     ids, total = await _page(redis, keys, queue, JobState(state), offset, limit)
-    infos = await read_job_infos(redis, keys, ids)
+    infos = await read_job_infos(redis, keys, ids, queue)
     items = [info for info in infos if info is not None]
     return JobPage(queue=queue, state=state, total=total, offset=offset, limit=limit, items=items)
 
@@ -63,22 +61,22 @@ async def _page(
     now = int(time.time() * 1000)
     if state is JobState.RUNNING:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(keys.active(queue), now, "+inf")
-            pipe.zrangebyscore(keys.active(queue), now, "+inf", start=offset, num=limit)
+            pipe.zcount(keys.of(queue).active, now, "+inf")
+            pipe.zrangebyscore(keys.of(queue).active, now, "+inf", start=offset, num=limit)
             total, ids = await pipe.execute()
         return _decoded(ids), int(total)
     if state is JobState.QUEUED:
         return await _queued(redis, keys, queue, now, offset, limit)
     if state in (JobState.DEFERRED, JobState.RETRYING):
-        ids = _decoded(await redis.zrangebyscore(keys.queue(queue), f"({now}", "+inf"))
-        tries = await _mget(redis, [retry_prefix + i for i in ids])
+        ids = _decoded(await redis.zrangebyscore(keys.of(queue).queue, f"({now}", "+inf"))
+        tries = await _mget(redis, [keys.of(queue).tries(i) for i in ids])
         retrying = state is JobState.RETRYING
         matching = [i for i, t in zip(ids, tries, strict=True) if bool(t and int(t)) == retrying]
         return matching[offset : offset + limit], len(matching)
     if state is JobState.DEAD_LETTERED:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.dead_index(queue))
-            pipe.zrevrange(keys.dead_index(queue), offset, offset + limit - 1)
+            pipe.zcard(keys.of(queue).dead_index)
+            pipe.zrevrange(keys.of(queue).dead_index, offset, offset + limit - 1)
             total, ids = await pipe.execute()
         return _decoded(ids), int(total)
     matching = [i for i, s in await _finished(redis, keys, queue, "+inf") if s is state]
@@ -90,11 +88,11 @@ async def _queued(
 ) -> tuple[list[str], int]:
     """Ready jobs not running. Running jobs keep their ready score until they finish, so the
     page's start rank skips every running job ranked before it."""
-    running = _decoded(await redis.zrangebyscore(keys.active(queue), now, "+inf"))
+    running = _decoded(await redis.zrangebyscore(keys.of(queue).active, now, "+inf"))
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcount(keys.queue(queue), "-inf", now)
+        pipe.zcount(keys.of(queue).queue, "-inf", now)
         for job_id in running:
-            pipe.zrank(keys.queue(queue), job_id)
+            pipe.zrank(keys.of(queue).queue, job_id)
         ready, *ranks = await pipe.execute()
     skipped = sorted(r for r in ranks if r is not None and r < ready)
     start = offset
@@ -103,7 +101,7 @@ async def _queued(
             break
         start += 1
     ids = await redis.zrangebyscore(
-        keys.queue(queue), "-inf", now, start=start, num=limit + len(skipped)
+        keys.of(queue).queue, "-inf", now, start=start, num=limit + len(skipped)
     )
     busy = set(running)
     page = [i for i in _decoded(ids) if i not in busy][:limit]
@@ -116,12 +114,13 @@ async def _finished(
     """The queue's kept results finished up to `until_ms`, newest first, with their state
     (None for a result already expired but still indexed). A dead-lettered job's failed
     result counts as dead-lettered: it is listed and cleaned with the dead letters."""
-    ids = _decoded(await redis.zrevrangebyscore(keys.results(queue), until_ms, "-inf"))
-    raws = await _mget(redis, [result_key_prefix + i for i in ids])
+    qk = keys.of(queue)
+    ids = _decoded(await redis.zrevrangebyscore(qk.results, until_ms, "-inf"))
+    raws = await _mget(redis, [qk.result(i) for i in ids])
     states = [None if raw is None else finished_state(raw) for raw in raws]
     failed = [i for i, state in zip(ids, states, strict=True) if state is JobState.FAILED]
-    dead = {i for i, d in zip(failed, await _mget(redis, [keys.dead_record(i) for i in failed]),
-                              strict=True) if d is not None}  # fmt: skip
+    letters = await _mget(redis, [qk.dead_record(i) for i in failed])
+    dead = {i for i, d in zip(failed, letters, strict=True) if d is not None}
     return [
         (i, JobState.DEAD_LETTERED if i in dead else state)
         for i, state in zip(ids, states, strict=True)
@@ -150,8 +149,8 @@ async def clean_jobs(
         return 0
     async with redis.pipeline(transaction=True) as pipe:
         for job_id in doomed:
-            pipe.delete(result_key_prefix + job_id, keys.progress(job_id))
-        pipe.zrem(keys.results(queue), *doomed, *stale)
+            pipe.delete(keys.of(queue).result(job_id), keys.of(queue).progress(job_id))
+        pipe.zrem(keys.of(queue).results, *doomed, *stale)
         await pipe.execute()
     return len(doomed)
 

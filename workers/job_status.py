@@ -1,7 +1,8 @@
 """What anyone holding a job id can learn: its state, progress, tries, and result or error.
 
-Everything is read in one round trip from the keys the runtime already keeps (arq's job,
-result, in-progress and retry keys, the queue's score, postroom's progress and dead letter).
+Everything is read in one round trip from the keys the runtime already keeps (the job's
+payload, result, lease and try counter, its score in the queue, its progress and dead letter;
+see keys.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from enum import StrEnum
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
-from arq.constants import retry_key_prefix as retry_prefix
 from arq.jobs import JobResult, deserialize_job_raw, deserialize_result
 from pydantic import BaseModel
 
@@ -51,12 +50,6 @@ class JobInfo(BaseModel):
     error: str | None = None
 
 
-def queue_of(queue_key: str) -> QueueName | None:
-    """The queue of an arq queue key (`<prefix>:queue:<name>`)."""
-    name = queue_key.rpartition(":")[2]
-    return QueueName(name) if name in QueueName._value2member_map_ else None
-
-
 def _error_text(result: Any) -> str:
     if isinstance(result, dict) and "error" in result:
         return f"{result['error']}: {result.get('message', '')}".rstrip(": ")
@@ -67,7 +60,7 @@ async def locate(redis: ArqRedis, keys: Keys, job_id: str) -> tuple[QueueName, f
     """The queue a job waits or runs in, and its score there."""
     async with redis.pipeline(transaction=False) as pipe:
         for queue in QueueName:
-            pipe.zscore(keys.queue(queue), job_id)
+            pipe.zscore(keys.of(queue).queue, job_id)
         scores = await pipe.execute()
     for queue, score in zip(QueueName, scores, strict=True):
         if score is not None:
@@ -75,41 +68,58 @@ async def locate(redis: ArqRedis, keys: Keys, job_id: str) -> tuple[QueueName, f
     return None
 
 
-async def read_job_info(redis: ArqRedis, keys: Keys, job_id: str) -> JobInfo | None:
+async def read_job_info(
+    redis: ArqRedis, keys: Keys, job_id: str, queue: QueueName | None = None
+) -> JobInfo | None:
     """The job's state now, or None if no trace of it is left (or it never existed)."""
-    [info] = await read_job_infos(redis, keys, [job_id])
+    [info] = await read_job_infos(redis, keys, [job_id], queue)
     return info
 
 
-# The keys read per job, in the order `_job_info` takes their values.
-_READS_PER_JOB = 6 + len(QueueName)
+# The keys read per job and queue, in the order `_job_info` takes their values.
+_READS = 7
 
 
 async def read_job_infos(
-    redis: ArqRedis, keys: Keys, job_ids: Sequence[str]
+    redis: ArqRedis, keys: Keys, job_ids: Sequence[str], queue: QueueName | None = None
 ) -> list[JobInfo | None]:
-    """Many jobs' states in one round trip (a page of a listing), in the order asked."""
+    """Many jobs' states in one round trip (a page of a listing), in the order asked.
+
+    Job ids are unique per queue, so without a `queue` every queue is looked in, and the
+    first (in `QueueName` order) that holds a trace of the job answers.
+    """
     if not job_ids:
         return []
+    queues = list(QueueName) if queue is None else [queue]
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.get(keys.dead_record(job_id))
-            pipe.get(result_key_prefix + job_id)
-            pipe.exists(in_progress_key_prefix + job_id)
-            pipe.get(retry_prefix + job_id)
-            pipe.get(job_key_prefix + job_id)
-            pipe.get(keys.progress(job_id))
-            for queue in QueueName:
-                pipe.zscore(keys.queue(queue), job_id)
+            for q in queues:
+                qk = keys.of(q)
+                pipe.get(qk.dead_record(job_id))
+                pipe.get(qk.result(job_id))
+                pipe.zscore(qk.queue, job_id)
+                pipe.exists(qk.lease(job_id))
+                pipe.get(qk.tries(job_id))
+                pipe.get(qk.job(job_id))
+                pipe.get(qk.progress(job_id))
         replies = await pipe.execute()
-    return [
-        _job_info(job_id, replies[i * _READS_PER_JOB : (i + 1) * _READS_PER_JOB])
-        for i, job_id in enumerate(job_ids)
-    ]
+    per_job = _READS * len(queues)
+    infos: list[JobInfo | None] = []
+    for i, job_id in enumerate(job_ids):
+        found = None
+        for j, q in enumerate(queues):
+            at = i * per_job + j * _READS
+            found = _job_info(job_id, q, replies[at : at + _READS])
+            if found is not None:
+                break
+        infos.append(found)
+    return infos
 
 
-def _job_info(job_id: str, replies: Sequence[Any]) -> JobInfo | None:
-    dead, result, running, tries, job, progress_raw, *scores = replies
+def _job_info(job_id: str, queue: QueueName, replies: Sequence[Any]) -> JobInfo | None:
+    dead, result, score, running, tries, job, progress_raw = replies
+    if dead is None and result is None and score is None:
+        return None
     progress = Progress.model_validate(loads(progress_raw)) if progress_raw else None
     if dead is not None:
         letter = DeadLetter.model_validate(loads(dead))
@@ -126,11 +136,7 @@ def _job_info(job_id: str, replies: Sequence[Any]) -> JobInfo | None:
             error=f"{letter.errors[-1].type}: {letter.errors[-1].message}",
         )
     if result is not None:
-        return _finished(job_id, result, progress)
-    located = [(q, s) for q, s in zip(QueueName, scores, strict=True) if s is not None]
-    if not located:
-        return None
-    queue, score = located[0]
+        return _finished(job_id, queue, result, progress)
     info = JobInfo(
         job_id=job_id,
         state=JobState.QUEUED,
@@ -164,12 +170,12 @@ def finished_state(raw: bytes) -> JobState:
     return _result_state(deserialize_result(raw, deserializer=loads))
 
 
-def _finished(job_id: str, raw: bytes, progress: Progress | None) -> JobInfo:
+def _finished(job_id: str, queue: QueueName, raw: bytes, progress: Progress | None) -> JobInfo:
     stored = deserialize_result(raw, deserializer=loads)
     return JobInfo(
         job_id=job_id,
         state=_result_state(stored),
-        queue=queue_of(stored.queue_name),
+        queue=queue,
         task=stored.function,
         tries=stored.job_try,
         enqueued_at=stored.enqueue_time,
@@ -180,20 +186,27 @@ def _finished(job_id: str, raw: bytes, progress: Progress | None) -> JobInfo:
     )
 
 
-async def read_job_payload(redis: ArqRedis, keys: Keys, job_id: str) -> dict[str, Any] | None:
+async def read_job_payload(
+    redis: ArqRedis, keys: Keys, job_id: str, queue: QueueName | None = None
+) -> dict[str, Any] | None:
     """A job's arguments, from its job data (waiting or running), its dead letter or its
-    result, whichever is kept."""
+    result, whichever is kept (in `queue`, or the first queue that keeps one)."""
+    queues = list(QueueName) if queue is None else [queue]
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(job_key_prefix + job_id)
-        pipe.get(keys.dead_record(job_id))
-        pipe.get(result_key_prefix + job_id)
-        job, dead, result = await pipe.execute()
-    if job is not None:
-        _, _, kwargs, _, _ = deserialize_job_raw(job, deserializer=loads)
-        return dict(kwargs)
-    if dead is not None:
-        payload = DeadLetter.model_validate(loads(dead)).payload
-        return payload if isinstance(payload, dict) else {"payload": payload}
-    if result is not None:
-        return dict(deserialize_result(result, deserializer=loads).kwargs)
+        for q in queues:
+            qk = keys.of(q)
+            pipe.get(qk.job(job_id))
+            pipe.get(qk.dead_record(job_id))
+            pipe.get(qk.result(job_id))
+        replies = await pipe.execute()
+    for at in range(0, len(replies), 3):
+        job, dead, result = replies[at : at + 3]
+        if job is not None:
+            _, _, kwargs, _, _ = deserialize_job_raw(job, deserializer=loads)
+            return dict(kwargs)
+        if dead is not None:
+            payload = DeadLetter.model_validate(loads(dead)).payload
+            return payload if isinstance(payload, dict) else {"payload": payload}
+        if result is not None:
+            return dict(deserialize_result(result, deserializer=loads).kwargs)
     return None

@@ -1,4 +1,12 @@
-"""Every Redis key postroom writes besides arq's own (`arq:job:`, `arq:result:`, ...)."""
+"""Every Redis key postroom writes: one module owns the layout.
+
+Each queue's keys, its jobs' keys included, share one hash tag, `{<prefix>:<queue>}`, so that
+everything a queue's scripts touch lives in one Redis Cluster slot, different queues can land
+on different shards, and two deployments with different prefixes never see each other's
+keys. arq's own layout (`arq:job:<id>`, `arq:result:<id>`, ...) is global: one prefix for every
+deployment and no room for a hash tag, so postroom keeps arq's *encoding* of a job and a result
+but not its key names. A job id is therefore unique per queue, as in BullMQ or Celery.
+"""
 
 from __future__ import annotations
 
@@ -8,58 +16,103 @@ from config.queues import QueueName
 
 
 @dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue and of the jobs in it, all under the queue's hash tag."""
+
+    queue_name: QueueName
+    tag: str  # "{<prefix>:<queue>}"
+
+    @property
+    def queue(self) -> str:
+        """Sorted set of the queue's jobs: ready ones in their priority bands, waiting ones
+        scored by when they are due (priority.py). A job stays in it until it ends."""
+        return f"{self.tag}:queue"
+
+    @property
+    def wake(self) -> str:
+        """List an idle worker blocks on; an enqueue of a ready job leaves one token."""
+        return f"{self.tag}:wake"
+
+    @property
+    def active(self) -> str:
+        """Sorted set of the queue's running jobs, scored by when their lease runs out."""
+        return f"{self.tag}:active"
+
+    @property
+    def results(self) -> str:
+        """Sorted set of the jobs whose results are kept, scored by when they finished."""
+        return f"{self.tag}:results"
+
+    @property
+    def stats(self) -> str:
+        """Hash of the queue's lifetime counters (completed, failed, retried, ...)."""
+        return f"{self.tag}:stats"
+
+    @property
+    def cancel_requests(self) -> str:
+        """Sorted set of running jobs a user cancelled, for their workers to stop."""
+        return f"{self.tag}:cancel"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.tag}:paused"
+
+    @property
+    def dead_index(self) -> str:
+        """Sorted set of the queue's dead-lettered job ids, scored by when they died."""
+        return f"{self.tag}:dead"
+
+    def job(self, job_id: str) -> str:
+        """The job's payload (arq's encoding), kept until the job ends."""
+        return f"{self.tag}:job:{job_id}"
+
+    def result(self, job_id: str) -> str:
+        """The job's result (arq's encoding), kept `keep_result` seconds."""
+        return f"{self.tag}:result:{job_id}"
+
+    def lease(self, job_id: str) -> str:
+        """Set while a worker holds the job; it lapses unless the worker renews it."""
+        return f"{self.tag}:lease:{job_id}"
+
+    def tries(self, job_id: str) -> str:
+        """How many tries the job has started (counted at each claim)."""
+        return f"{self.tag}:tries:{job_id}"
+
+    def running(self, job_id: str) -> str:
+        """Set while a job runs; found at pickup, it means the previous run's worker died."""
+        return f"{self.tag}:running:{job_id}"
+
+    def recoveries(self, job_id: str) -> str:
+        return f"{self.tag}:recoveries:{job_id}"
+
+    def progress(self, job_id: str) -> str:
+        """The last progress a running job reported, kept as long as its result."""
+        return f"{self.tag}:progress:{job_id}"
+
+    def try_errors(self, job_id: str) -> str:
+        """List of the errors of a job's failed tries, kept until it succeeds or dies."""
+        return f"{self.tag}:errors:{job_id}"
+
+    def dead_record(self, job_id: str) -> str:
+        return f"{self.tag}:dead-letter:{job_id}"
+
+    def cron_tick(self, task: str, tick_ms: int) -> str:
+        """Marks a cron tick as enqueued, so every process enqueues it only once."""
+        return f"{self.tag}:cron:{task}:{tick_ms}"
+
+    def checkpoint(self, name: str) -> str:
+        """A marker written in the same transaction as a bulk enqueue into this queue."""
+        return f"{self.tag}:checkpoint:{name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Keys:
     """Key names under one deployment's prefix, so deployments and tests can share a Redis."""
 
     prefix: str
 
-    def queue(self, queue: QueueName) -> str:
-        return f"{self.prefix}:queue:{queue.value}"
-
-    def dead_index(self, queue: QueueName) -> str:
-        """Sorted set of a queue's dead-lettered job ids, scored by when they died."""
-        return f"{self.prefix}:dead:{queue.value}"
-
-    def dead_record(self, job_id: str) -> str:
-        return f"{self.prefix}:dead-letter:{job_id}"
-
-    def try_errors(self, job_id: str) -> str:
-        """List of the errors of a job's failed tries, kept until it succeeds or dies."""
-        return f"{self.prefix}:errors:{job_id}"
-
-    def cron_tick(self, task: str, tick_ms: int) -> str:
-        """Marks a cron tick as enqueued, so every process enqueues it only once."""
-        return f"{self.prefix}:cron:{task}:{tick_ms}"
-
-    def running(self, job_id: str) -> str:
-        """Set while a job runs; found at pickup, it means the previous run's worker died."""
-        return f"{self.prefix}:running:{job_id}"
-
-    def recoveries(self, job_id: str) -> str:
-        return f"{self.prefix}:recoveries:{job_id}"
-
-    def progress(self, job_id: str) -> str:
-        """The last progress a running job reported, kept as long as its result."""
-        return f"{self.prefix}:progress:{job_id}"
-
-    def stats(self, queue: QueueName) -> str:
-        """Hash of a queue's lifetime counters (completed, failed, retried, ...)."""
-        return f"{self.prefix}:stats:{queue.value}"
-
-    def active(self, queue: QueueName) -> str:
-        """Sorted set of a queue's running jobs, scored by when their lease runs out."""
-        return f"{self.prefix}:active:{queue.value}"
-
-    def results(self, queue: QueueName) -> str:
-        """Sorted set of the jobs whose results are kept, scored by when they finished."""
-        return f"{self.prefix}:results:{queue.value}"
-
-    def cancel_requests(self, queue: QueueName) -> str:
-        """Sorted set of running jobs a user cancelled, for their workers to stop."""
-        return f"{self.prefix}:cancel:{queue.value}"
-
-    def paused(self, queue: QueueName) -> str:
-        return f"{self.prefix}:paused:{queue.value}"
+    def of(self, queue: QueueName) -> QueueKeys:
+        return QueueKeys(queue, f"{{{self.prefix}:{queue.value}}}")
 
     def health(self, queue: QueueName, worker_id: str) -> str:
         return f"{self.health_prefix()}{queue.value}:{worker_id}"
@@ -71,3 +124,11 @@ class Keys:
     def control_queue(self) -> str:
         """The queue of the host worker that `arq workers.Settings` starts; it runs no jobs."""
         return f"{self.prefix}:control"
+
+    def event_handled(self, event_id: str) -> str:
+        """Set of the handlers that ran for a queued event (events/queued.py)."""
+        return f"{self.prefix}:event:{event_id}:handled"
+
+    def user_channel(self, user_id: str) -> str:
+        """The pub/sub channel of one user's real-time events (tasks/realtime.py)."""
+        return f"{self.prefix}:user:{user_id}"

@@ -55,12 +55,12 @@ def build_worker(
 
     worker = QueueWorker(
         queue=queue,
-        keys=keys,
+        keys=keys.of(queue),
         outcomes=execution.outcomes,
         results_per_queue=settings.results_per_queue,
         worker_id=runtime.worker_id,
         functions=functions,
-        queue_name=keys.queue(queue),
+        queue_name=keys.of(queue).queue,
         redis_settings=redis_settings,
         burst=burst,
         handle_signals=False,

@@ -81,9 +81,12 @@ class ScriptBatcher:
     at most `max_calls` calls.
     """
 
-    def __init__(self, redis: Redis, script: LuaScript, max_calls: int = 500) -> None:
+    def __init__(
+        self, redis: Redis, script: LuaScript, keys: Sequence[str] = (), max_calls: int = 500
+    ) -> None:
         self.redis = redis
         self.script = script
+        self.keys = keys  # the same for every batch: the calls differ only in ARGV
         self.max_calls = max_calls
         self._pending: list[tuple[Sequence[Any], asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
@@ -107,7 +110,7 @@ class ScriptBatcher:
                 argv = [arg for args, _ in batch for arg in args]
                 error: BaseException | None = None
                 try:
-                    await self.script(self.redis, (), argv)
+                    await self.script(self.redis, self.keys, argv)
                 except asyncio.CancelledError:
                     for _, done in batch:
                         done.cancel()

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from arq.connections import RedisSettings, create_pool
-from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
@@ -243,8 +242,8 @@ class Supervisor:
         try:
             async with pools[0].pipeline(transaction=False) as pipe:
                 for queue in served:
-                    pipe.zcount(keys.queue(queue), "-inf", now)
-                    pipe.zcount(keys.active(queue), now, "+inf")
+                    pipe.zcount(keys.of(queue).queue, "-inf", now)
+                    pipe.zcount(keys.of(queue).active, now, "+inf")
                 counts = await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.debug("queue depths not read: %s", exc)  # the lease renewal says so
@@ -259,14 +258,14 @@ class Supervisor:
         running = [job_id for job_id, t in worker.tasks.items() if not t.done()]
         now = int(time.time() * 1000)
         async with worker.pool.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.paused(queue))
-            pipe.zremrangebyscore(keys.cancel_requests(queue), "-inf", now - REQUEST_TTL_MS)
-            pipe.zrange(keys.cancel_requests(queue), 0, -1)
+            pipe.exists(keys.of(queue).paused)
+            pipe.zremrangebyscore(keys.of(queue).cancel_requests, "-inf", now - REQUEST_TTL_MS)
+            pipe.zrange(keys.of(queue).cancel_requests, 0, -1)
             for job_id in running:
-                pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+                pipe.pexpire(keys.of(queue).lease(job_id), lease_ms)
             if running:
                 # XX: a job that finished since `running` was read must not be re-added.
-                pipe.zadd(keys.active(queue), dict.fromkeys(running, now + lease_ms), xx=True)
+                pipe.zadd(keys.of(queue).active, dict.fromkeys(running, now + lease_ms), xx=True)
             paused, _, cancels, *_ = await pipe.execute()
         await self._cancel_requested(keys, queue, worker, [c.decode() for c in cancels])
         if self._stop.is_set():
@@ -286,7 +285,7 @@ class Supervisor:
             worker.aborting_tasks.add(job_id)
             worker.job_tasks[job_id].cancel()
         if mine:
-            await worker.pool.zrem(keys.cancel_requests(queue), *mine)
+            await worker.pool.zrem(keys.of(queue).cancel_requests, *mine)
 
     async def _keep_scheduling(self) -> None:
         """Enqueue the ticks of the served queues' cron tasks, surviving Redis outages."""

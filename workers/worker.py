@@ -18,15 +18,12 @@ import logging
 from typing import Any
 
 from arq.connections import create_pool, log_redis_info
-from arq.constants import in_progress_key_prefix, job_key_prefix
-from arq.constants import retry_key_prefix as retry_prefix
 from arq.utils import timestamp_ms, to_ms
 
 from config.queues import QueueName
 from workers.claimed_run import Claim, ClaimedRunWorker
-from workers.enqueue import wake_key
 from workers.execution import MARKER_TTL_MS, Outcome
-from workers.keys import Keys
+from workers.keys import QueueKeys
 from workers.scripts import ScriptBatcher
 from workers.waiting import sleep_unless
 from workers.worker_scripts import CLAIM, RETRY_TTL_S, finish_script
@@ -54,7 +51,7 @@ class QueueWorker(ClaimedRunWorker):
         self,
         *args: Any,
         queue: QueueName,
-        keys: Keys,
+        keys: QueueKeys,
         outcomes: dict[str, Outcome],
         results_per_queue: int,
         worker_id: str,
@@ -70,14 +67,7 @@ class QueueWorker(ClaimedRunWorker):
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False
         self._finish: ScriptBatcher | None = None
-        self._finish_script = finish_script(
-            queue=self.queue_name,
-            active=keys.active(queue),
-            stats=keys.stats(queue),
-            results=keys.results(queue),
-            running_prefix=keys.running(""),
-            results_kept=results_per_queue,
-        )
+        self._finish_script = finish_script(self.keys, results_kept=results_per_queue)
 
     async def main(self) -> None:
         """arq's main(), with a wait that ends early on an enqueue or a freed slot (`_wait`)."""
@@ -91,7 +81,7 @@ class QueueWorker(ClaimedRunWorker):
             )
         for script in (CLAIM, self._finish_script):  # once here; again only after a NOSCRIPT
             await script.load(self.pool)
-        self._finish = ScriptBatcher(self.pool, self._finish_script)
+        self._finish = ScriptBatcher(self.pool, self._finish_script, (self.keys.queue,))
         logger.info("Starting worker for %d functions: %s", len(self.functions), self.queue_name)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
@@ -132,7 +122,7 @@ class QueueWorker(ClaimedRunWorker):
                 await sleep_unless(self._wake, deadline - self.loop.time())
         else:
             # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
-            await self.pool.execute_command("BLPOP", wake_key(self.queue_name), tick)  # type: ignore[no-untyped-call]
+            await self.pool.execute_command("BLPOP", self.keys.wake, tick)  # type: ignore[no-untyped-call]
 
     @property
     def allow_pick_jobs(self) -> bool:
@@ -172,16 +162,16 @@ class QueueWorker(ClaimedRunWorker):
             count,
             self.queue_read_limit,
             int(self.in_progress_timeout_s * 1000),
-            in_progress_key_prefix,
-            job_key_prefix,
-            retry_prefix,
+            self.keys.lease(""),
+            self.keys.job(""),
+            self.keys.tries(""),
             self.keys.running(""),
             self.worker_id,
             MARKER_TTL_MS,
             RETRY_TTL_S,
             0 if self.keep_result_forever else now - to_ms(self.keep_result_s),
         ]
-        keys = [self.queue_name, self.keys.active(self.queue), self.keys.results(self.queue)]
+        keys = [self.keys.queue, self.keys.active, self.keys.results]
         claimed = await CLAIM(self.pool, keys, args)
         self._more_ready = len(claimed) == 5 * count
         for i in range(0, len(claimed), 5):

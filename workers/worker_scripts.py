@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import string
 
-from arq.constants import (
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
-
+from workers.keys import QueueKeys
 from workers.priority import LUA_BANDS
 from workers.scripts import LuaScript
 
@@ -24,9 +18,10 @@ from workers.scripts import LuaScript
 RETRY_TTL_S = 88400
 
 # KEYS: queue, active set, result index. ARGV: now ms, how many jobs to claim, how many ready
-# ids to look at at most, the lease ms, then the key prefixes of arq's in-progress, job and
-# retry keys and postroom's running marker, this worker's id, the marker's TTL ms, the retry
-# counter's TTL s, the oldest finish time whose result is kept (ms).
+# ids to look at at most, the lease ms, then the key prefixes of a job's lease, payload, try
+# counter and running marker (keys.QueueKeys, all under the queue's hash tag), this worker's
+# id, the marker's TTL ms, the try counter's TTL s, the oldest finish time whose result is
+# kept (ms).
 #
 # Promotes every waiting job whose time has come into its band (priority.py), then claims
 # ready jobs in priority order, skipping those running (they stay in the queue until they
@@ -87,8 +82,10 @@ return claimed
 )
 
 # Baked in ($NAMES, see `finish_script`): the queue's keys (queue, active set, stats, result
-# index), the key prefixes of a job's in-progress, running marker, retry, job and result keys,
-# how many results the queue keeps. ARGV: the finishes of a batch of runs, FINISH_FIELDS each:
+# index), the key prefixes of a job's lease, running marker, try counter, payload and result
+# keys, how many results the queue keeps. KEYS: the queue (declared so that a Redis Cluster
+# routes the call to the queue's slot, which holds every key the script touches). ARGV: the
+# finishes of a batch of runs, FINISH_FIELDS each:
 # job id, what ("finish", "retry" or "release"), result data ('' for none), its TTL ms (''
 # for forever), the retry's score increment, now ms, the counters to increment (space
 # separated, '' for none).
@@ -166,31 +163,23 @@ def lua_string(text: str) -> str:
     return '"' + "".join(safe) + '"'
 
 
-def finish_script(
-    *,
-    queue: str,
-    active: str,
-    stats: str,
-    results: str,
-    running_prefix: str,
-    results_kept: int,
-) -> LuaScript:
+def finish_script(keys: QueueKeys, *, results_kept: int) -> LuaScript:
     """One queue's FINISH script, its key names part of the source.
 
     Encoding a finish's arguments was a sixth of a worker's CPU with every key passed in
-    KEYS; only what differs per job is sent now. (Redis Cluster would want
-    the keys declared; arq's multi-key transactions do not run there either.)
+    KEYS; only what differs per job is sent now. Every name shares the queue's hash tag, so
+    the script runs on one Cluster slot.
     """
     names = {
-        "QUEUE": queue,
-        "ACTIVE": active,
-        "STATS": stats,
-        "RESULTS": results,
-        "LOCK": in_progress_key_prefix,
-        "RUNNING": running_prefix,
-        "RETRY": retry_key_prefix,
-        "JOB": job_key_prefix,
-        "RESULT": result_key_prefix,
+        "QUEUE": keys.queue,
+        "ACTIVE": keys.active,
+        "STATS": keys.stats,
+        "RESULTS": keys.results,
+        "LOCK": keys.lease(""),
+        "RUNNING": keys.running(""),
+        "RETRY": keys.tries(""),
+        "JOB": keys.job(""),
+        "RESULT": keys.result(""),
     }
     literals = {k: lua_string(v) for k, v in names.items()}
     source = _FINISH.substitute(literals, KEEP=results_kept, FIELDS=FINISH_FIELDS)

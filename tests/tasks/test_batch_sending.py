@@ -109,7 +109,7 @@ async def test_a_batch_of_10000_killed_midway_resumes_and_sends_exactly_once(
     assert 0 < written_before_kill < len(recipients) and written_before_kill % 500 == 0
     # The second try wrote exactly the chunks the first had not: none twice, none skipped.
     assert resumed.enqueued == len(recipients) - written_before_kill
-    queued = await task_client.redis.zrange(task_client.keys.queue(QueueName.DELIVERY), 0, -1)
+    queued = await task_client.redis.zrange(task_client.keys.of(QueueName.DELIVERY).queue, 0, -1)
     assert sorted(job_id.decode() for job_id in queued) == [
         child_id(handle.job_id, recipient) for recipient in recipients
     ]

@@ -95,7 +95,7 @@ async def test_the_dry_run_counts_exactly_what_the_real_run_deletes(
     )
     # Died 30 days ago: the index score is when.
     await task_client.redis.zadd(
-        task_client.keys.dead_index(QueueName.DELIVERY),
+        task_client.keys.of(QueueName.DELIVERY).dead_index,
         {"expired-letter": NOW.timestamp() - 30 * 86_400},
     )
     dry = CleanupJob(retention_days=90, batch_size=1, dry_run=True)

@@ -27,11 +27,12 @@ from workers.context import JobContext
 from workers.errors import PayloadValidationError
 from workers.events.handlers import EventContext, handlers
 from workers.events.model import DomainEvent
+from workers.keys import Keys
 from workers.registry import Task, task
 
 
 def handled_key(key_prefix: str, event_id: str) -> str:
-    return f"{key_prefix}:event:{event_id}:handled"
+    return Keys(key_prefix).event_handled(event_id)
 
 
 def dispatch_task_name(queue: QueueName) -> str:
