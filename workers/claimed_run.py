@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker
 
-from workers.execution import LOST_BY
+from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
 from workers.keys import QueueKeys
+from workers.scripts import ScriptBatcher
+from workers.transient import is_transient
 from workers.worker_scripts import RETRY_TTL_S
 
 logger = logging.getLogger("arq.worker")
@@ -32,7 +35,9 @@ class Claim(NamedTuple):
     score: int
     payload: bytes | None  # None: the job's data expired
     job_try: int
-    lost_by: str | None  # the worker whose run of this job died, if one did
+    lost_by: str | None  # the lease token of this job's run that never finished, if one did
+    token: str  # this run's lease token: it fences every write the run makes
+    recoveries: int  # how many of the job's runs never finished
 
 
 class Run(NamedTuple):
@@ -50,18 +55,62 @@ class ClaimedRunWorker(Worker):
     """arq's Worker running claimed jobs; QueueWorker claims them and finishes their runs."""
 
     keys: QueueKeys
+    # The runs' ends, a batch per call of the queue's FINISH script (QueueWorker.main).
+    _finish: ScriptBatcher | None = None
+    # The ctx of each job whose run is under way here (see Supervisor._leave_lost).
+    running_ctx: dict[str, dict[str, Any]]
 
-    def finishing(
+    def end_of_run(
         self,
-        job_id: str,
+        claim: Claim,
         finish: bool,
         result_data: bytes | None,
         result_timeout_s: float | None,
         keep_result_forever: bool,
         incr_score: int | None,
-    ) -> asyncio.Future[None]:
-        """arq's finish_job as a future, done when the run's end is written (QueueWorker)."""
+    ) -> Sequence[Any]:
+        """What arq's finish_job would write, as one call of the FINISH script (QueueWorker)."""
         raise NotImplementedError
+
+    async def write_end(self, claim: Claim, call: Sequence[Any]) -> None:
+        """Write a run's end, however long Redis is away: repeated with backoff while the
+        errors are transient (a restart, a failover), so a run is never left without its
+        outcome. Fenced by the run's lease token, a repeat cannot write it twice, nor over
+        another worker's run of the job; when this worker stops first, the job's lease
+        lapses and another worker runs it again."""
+        assert self._finish is not None, "a run finished before main()"
+        delay, failures = 0.05, 0
+        while True:
+            try:
+                refused = await asyncio.shield(self._finish.submit(call))
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                if failures == 1:
+                    logger.warning(
+                        "job %s: its end could not be written (%s: %s); retrying until Redis "
+                        "answers",
+                        claim.job_id,
+                        type(exc).__name__,
+                        exc,
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if claim.job_id.encode() in refused:
+                # After a failure the first call may have been written with its reply lost.
+                logger.log(
+                    logging.INFO if failures else logging.WARNING,
+                    "job %s: its end was not written: %s",
+                    claim.job_id,
+                    "written before, or the job was taken over meanwhile"
+                    if failures
+                    else "another worker took the job over (this run's lease had lapsed)",
+                )
+            elif failures:
+                logger.info("job %s: its end was written after %d failures", claim.job_id, failures)
+            return
 
     async def run_claimed(self, claim: Claim) -> None:
         """arq's run_job, less the round trip that read the job and counted the try."""
@@ -75,8 +124,18 @@ class ClaimedRunWorker(Worker):
             "job_try": run.job_try,
             "enqueue_time": ms_to_datetime(run.enqueue_ms),
             "score": claim.score,
+            LEASE_TOKEN: claim.token,
             LOST_BY: claim.lost_by,
+            RECOVERIES: claim.recoveries,
         }
+        self.running_ctx[job_id] = ctx
+        try:
+            await self._run(claim, run, ctx)
+        finally:
+            del self.running_ctx[job_id]
+
+    async def _run(self, claim: Claim, run: Run, ctx: dict[str, Any]) -> None:
+        job_id = claim.job_id
         if self.on_job_start:
             await self.on_job_start(ctx)
         start_ms = timestamp_ms()
@@ -136,9 +195,10 @@ class ClaimedRunWorker(Worker):
             )
         if self.on_job_end:
             await self.on_job_end(ctx)
-        await asyncio.shield(
-            self.finishing(job_id, finish, result_data, keep_s, keep_forever, incr_score)
-        )
+        if ctx.get(LEASE_LOST):
+            return  # the job is another worker's now: nothing of this run is written
+        call = self.end_of_run(claim, finish, result_data, keep_s, keep_forever, incr_score)
+        await self.write_end(claim, call)
         if self.after_job_end:
             await self.after_job_end(ctx)
 
@@ -243,4 +303,6 @@ class ClaimedRunWorker(Worker):
             queue_name=self.keys.queue_name.value,
             job_id=claim.job_id,
         )
-        await asyncio.shield(self.finish_failed_job(claim.job_id, result_data))
+        forever, keep_s = self.keep_result_forever, self.keep_result_s
+        data = result_data if forever or keep_s > 0 else None
+        await self.write_end(claim, self.end_of_run(claim, True, data, keep_s, forever, None))

@@ -29,3 +29,13 @@ class JobContext(TypedDict):
     runtime: Runtime
     # `await ctx["progress"](percentage=..., step=..., current_step=..., total_steps=..., data=...)`
     progress: ProgressReporter
+
+
+# The ctx keys of postroom's own bookkeeping (not for tasks): a run's lease token
+# (worker_scripts.CLAIM), which fences its writes; the flag set when its worker learnt that
+# another worker took the job over; what the claim found: the lease token of the job's run
+# that never finished (its worker died or lost its lease), and how many such runs it had.
+LEASE_TOKEN = "lease_token"
+LEASE_LOST = "lease_lost"
+LOST_BY = "lost_by"
+RECOVERIES = "recoveries"

@@ -67,17 +67,6 @@ class DeadLetterStore:
         self.keys = keys
         self.retention = retention
 
-    async def record_try_error(self, queue: QueueName, job_id: str, error: TryError) -> None:
-        """Keep a failed try's error until the job succeeds or is dead-lettered."""
-        key = self.keys.of(queue).try_errors(job_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, dumps(error))
-            pipe.expire(key, int(self.retention))
-            await pipe.execute()
-
-    async def forget_try_errors(self, queue: QueueName, job_id: str) -> None:
-        await self.redis.delete(self.keys.of(queue).try_errors(job_id))
-
     async def add(
         self,
         *,
@@ -91,7 +80,8 @@ class DeadLetterStore:
         enqueued_at: float | None,
         priority: Priority = Priority.NORMAL,
     ) -> DeadLetter:
-        """Store the dead letter with every try's error, in one transaction."""
+        """Store a dead letter with every try's error kept so far, in one transaction. (A
+        worker writes its runs' letters with their ends, in worker_scripts.FINISH.)"""
         keys = self.keys.of(queue)
         earlier = await self.redis.lrange(keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
         errors = [TryError.model_validate(loads(raw)) for raw in earlier] + [last_error]

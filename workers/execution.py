@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from arq.worker import Function, Retry, func
 
 from config.queues import QueueConfig, QueueName
 from workers.backoff import retry_delay
-from workers.context import JobContext
-from workers.dead_letter import DeadLetterStore, Reason, try_error
+from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES, JobContext
+from workers.dead_letter import DeadLetter, Reason, TryError, try_error
 from workers.errors import PayloadValidationError, PermanentError
 from workers.keys import Keys
 from workers.observation import JobObserver
@@ -35,12 +37,23 @@ ARQ_TIMEOUT_MARGIN = 5.0
 ARQ_MAX_TRIES = 1_000_000
 # How long a job's "running" marker lives: longer than any run, so only a crash leaves one.
 MARKER_TTL_MS = 24 * 3600 * 1000
-# The ctx key naming the worker whose run of the job died (the marker the claim found).
-LOST_BY = "lost_by"
-
 # How a run ended, for the queue's counters (see QueueWorker.finishing); a run put back by a
 # shutdown has none.
 Outcome = Literal["completed", "retried", "dead_lettered", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended, decided once: the worker writes it with all its bookkeeping in one
+    script call (worker_scripts.FINISH), and its end line is logged from it."""
+
+    kind: Outcome
+    detail: str = ""  # what the end line adds: the next try, a dead letter's reason
+    error: TryError | None = None  # the failed try's, kept with the job or its dead letter
+    letter: DeadLetter | None = None  # for "dead_lettered": the letter, its errors added then
+
+
+COMPLETED = RunOutcome("completed")
 
 
 class JobExecution:
@@ -50,18 +63,10 @@ class JobExecution:
         self.queue = queue
         self.config = config
         self.runtime = runtime
-        self.all_keys = Keys(runtime.settings.key_prefix)
-        self.keys = self.all_keys.of(queue)
+        self.keys = Keys(runtime.settings.key_prefix).of(queue)
         # Filled as runs end, emptied by the Worker's finishing() as the run ends.
-        self.outcomes: dict[str, Outcome] = {}
-        # What a run's end line adds (its next try, a dead letter's reason); see observation.py.
-        self.details: dict[str, str] = {}
-        self.observer = JobObserver(queue, runtime, self.outcomes, self.details)
-
-    def _dead_letters(self, ctx: dict[str, Any]) -> DeadLetterStore:
-        # The Worker's own pool, which arq creates inside its main() and puts in ctx.
-        retention = self.runtime.settings.dead_letter_retention
-        return DeadLetterStore(ctx["redis"], self.all_keys, retention)
+        self.outcomes: dict[str, RunOutcome] = {}
+        self.observer = JobObserver(queue, runtime, self.outcomes)
 
     def arq_function(self, task: Task[Any, Any]) -> Function:
         policy = task.policy(self.config)
@@ -89,7 +94,7 @@ class JobExecution:
             # Counted under the internal task's name: the stored one may be anything at all.
             with self.observer.observe(UNDELIVERABLE_TASK, ctx):
                 error = PermanentError(reason)
-                await self._dead_letter(ctx, task, payload, "undeliverable", error)
+                self._dead_letter(ctx, task, payload, "undeliverable", error)
                 raise error
 
         return func(undeliverable, name=UNDELIVERABLE_TASK, max_tries=ARQ_MAX_TRIES, timeout=30)
@@ -98,32 +103,29 @@ class JobExecution:
         self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
     ) -> Any:
         job_id: str = ctx["job_id"]
-        redis = ctx["redis"]
         ctx["progress"] = ProgressReporter(
-            redis, self.keys.progress(job_id), self.runtime.settings.keep_result
+            ctx["redis"],
+            self.keys.progress(job_id),
+            self.runtime.settings.keep_result,
+            fence=(self.keys.running(job_id), ctx[LEASE_TOKEN]),
         )
         # The claim set the running marker, which outlives a dead worker: finding one there
         # means the last run never finished (see worker_scripts.CLAIM).
         lost_by: str | None = ctx.pop(LOST_BY, None)
         if lost_by is not None:
-            await self._recovered(task, ctx, kwargs, lost_by)
+            self._recovered(task, ctx, kwargs, lost_by)
         return await self._attempt(task, policy, ctx, kwargs)
 
-    async def _recovered(
+    def _recovered(
         self, task: Task[Any, Any], ctx: dict[str, Any], kwargs: dict[str, Any], lost_by: str
     ) -> None:
-        """A crash is counted apart from tries; too many and the job is dead-lettered."""
-        redis = ctx["redis"]
-        job_id = ctx["job_id"]
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(self.keys.recoveries(job_id))
-            pipe.expire(self.keys.recoveries(job_id), MARKER_TTL_MS // 1000)
-            pipe.decr(self.keys.tries(job_id))  # the crashed try does not count
-            recoveries, _, _ = await pipe.execute()
-        ctx["job_try"] -= 1
+        """A crash is counted apart from tries (the claim did both); too many and the job is
+        dead-lettered. A run whose worker lived on but lost its lease (Redis unreachable) is
+        taken back from the count by that worker when it learns so (worker_scripts.RENEW)."""
+        recoveries: int = ctx[RECOVERIES]
         limit = self.runtime.settings.max_recoveries
         logger.warning(
-            "job recovered from dead worker %s (%d/%d)",
+            "job recovered from the unfinished run %s (%d/%d)",
             lost_by,
             recoveries,
             limit,
@@ -131,7 +133,7 @@ class JobExecution:
         )
         if recoveries > limit:
             error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
-            await self._dead_letter(ctx, task.name, kwargs, "stalled", error)
+            self._dead_letter(ctx, task.name, kwargs, "stalled", error)
             raise error
 
     async def _attempt(
@@ -144,35 +146,31 @@ class JobExecution:
             async with asyncio.timeout(policy.timeout):
                 result = await task.function(cast(JobContext, ctx), **arguments)
         except asyncio.CancelledError:
-            if self.runtime.shutting_down:
-                # Put back by a shutdown: this try does not count (arq counted it at pickup).
-                await asyncio.shield(ctx["redis"].decr(self.keys.tries(job_id)))
-            else:
-                self.outcomes[job_id] = "cancelled"  # by a user (see Supervisor._maintain)
+            # Put back by a shutdown (no outcome: its try is refunded), lost to another
+            # worker (never finished here), or cancelled by a user (Supervisor._maintain).
+            if not self.runtime.shutting_down and not ctx.get(LEASE_LOST):
+                self.outcomes[job_id] = RunOutcome("cancelled")
             raise
         except (PermanentError, PayloadValidationError) as exc:
-            await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "permanent", exc))
+            self._dead_letter(ctx, task.name, kwargs, "permanent", exc)
             raise
         except Exception as exc:
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
             if job_try < policy.max_tries:
                 delay = retry_delay(policy.backoff, job_try)
-                error = try_error(job_try, exc)
-                await asyncio.shield(
-                    self._dead_letters(ctx).record_try_error(self.queue, job_id, error)
+                self.outcomes[job_id] = RunOutcome(
+                    "retried",
+                    f"try {job_try}/{policy.max_tries}, next in {delay:.2f}s",
+                    error=try_error(job_try, exc),
                 )
-                self.details[job_id] = f"try {job_try}/{policy.max_tries}, next in {delay:.2f}s"
-                self.outcomes[job_id] = "retried"
                 raise Retry(defer=delay) from exc
-            await asyncio.shield(self._dead_letter(ctx, task.name, kwargs, "max-tries", exc))
+            self._dead_letter(ctx, task.name, kwargs, "max-tries", exc)
             raise exc from None
-        if job_try > 1:
-            await self._dead_letters(ctx).forget_try_errors(self.queue, job_id)
-        self.outcomes[job_id] = "completed"
+        self.outcomes[job_id] = COMPLETED
         return result
 
-    async def _dead_letter(
+    def _dead_letter(
         self,
         ctx: dict[str, Any],
         task: str | None,
@@ -180,18 +178,25 @@ class JobExecution:
         reason: Reason,
         exc: BaseException,
     ) -> None:
+        """Decide the run's end: dead-lettered. Its worker writes the letter with the run's end
+        (its error list: the try errors kept so far and this one's)."""
         job_try: int = ctx["job_try"]
         enqueued = ctx.get("enqueue_time")
-        await self._dead_letters(ctx).add(
+        letter = DeadLetter(
             job_id=ctx["job_id"],
             task=task,
             queue=self.queue,
             payload=payload,
             reason=reason,
             tries=job_try,
-            last_error=try_error(job_try, exc),
+            errors=[],
             enqueued_at=enqueued.timestamp() if enqueued is not None else None,
+            failed_at=time.time(),
             priority=priority_of(ctx["score"]),
         )
-        self.outcomes[ctx["job_id"]] = "dead_lettered"
-        self.details[ctx["job_id"]] = f"reason {reason}, after {job_try} tries"
+        self.outcomes[ctx["job_id"]] = RunOutcome(
+            "dead_lettered",
+            f"reason {reason}, after {job_try} tries",
+            error=try_error(job_try, exc),
+            letter=letter,
+        )

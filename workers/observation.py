@@ -18,12 +18,13 @@ from arq.worker import Retry
 from pydantic import ValidationError
 
 from config.queues import QueueName
+from workers.context import LEASE_LOST
 from workers.metrics import JobCounts
 from workers.priority import OFFSET, is_waiting, priority_of
 from workers.runtime import Runtime
 
 if TYPE_CHECKING:
-    from workers.execution import Outcome
+    from workers.execution import Outcome, RunOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +59,16 @@ class StartedRun:
 class JobObserver:
     """Counts and logs the runs of one queue's jobs in a worker process.
 
-    `outcomes` and `details` are the job execution's: how each run ended, and what its end
-    line adds (the next try, a dead letter's reason).
+    `outcomes` are the job execution's: how each run ended (and what its end line adds: the
+    next try, a dead letter's reason).
     """
 
-    def __init__(
-        self,
-        queue: QueueName,
-        runtime: Runtime,
-        outcomes: dict[str, Outcome],
-        details: dict[str, str],
-    ) -> None:
+    def __init__(self, queue: QueueName, runtime: Runtime, outcomes: dict[str, RunOutcome]) -> None:
         self.queue = queue
         self.runtime = runtime
         self.metrics = runtime.metrics
         self.gauges = runtime.metrics.queue(queue)
         self.outcomes = outcomes
-        self.details = details
 
     def observe(self, task: str, ctx: dict[str, Any]) -> Observed:
         """`with observer.observe(task, ctx): ...` around a run."""
@@ -125,6 +119,15 @@ class JobObserver:
         fields = self.fields(run.task, ctx)
         if isinstance(error, Retry) and error.__cause__ is not None:
             error = error.__cause__
+        if outcome is None and ctx.get(LEASE_LOST):
+            fields.update(outcome="lost", duration=duration)
+            logger.warning(
+                "job left after %.3fs to the worker that took it over (this one lost its "
+                "lease while it could not reach Redis)",
+                duration,
+                extra=fields,
+            )
+            return
         if outcome is None and (error is None or shutting_down):
             fields.update(outcome="put_back", duration=duration)
             logger.info("job put back after %.3fs (shutdown)", duration, extra=fields)
@@ -188,12 +191,13 @@ class Observed:
         self, t: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self.run is not None
-        observer, job_id = self.observer, self.ctx["job_id"]
+        observer = self.observer
+        outcome = observer.outcomes.get(self.ctx["job_id"])
         observer.ended(
             self.run,
             self.ctx,
-            observer.outcomes.get(job_id),
+            None if outcome is None else outcome.kind,
             error,
             shutting_down=observer.runtime.shutting_down,
-            detail=observer.details.pop(job_id, ""),
+            detail="" if outcome is None else outcome.detail,
         )

@@ -8,7 +8,22 @@ from typing import Any
 from arq.connections import ArqRedis
 from pydantic import BaseModel, Field
 
+from workers.errors import PostroomError
+from workers.scripts import LuaScript
 from workers.serialization import dumps
+
+# KEYS: the progress key, the job's running marker. ARGV: the report, its TTL ms, the run's
+# lease token. A run that lost its job to another worker must not overwrite its progress.
+_REPORT = LuaScript("""
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+""")
+
+
+class LeaseLostError(PostroomError):
+    """This run no longer holds its job: another worker took it over (its lease had lapsed
+    while this worker could not reach Redis). Raised into the task so it stops."""
 
 
 class Progress(BaseModel):
@@ -23,12 +38,15 @@ class Progress(BaseModel):
 
 
 class ProgressReporter:
-    """`await ctx["progress"](percentage=40, step="chunk 2/5")`: one SET, kept with the result."""
+    """`await ctx["progress"](percentage=40, step="chunk 2/5")`: one script call that writes
+    the report, kept with the result, while the run still holds its job (`fence`: the job's
+    running marker and the run's lease token)."""
 
-    def __init__(self, redis: ArqRedis, key: str, ttl: float) -> None:
+    def __init__(self, redis: ArqRedis, key: str, ttl: float, *, fence: tuple[str, str]) -> None:
         self._redis = redis
         self._key = key
         self._ttl_ms = max(int(ttl * 1000), 1)
+        self._fence = fence
 
     async def __call__(
         self,
@@ -49,5 +67,8 @@ class ProgressReporter:
             data=data,
             updated_at=time.time(),
         )
-        await self._redis.set(self._key, dumps(progress), px=self._ttl_ms)
+        marker, token = self._fence
+        args = (dumps(progress), self._ttl_ms, token)
+        if not await _REPORT(self._redis, (self._key, marker), args):
+            raise LeaseLostError("this run lost its job to another worker; it stops here")
         return progress

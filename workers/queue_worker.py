@@ -58,6 +58,7 @@ def build_worker(
         keys=keys.of(queue),
         outcomes=execution.outcomes,
         results_per_queue=settings.results_per_queue,
+        errors_kept_s=int(settings.dead_letter_retention),
         worker_id=runtime.worker_id,
         functions=functions,
         queue_name=keys.of(queue).queue,

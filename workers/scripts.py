@@ -88,15 +88,16 @@ class ScriptBatcher:
         self.script = script
         self.keys = keys  # the same for every batch: the calls differ only in ARGV
         self.max_calls = max_calls
-        self._pending: list[tuple[Sequence[Any], asyncio.Future[None]]] = []
+        self._pending: list[tuple[Sequence[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
 
-    def submit(self, args: Sequence[Any]) -> asyncio.Future[None]:
-        """Queue one call; the future is done when its batch has run (or failed with its error).
+    def submit(self, args: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queue one call; the future is done when its batch has run, with the script's reply
+        for the whole batch (or failed with its error).
 
         A plain future, not a coroutine: awaiting it through asyncio.shield costs no task.
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((args, done))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send())
@@ -109,8 +110,9 @@ class ScriptBatcher:
                 del self._pending[: self.max_calls]
                 argv = [arg for args, _ in batch for arg in args]
                 error: BaseException | None = None
+                reply: Any = None
                 try:
-                    await self.script(self.redis, self.keys, argv)
+                    reply = await self.script(self.redis, self.keys, argv)
                 except asyncio.CancelledError:
                     for _, done in batch:
                         done.cancel()
@@ -121,7 +123,7 @@ class ScriptBatcher:
                     if done.done():
                         continue
                     if error is None:
-                        done.set_result(None)
+                        done.set_result(reply)
                     else:
                         done.set_exception(error)
         finally:

@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from arq.connections import RedisSettings, create_pool
-from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
+from workers.context import LEASE_LOST
 from workers.cron import CronScheduler
 from workers.keys import Keys
 from workers.logs import silence_arq_job_lines
@@ -33,6 +33,7 @@ from workers.registry import TaskRegistry
 from workers.runtime import Runtime
 from workers.serialization import dumps
 from workers.waiting import sleep_unless
+from workers.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Supervisor:
         self.redis_settings = redis_settings
         self.queues = list(queues if queues is not None else runtime.settings.worker_queues)
         self.burst = burst
-        self.workers: dict[QueueName, Worker] = {}
+        self.workers: dict[QueueName, QueueWorker] = {}
         # Whether each queue is paused, as last read from Redis (absent: not read yet).
         self.paused: dict[QueueName, bool] = {}
         self._stop = asyncio.Event()
@@ -185,7 +186,7 @@ class Supervisor:
                 self._jobs_done.set()
             logger.info("postroom worker %s stopped", self.runtime.worker_id)
 
-    async def _wait_for_running_jobs(self, workers: list[Worker]) -> None:
+    async def _wait_for_running_jobs(self, workers: list[QueueWorker]) -> None:
         running = [t for w in workers for t in w.tasks.values() if not t.done()]
         if not running:
             return
@@ -207,7 +208,7 @@ class Supervisor:
         except Exception:
             logger.exception("closing the tasks' shared services failed")
 
-    async def _close(self, worker: Worker) -> None:
+    async def _close(self, worker: QueueWorker) -> None:
         try:
             await worker.close()
         except (RedisError, OSError) as exc:
@@ -232,7 +233,7 @@ class Supervisor:
             known = len(self.paused) == len(served)
             await sleep_unless(self._jobs_done, interval if known else 0.02)
 
-    async def _observe_depths(self, keys: Keys, served: dict[QueueName, Worker]) -> None:
+    async def _observe_depths(self, keys: Keys, served: dict[QueueName, QueueWorker]) -> None:
         """Set the queue-depth gauges: each queue's ready jobs, less those running (they stay
         in the queue until they finish). One round trip for every queue, about every second."""
         pools = [worker.pool for worker in served.values() if worker._pool is not None]
@@ -251,22 +252,18 @@ class Supervisor:
         for i, queue in enumerate(served):
             self.runtime.metrics.queue(queue).depth.set(max(counts[2 * i] - counts[2 * i + 1], 0))
 
-    async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: Worker) -> None:
+    async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: QueueWorker) -> None:
         if worker._pool is None:  # not connected yet
             return
-        lease_ms = int(self.runtime.settings.lease_seconds * 1000)
-        running = [job_id for job_id, t in worker.tasks.items() if not t.done()]
+        lost = await worker.renew_leases(int(self.runtime.settings.lease_seconds * 1000))
+        self._leave_lost(queue, worker, lost)
+        qk = keys.of(queue)
         now = int(time.time() * 1000)
         async with worker.pool.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.of(queue).paused)
-            pipe.zremrangebyscore(keys.of(queue).cancel_requests, "-inf", now - REQUEST_TTL_MS)
-            pipe.zrange(keys.of(queue).cancel_requests, 0, -1)
-            for job_id in running:
-                pipe.pexpire(keys.of(queue).lease(job_id), lease_ms)
-            if running:
-                # XX: a job that finished since `running` was read must not be re-added.
-                pipe.zadd(keys.of(queue).active, dict.fromkeys(running, now + lease_ms), xx=True)
-            paused, _, cancels, *_ = await pipe.execute()
+            pipe.exists(qk.paused)
+            pipe.zremrangebyscore(qk.cancel_requests, "-inf", now - REQUEST_TTL_MS)
+            pipe.zrange(qk.cancel_requests, 0, -1)
+            paused, _, cancels = await pipe.execute()
         await self._cancel_requested(keys, queue, worker, [c.decode() for c in cancels])
         if self._stop.is_set():
             return
@@ -275,8 +272,26 @@ class Supervisor:
         self.paused[queue] = bool(paused)
         worker.allow_pick_jobs = not paused
 
+    def _leave_lost(self, queue: QueueName, worker: QueueWorker, lost: list[str]) -> None:
+        """Stop the runs whose job another worker took over while this one could not reach
+        Redis (its lease lapsed): the job is that worker's now, and nothing of these runs is
+        written (fencing refuses it anyway)."""
+        for job_id in lost:
+            task = worker.job_tasks.get(job_id)
+            if task is None:
+                continue  # its function has ended: its end is being written (and fenced)
+            logger.warning(
+                "job %s on %s: lost its lease to another worker; stopping this run",
+                job_id,
+                queue,
+            )
+            context = worker.running_ctx.get(job_id)
+            if context is not None:
+                context[LEASE_LOST] = True
+            task.cancel()
+
     async def _cancel_requested(
-        self, keys: Keys, queue: QueueName, worker: Worker, requested: list[str]
+        self, keys: Keys, queue: QueueName, worker: QueueWorker, requested: list[str]
     ) -> None:
         """Stop the jobs a user cancelled that run here; arq stores them as aborted."""
         mine = [job_id for job_id in requested if job_id in worker.job_tasks]
@@ -307,7 +322,7 @@ class Supervisor:
                 logger.warning("cron scheduler lost Redis (%s); retrying in 1s", exc)
                 await sleep_unless(self._stop, 1.0)
 
-    async def _keep_running(self, queue: QueueName, worker: Worker) -> None:
+    async def _keep_running(self, queue: QueueName, worker: QueueWorker) -> None:
         """Run a Worker, restarting its poll loop when Redis goes away (arq would exit)."""
         delay = RECONNECT_DELAYS[0]
         while not self._stop.is_set():

@@ -14,6 +14,7 @@ by the claim, which runs at least every tick).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -22,11 +23,12 @@ from arq.utils import timestamp_ms, to_ms
 
 from config.queues import QueueName
 from workers.claimed_run import Claim, ClaimedRunWorker
-from workers.execution import MARKER_TTL_MS, Outcome
+from workers.execution import MARKER_TTL_MS, Outcome, RunOutcome
 from workers.keys import QueueKeys
 from workers.scripts import ScriptBatcher
+from workers.serialization import dumps
 from workers.waiting import sleep_unless
-from workers.worker_scripts import CLAIM, RETRY_TTL_S, finish_script
+from workers.worker_scripts import CLAIM, CLAIMED_FIELDS, RENEW, RETRY_TTL_S, finish_script
 
 # arq's logger, as arq's Worker has it.
 logger = logging.getLogger("arq.worker")
@@ -52,8 +54,9 @@ class QueueWorker(ClaimedRunWorker):
         *args: Any,
         queue: QueueName,
         keys: QueueKeys,
-        outcomes: dict[str, Outcome],
+        outcomes: dict[str, RunOutcome],
         results_per_queue: int,
+        errors_kept_s: int,
         worker_id: str,
         **kwargs: Any,
     ) -> None:
@@ -66,8 +69,16 @@ class QueueWorker(ClaimedRunWorker):
         self.worker_id = worker_id
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False
-        self._finish: ScriptBatcher | None = None
-        self._finish_script = finish_script(self.keys, results_kept=results_per_queue)
+        self._finish_script = finish_script(
+            self.keys, results_kept=results_per_queue, errors_kept_s=errors_kept_s
+        )
+        # The next lease token's number, and the token of each job running here.
+        self._serial = 0
+        self.tokens: dict[str, str] = {}
+        self.running_ctx = {}
+        # When this worker last (re)connected: for a moment after, it leaves lapsed runs to
+        # their workers (see `_claim_and_start`).
+        self._connected_at = 0.0
 
     async def main(self) -> None:
         """arq's main(), with a wait that ends early on an enqueue or a freed slot (`_wait`)."""
@@ -79,8 +90,9 @@ class QueueWorker(ClaimedRunWorker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
-        for script in (CLAIM, self._finish_script):  # once here; again only after a NOSCRIPT
+        for script in (CLAIM, RENEW, self._finish_script):  # again only after a NOSCRIPT
             await script.load(self.pool)
+        self._connected_at = self.loop.time()
         self._finish = ScriptBatcher(self.pool, self._finish_script, (self.keys.queue,))
         logger.info("Starting worker for %d functions: %s", len(self.functions), self.queue_name)
         await log_redis_info(self.pool, logger.info)
@@ -156,7 +168,15 @@ class QueueWorker(ClaimedRunWorker):
         await self.heart_beat()
 
     async def _claim_and_start(self, count: int) -> None:
+        """Claim and start up to `count` jobs.
+
+        For one lease after (re)connecting, a job whose lease lapsed but whose run never
+        ended is not retaken: after a Redis restart every lease has lapsed at once, and the
+        live workers renew theirs as they reconnect (Supervisor._maintain); a dead worker's
+        job waits that much longer.
+        """
         now = timestamp_ms()
+        retake = self.loop.time() - self._connected_at > self.in_progress_timeout_s
         args: list[str | int] = [
             now,
             count,
@@ -166,16 +186,23 @@ class QueueWorker(ClaimedRunWorker):
             self.keys.job(""),
             self.keys.tries(""),
             self.keys.running(""),
+            self.keys.recoveries(""),
             self.worker_id,
+            self._serial,
             MARKER_TTL_MS,
             RETRY_TTL_S,
             0 if self.keep_result_forever else now - to_ms(self.keep_result_s),
+            int(retake),
         ]
         keys = [self.keys.queue, self.keys.active, self.keys.results]
         claimed = await CLAIM(self.pool, keys, args)
-        self._more_ready = len(claimed) == 5 * count
-        for i in range(0, len(claimed), 5):
-            raw_id, raw_score, payload, job_try, lost_by = claimed[i : i + 5]
+        found = len(claimed) // CLAIMED_FIELDS
+        self._serial += found
+        self._more_ready = found == count
+        for i in range(0, len(claimed), CLAIMED_FIELDS):
+            raw_id, raw_score, payload, job_try, lost_by, token, recoveries = claimed[
+                i : i + CLAIMED_FIELDS
+            ]
             await self.sem.acquire()  # never waits: no more jobs were claimed than free slots
             self.job_counter += 1
             claim = Claim(
@@ -184,44 +211,79 @@ class QueueWorker(ClaimedRunWorker):
                 payload,
                 int(job_try),
                 None if lost_by is None else lost_by.decode(),
+                token.decode(),
+                int(recoveries),
             )
+            self.tokens[claim.job_id] = claim.token
             task = self.loop.create_task(self.run_claimed(claim))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            task.add_done_callback(functools.partial(self._ended, claim.job_id, claim.token))
             self.tasks[claim.job_id] = task
 
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq's, plus postroom's bookkeeping (see `finishing`); counted as failed."""
-        forever, keep_s = self.keep_result_forever, self.keep_result_s
-        data = result_data if forever or keep_s > 0 else None
-        await self.finishing(job_id, True, data, keep_s, forever, None)
+    def _ended(self, job_id: str, token: str, _: object) -> None:
+        if self.tokens.get(job_id) == token:  # not yet claimed again by a newer run here
+            del self.tokens[job_id]
+        self._release_sem_dec_counter_on_complete()
 
-    def finishing(
+    async def renew_leases(self, lease_ms: int) -> list[str]:
+        """Renew the leases of the jobs running here; returns those lost to another worker
+        (or ended without this run) while this worker could not reach Redis."""
+        if not self.tokens:
+            return []
+        args: list[str | int] = [
+            timestamp_ms(),
+            lease_ms,
+            self.keys.running(""),
+            self.keys.lease(""),
+            self.keys.recoveries(""),
+        ]
+        for job_id, token in self.tokens.items():
+            args += (token, job_id)
+        lost = await RENEW(self.pool, (self.keys.active,), args)
+        return [job_id.decode() for job_id in lost]
+
+    def end_of_run(
         self,
-        job_id: str,
+        claim: Claim,
         finish: bool,
         result_data: bytes | None,
         result_timeout_s: float | None,
         keep_result_forever: bool,
         incr_score: int | None,
-    ) -> asyncio.Future[None]:
-        """What arq's finish_job writes, plus postroom's bookkeeping, in the next batch of
-        finish_script; done when that batch has run. (arq calls finish_job only from its own
+    ) -> tuple[Any, ...]:
+        """What arq's finish_job writes, plus postroom's bookkeeping, as one call of
+        finish_script (worker_scripts.FINISH). (arq calls finish_job only from its own
         run_job, which run_claimed replaces; its cron's `keep_in_progress` does not occur.)
 
-        A retry waits out of its band and keeps its priority; the result joins the queue's
-        result index; the counters move; the job leaves the active set.
+        A retry waits out of its band and keeps its priority, and its error is kept; a dead
+        letter is stored with every try's error; the result joins the queue's result index;
+        the counters move; the job leaves the active set.
         """
-        outcome = self.outcomes.pop(job_id, None)
-        counters = COUNTERS[outcome] if finish or outcome is not None else ""
+        outcome = self.outcomes.pop(claim.job_id, None)
+        kind = None if outcome is None else outcome.kind
+        counters = COUNTERS[kind] if finish or kind is not None else ""
         keep_ms = to_ms(result_timeout_s) or 0
-        args = (
-            job_id,
-            "finish" if finish else "retry" if incr_score else "release",
+        if finish:
+            what = "dead" if kind == "dead_lettered" else "finish"
+        else:
+            what = "retry" if kind == "retried" else "release"
+        error = b"" if outcome is None or outcome.error is None else dumps(outcome.error)
+        return (
+            claim.job_id,
+            claim.token,
+            what,
             result_data or b"",
             "" if keep_result_forever else max(keep_ms, 1),
             incr_score or 0,
             timestamp_ms(),
             counters,
+            error,
+            letter_head(outcome),
         )
-        assert self._finish is not None, "a run finished before main()"
-        return self._finish.submit(args)
+
+
+def letter_head(outcome: RunOutcome | None) -> bytes:
+    """A dead letter's JSON up to its list of errors, which FINISH completes from the try
+    errors it keeps (so a letter is written in the same script as the run's end)."""
+    if outcome is None or outcome.letter is None:
+        return b""
+    return outcome.letter.model_dump_json(exclude={"errors"}).encode()[:-1] + b',"errors":['
