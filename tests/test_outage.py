@@ -1,0 +1,121 @@
+"""Outages: a run that ends while Redis is away keeps its outcome, and a worker that lost its
+lease while stopped leaves the job to the worker that took it over (fencing)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+
+from config.queues import BackoffPolicy, QueueName
+from config.settings import PostroomSettings, load_settings
+from tests.conftest import eventually, postroom_worker, running_worker
+from tests.sample_tasks import sleep_until_released
+from tests.test_job_semantics import stop
+from workers.client import PostroomClient
+from workers.context import JobContext
+from workers.redis_server import EmbeddedRedis
+from workers.registry import TaskRegistry
+
+
+async def test_outage_a_stopped_worker_past_its_lease_leaves_the_job_to_the_one_that_took_it(
+    settings: PostroomSettings, client: PostroomClient
+) -> None:
+    """SIGSTOPped past its lease, a worker's job is recovered elsewhere; resumed, the stopped
+    worker learns it lost the job, stops its run, writes nothing (the recovering worker's
+    lease and marker are untouched) and takes back the recovery it did not cause."""
+    settings = settings.model_copy(update={"lease_seconds": 2.0})
+    queue = client.keys.of(QueueName.DELIVERY)
+    key = uuid.uuid4().hex
+    stopped = postroom_worker(settings, "--queues", "message-delivery", POSTROOM_LEASE_SECONDS="2")
+    try:
+        job = await client.enqueue(sleep_until_released.call(key))
+        await eventually(lambda: client.redis.exists(f"{key}:started"), "the job started")
+        os.kill(stopped.pid, signal.SIGSTOP)
+        async with running_worker(settings, queues=[QueueName.DELIVERY]) as here:
+
+            async def taken_over() -> bool:
+                return bool(await client.redis.llen(f"{key}:started") == 2)
+
+            await eventually(taken_over, "the job was taken over")
+            token = await client.redis.get(queue.running(job.job_id))
+            assert token is not None and token.decode().startswith(f"{here.runtime.worker_id}/")
+            assert await client.redis.get(queue.recoveries(job.job_id)) == b"1"
+
+            os.kill(stopped.pid, signal.SIGCONT)
+
+            async def recovery_taken_back() -> bool:
+                return bool(await client.redis.get(queue.recoveries(job.job_id)) == b"0")
+
+            await eventually(recovery_taken_back, "the resumed worker learnt it lost the job")
+            assert await client.redis.get(queue.running(job.job_id)) == token
+            assert await client.redis.get(queue.lease(job.job_id)) == token
+            await client.redis.set(f"{key}:release", 1)
+            result = await job.result(timeout=30)
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+        assert stop(stopped) == 0
+    assert result == {"pid": os.getpid(), "try": 1}
+    stats = await client.queue_stats(QueueName.DELIVERY)
+    assert (stats.completed, stats.failed, stats.retried) == (1, 0, 0)
+    assert (stats.waiting, stats.active, stats.delayed) == (0, 0, 0)
+    assert await client.redis.zcard(queue.queue) == 0  # no orphan entry
+
+
+@pytest.fixture
+def restartable_redis(tmp_path: Path, unused_tcp_port: int) -> EmbeddedRedis:
+    """A Redis of this test alone, on a fixed port and AOF, so it can stop and start again."""
+    return EmbeddedRedis(tmp_path / "redis", port=unused_tcp_port)
+
+
+async def test_outage_a_try_failing_while_redis_is_down_is_retried_once_redis_is_back(
+    restartable_redis: EmbeddedRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The try fails while Redis is stopped: its end (the try's error, its retry) cannot be
+    written, and is written once Redis is back; the job then runs its second try."""
+    tasks = TaskRegistry()
+    failing = asyncio.Event()
+
+    @tasks.task(
+        queue=QueueName.DELIVERY, max_tries=3, backoff=BackoffPolicy(base=0.05, jitter=False)
+    )
+    async def flaky(ctx: JobContext, n: int) -> int:
+        if ctx["job_try"] == 1:
+            await failing.wait()
+            raise RuntimeError("the provider timed out")
+        return n * ctx["job_try"]
+
+    server = restartable_redis.start()
+    port = server.port
+    settings = load_settings(
+        redis_url=server.url, key_prefix="outage", data_dir=tmp_path, shutdown_grace=5
+    )
+    try:
+        async with (
+            await PostroomClient.connect(settings, tasks) as client,
+            running_worker(settings, tasks=tasks, queues=[QueueName.DELIVERY]),
+        ):
+            job = await client.enqueue(flaky.call(21))
+            lease = client.keys.of(QueueName.DELIVERY).lease(job.job_id)
+            await eventually(lambda: client.redis.exists(lease), "the job runs")
+            server.stop()
+            with caplog.at_level(logging.WARNING, logger="arq.worker"):
+                failing.set()
+
+                async def end_failed() -> bool:
+                    return "its end could not be written" in caplog.text
+
+                await eventually(end_failed, "the run's end failed to be written")
+            server = EmbeddedRedis(tmp_path / "redis", port=port).start()
+            assert await job.result(timeout=60) == 42
+            info = await client.job_info(job.job_id)
+            stats = await client.queue_stats(QueueName.DELIVERY)
+    finally:
+        server.stop()
+    assert info is not None and info.tries == 2
+    assert (stats.completed, stats.retried, stats.failed, stats.dead_lettered) == (1, 1, 1, 0)
