@@ -24,7 +24,9 @@ from workers.keys import Keys
 from workers.priority import Priority
 from workers.serialization import dumps, loads
 
-Reason = Literal["max-tries", "permanent", "undeliverable", "stalled"]
+# "malformed": its job record could not be read (not JSON, or a field of the wrong type or
+# range); "undeliverable": a well-formed record naming no task of its queue.
+Reason = Literal["max-tries", "permanent", "undeliverable", "malformed", "stalled"]
 
 # A traceback longer than this is cut from the middle of the text; the ends carry the story.
 TRACEBACK_LIMIT = 8_000

@@ -65,7 +65,9 @@ class JobExecution:
     def arq_function(self, task: Task[Any, Any]) -> Function:
         policy = task.policy(self.config)
 
-        async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
+        # ctx is positional-only: a stored payload with a "ctx" key must fail validation, not
+        # the call.
+        async def run(ctx: dict[str, Any], /, **kwargs: Any) -> Any:
             ctx["task"] = task.name
             with self.observer.observe(task.name, ctx):
                 return await self.run(task, policy, ctx, kwargs)
@@ -83,12 +85,13 @@ class JobExecution:
         """The job every undecodable or unroutable job becomes (see serialization.job_decoder)."""
 
         async def undeliverable(
-            ctx: dict[str, Any], task: str | None, reason: str, payload: Any
+            ctx: dict[str, Any], task: str | None, reason: str, payload: Any, malformed: bool
         ) -> None:
             # Counted under the internal task's name: the stored one may be anything at all.
             with self.observer.observe(UNDELIVERABLE_TASK, ctx):
                 error = PermanentError(reason)
-                await self._dead_letter(ctx, task, payload, "undeliverable", error)
+                kind: Reason = "malformed" if malformed else "undeliverable"
+                await self._dead_letter(ctx, task, payload, kind, error)
                 raise error
 
         return func(undeliverable, name=UNDELIVERABLE_TASK, max_tries=ARQ_MAX_TRIES, timeout=30)
