@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import result_key_prefix
-from arq.jobs import deserialize_result
+from arq.jobs import SerializationError, deserialize_result
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
@@ -74,7 +74,10 @@ class JobHandle(Generic[R]):
         while True:
             raw = await self.redis.get(result_key_prefix + self.job_id)
             if raw is not None:
-                stored = deserialize_result(raw, deserializer=loads)
+                try:
+                    stored = deserialize_result(raw, deserializer=loads)
+                except SerializationError as exc:
+                    raise JobFailedError(self.job_id, f"malformed result record: {exc}") from exc
                 if not stored.success:
                     raise JobFailedError(self.job_id, stored.result)
                 return self.task.returns.validate_python(stored.result)

@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import orjson
 from arq.connections import ArqRedis
 from arq.constants import (
     in_progress_key_prefix,
@@ -15,11 +16,12 @@ from arq.constants import (
     result_key_prefix,
     retry_key_prefix,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import WatchError
 
 from config.queues import QueueName
 from workers.enqueue import NewJob, queue_job
+from workers.job_record import malformed_payload
 from workers.keys import Keys
 from workers.priority import Priority
 from workers.serialization import dumps, loads
@@ -55,6 +57,75 @@ class DeadLetter(BaseModel):
     enqueued_at: float | None
     failed_at: float
     priority: Priority = Priority.NORMAL
+    # Set when the stored letter itself cannot be read: why. The fields it would have
+    # filled are then empty (reason "malformed", no task, no errors) and it cannot be retried.
+    malformed: str | None = None
+
+
+def problem_of(exc: Exception) -> str:
+    """A one-line account of why a stored record did not decode or validate."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the record"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{where}: {first['msg']}{more}"
+    return f"not JSON ({exc})"
+
+
+def read_dead_letter(
+    job_id: str, raw: bytes, queue: QueueName, failed_at: float = 0.0
+) -> DeadLetter:
+    """The stored letter, or, when it cannot be read, one saying so (kept as base64)."""
+    try:
+        return DeadLetter.model_validate(loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        return DeadLetter(
+            job_id=job_id,
+            task=None,
+            queue=queue,
+            payload=malformed_payload(raw),
+            reason="malformed",
+            tries=0,
+            errors=[],
+            enqueued_at=None,
+            failed_at=failed_at,
+            malformed=f"malformed dead letter record: {problem_of(exc)}",
+        )
+
+
+def read_try_error(raw: bytes, attempt: int) -> TryError:
+    """A kept try's error, or one saying it could not be read: never the reason a dead
+    letter is not written."""
+    try:
+        return TryError.model_validate(loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        return TryError(
+            attempt=attempt,
+            type="MalformedRecord",
+            message=f"malformed try error record: {problem_of(exc)}",
+            traceback="",
+            at=time.time(),
+        )
+
+
+def retryable(letter: DeadLetter) -> bool:
+    """Whether the letter names a task and its arguments, which a retry queues again (a
+    malformed record's letter keeps what could be read of it, which no task takes)."""
+    return (
+        letter.reason != "malformed"
+        and letter.task is not None
+        and isinstance(letter.payload, dict)
+    )
+
+
+def why(letter: DeadLetter) -> str:
+    """What is wrong with a letter that cannot be retried (see `retryable`)."""
+    if letter.malformed:
+        return letter.malformed
+    if letter.reason == "malformed":
+        last = letter.errors[-1].message if letter.errors else "its job record is malformed"
+        return f"{last}; there is no task and payload to queue again"
+    return "it names no task and payload to queue again"
 
 
 def try_error(attempt: int, exc: BaseException) -> TryError:
@@ -101,7 +172,7 @@ class DeadLetterStore:
     ) -> DeadLetter:
         """Store the dead letter with every try's error, in one transaction."""
         earlier = await self.redis.lrange(self.keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
-        errors = [TryError.model_validate(loads(raw)) for raw in earlier] + [last_error]
+        errors = [read_try_error(raw, i + 1) for i, raw in enumerate(earlier)] + [last_error]
         letter = DeadLetter(
             job_id=job_id,
             task=task,
@@ -127,13 +198,35 @@ class DeadLetterStore:
     async def list(
         self, queue: QueueName, *, offset: int = 0, limit: int = 50
     ) -> builtins.list[DeadLetter]:
-        """A page of a queue's dead letters, newest first."""
-        ids = await self.redis.zrevrange(self.keys.dead_index(queue), offset, offset + limit - 1)
-        return await self._records([i.decode() for i in ids])
+        """A page of a queue's dead letters, newest first (a malformed one says so)."""
+        index = self.keys.dead_index(queue)
+        entries = await self.redis.zrevrange(index, offset, offset + limit - 1, withscores=True)
+        if not entries:
+            return []
+        raws = await self.redis.mget([self.keys.dead_record(i.decode()) for i, _ in entries])
+        return [
+            read_dead_letter(i.decode(), raw, queue, at)
+            for (i, at), raw in zip(entries, raws, strict=True)
+            if raw is not None
+        ]
 
     async def get(self, job_id: str) -> DeadLetter | None:
+        """The job's dead letter; a malformed one says so, under the queue whose index has
+        it (None when none has: it is no queue's dead letter)."""
         raw = await self.redis.get(self.keys.dead_record(job_id))
-        return None if raw is None else DeadLetter.model_validate(loads(raw))
+        if raw is None:
+            return None
+        letter = read_dead_letter(job_id, raw, QueueName.DELIVERY)
+        if letter.malformed is None:
+            return letter
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in QueueName:
+                pipe.zscore(self.keys.dead_index(queue), job_id)
+            scores = await pipe.execute()
+        for queue, at in zip(QueueName, scores, strict=True):
+            if at is not None:
+                return letter.model_copy(update={"queue": queue, "failed_at": at})
+        return None
 
     async def remove(self, job_id: str) -> bool:
         letter = await self.get(job_id)
@@ -173,7 +266,7 @@ class DeadLetterStore:
         (its worker would delete the new job): try again a moment later.
         """
         letter = await self.get(job_id)
-        if letter is None or letter.task is None or not isinstance(letter.payload, dict):
+        if letter is None or letter.task is None or not retryable(letter):
             return False
         now = int(time.time() * 1000)
         job = NewJob(
@@ -206,12 +299,6 @@ class DeadLetterStore:
             except WatchError:
                 return False
         return True
-
-    async def _records(self, ids: Sequence[str]) -> builtins.list[DeadLetter]:
-        if not ids:
-            return []
-        raws = await self.redis.mget([self.keys.dead_record(i) for i in ids])
-        return [DeadLetter.model_validate(loads(raw)) for raw in raws if raw is not None]
 
     async def _delete(self, queue: QueueName, ids: Sequence[str]) -> int:
         if not ids:

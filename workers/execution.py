@@ -11,6 +11,7 @@ import logging
 from typing import Any, Literal, cast
 
 from arq.constants import retry_key_prefix
+from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry, func
 
 from config.queues import QueueConfig, QueueName
@@ -74,7 +75,7 @@ class JobExecution:
 
         run.__qualname__ = task.name
         return func(
-            run,
+            cast(WorkerCoroutine, run),  # arq's protocol does not spell positional-only
             name=task.name,
             timeout=policy.timeout + ARQ_TIMEOUT_MARGIN,
             max_tries=ARQ_MAX_TRIES,
