@@ -1,0 +1,39 @@
+"""Writing job records straight into Redis, past the client, as any other writer could.
+
+The one place the tests name the keys of a job's record: when the key layout changes, only
+`job_key` and `write_raw_job` change.
+"""
+
+from __future__ import annotations
+
+import time
+
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+
+from config.queues import QueueName
+from workers.enqueue import wake_key
+from workers.keys import Keys
+from workers.priority import Priority, job_score
+
+# Far beyond any test, as the client's own TTL is.
+RECORD_TTL_MS = 600_000
+
+
+def job_key(keys: Keys, queue: QueueName, job_id: str) -> str:
+    """The key of a job's record (arq's global one today; `queue` for a per-queue layout)."""
+    return job_key_prefix + job_id
+
+
+async def write_raw_job(
+    redis: ArqRedis, keys: Keys, queue: QueueName, job_id: str, raw: bytes, *, delay_s: float = 0
+) -> None:
+    """Store `raw` as the job's record and queue its id, ready now (or after `delay_s`), with
+    a wake token so an idle worker starts it at once."""
+    now = int(time.time() * 1000)
+    score = job_score(Priority.NORMAL, now + int(delay_s * 1000), now)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(job_key(keys, queue, job_id), raw, px=RECORD_TTL_MS)
+        pipe.zadd(keys.queue(queue), {job_id: score})
+        pipe.lpush(wake_key(keys.queue(queue)), "1")
+        await pipe.execute()
