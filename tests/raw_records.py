@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
+from arq.constants import job_key_prefix, result_key_prefix
 
 from config.queues import QueueName
 from workers.enqueue import wake_key
@@ -37,3 +37,32 @@ async def write_raw_job(
         pipe.zadd(keys.queue(queue), {job_id: score})
         pipe.lpush(wake_key(keys.queue(queue)), "1")
         await pipe.execute()
+
+
+def result_key(keys: Keys, queue: QueueName, job_id: str) -> str:
+    """The key of a finished job's result (arq's global one today)."""
+    return result_key_prefix + job_id
+
+
+async def write_raw_result(
+    redis: ArqRedis, keys: Keys, queue: QueueName, job_id: str, raw: bytes
+) -> None:
+    """Store `raw` as the job's result, indexed among the queue's finished jobs."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(result_key(keys, queue, job_id), raw, px=RECORD_TTL_MS)
+        pipe.zadd(keys.results(queue), {job_id: time.time() * 1000})
+        await pipe.execute()
+
+
+async def write_raw_dead_letter(
+    redis: ArqRedis, keys: Keys, queue: QueueName, job_id: str, raw: bytes
+) -> None:
+    """Store `raw` as the job's dead letter, listed among the queue's."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(keys.dead_record(job_id), raw, px=RECORD_TTL_MS)
+        pipe.zadd(keys.dead_index(queue), {job_id: time.time()})
+        await pipe.execute()
+
+
+async def write_raw_progress(redis: ArqRedis, keys: Keys, job_id: str, raw: bytes) -> None:
+    await redis.set(keys.progress(job_id), raw, px=RECORD_TTL_MS)
