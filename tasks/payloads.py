@@ -24,7 +24,10 @@ from pydantic.alias_generators import to_camel
 
 def _utc(value: datetime) -> datetime:
     """Aware and in UTC; a naive time is taken to be UTC already (JavaScript's toJSON is)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # a ValueError is what pydantic reports as the field's error
+        raise ValueError(f"{value.isoformat()} is outside the years 1 to 9999 in UTC") from None
 
 
 # Ids of messages, users and conversations: the platform's own, opaque, never empty.

@@ -146,11 +146,11 @@ async def test_undecodable_job_is_dead_lettered_with_its_raw_bytes(
 
     async with running_worker(settings, queues=[QueueName.DELIVERY]):
         letter = await _dead_letter_after_failure(client, client.job(job_id, echo))
-    assert letter.reason == "undeliverable"
+    assert letter.reason == "malformed"
     assert letter.task is None
     assert letter.queue == QueueName.DELIVERY
     assert base64.b64decode(letter.payload["raw_base64"]) == garbage
-    assert "undecodable" in letter.errors[-1].message
+    assert letter.errors[-1].message.startswith("malformed job record: not JSON")
 
 
 async def test_job_for_an_unregistered_task_is_dead_lettered_with_the_task_name(

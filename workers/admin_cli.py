@@ -24,6 +24,7 @@ from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.cli_tables import table
 from workers.client import PostroomClient, redis_url
+from workers.dead_letter import retryable, why
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.job_listing import CLEAN_STATES, CleanState
 from workers.job_status import JobState
@@ -211,7 +212,7 @@ async def _failed(client: PostroomClient, args: argparse.Namespace) -> Result:
     letters = [masked_letter(x) for x in letters]
     rows = [
         [x.job_id, x.task, x.reason, x.tries, x.failed_at,
-         f"{x.errors[-1].type}: {x.errors[-1].message}" if x.errors else None]
+         x.malformed or (f"{x.errors[-1].type}: {x.errors[-1].message}" if x.errors else None)]
         for x in letters
     ]  # fmt: skip
     text = table(["id", "task", "reason", "tries", "failed", "last error"], rows)
@@ -243,6 +244,9 @@ async def _retry(client: PostroomClient, args: argparse.Namespace) -> Result:
     else:
         count = 0
         for job_id in await _letters(client, args.queue, args.job_ids):
+            letter = await client.dead_letters.get(job_id)
+            if letter is not None and not retryable(letter):
+                raise CommandError(f"job {job_id!r} cannot be retried: {why(letter)}")
             if not await client.dead_letters.retry(job_id):
                 raise CommandError(f"job {job_id!r} is still being finished; retry in a moment")
             count += 1

@@ -8,16 +8,18 @@ as aborted, and postroom does not retry it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Literal
 
 from arq.connections import ArqRedis
-from arq.jobs import deserialize_job_raw, serialize_result
+from arq.jobs import serialize_result
 
 from workers.errors import PostroomError
+from workers.job_record import JobRecord, MalformedJobRecord, parse_job_record
 from workers.job_status import locate
 from workers.keys import Keys
-from workers.serialization import dumps, loads
+from workers.serialization import dumps
 
 CancelOutcome = Literal["cancelled", "stopping", "not-found"]
 
@@ -54,13 +56,15 @@ async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: floa
     queue, _ = located
     qk = keys.of(queue)
     raw = await redis.get(qk.job(job_id))
-    function, args, kwargs, tries, enqueue_ms = (
-        deserialize_job_raw(raw, deserializer=loads) if raw else ("<unknown>", (), {}, 0, 0)
-    )
+    record = JobRecord("<unknown>", [], {}, 0, 0)
+    if raw is not None:
+        with contextlib.suppress(MalformedJobRecord):  # a malformed job is cancelled too
+            record = parse_job_record(raw)
+    function, args, kwargs, tries, enqueue_ms = record
     now = int(time.time() * 1000)
     result = serialize_result(
         function,
-        args,
+        tuple(args),
         kwargs,
         tries or 0,
         enqueue_ms,

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.jobs import deserialize_result
+from arq.jobs import SerializationError, deserialize_result
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
@@ -73,7 +73,10 @@ class JobHandle(Generic[R]):
         while True:
             raw = await self.redis.get(self.client.keys.of(self.task.queue).result(self.job_id))
             if raw is not None:
-                stored = deserialize_result(raw, deserializer=loads)
+                try:
+                    stored = deserialize_result(raw, deserializer=loads)
+                except SerializationError as exc:
+                    raise JobFailedError(self.job_id, f"malformed result record: {exc}") from exc
                 if not stored.success:
                     raise JobFailedError(self.job_id, stored.result)
                 return self.task.returns.validate_python(stored.result)

@@ -8,17 +8,21 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import orjson
 from arq.connections import ArqRedis
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import WatchError
 
 from config.queues import QueueName
 from workers.enqueue import NewJob, queue_job
+from workers.job_record import malformed_payload
 from workers.keys import Keys
 from workers.priority import Priority
 from workers.serialization import dumps, loads
 
-Reason = Literal["max-tries", "permanent", "undeliverable", "stalled"]
+# "malformed": its job record could not be read (not JSON, or a field of the wrong type or
+# range); "undeliverable": a well-formed record naming no task of its queue.
+Reason = Literal["max-tries", "permanent", "undeliverable", "malformed", "stalled"]
 
 # A traceback longer than this is cut from the middle of the text; the ends carry the story.
 TRACEBACK_LIMIT = 8_000
@@ -47,6 +51,75 @@ class DeadLetter(BaseModel):
     enqueued_at: float | None
     failed_at: float
     priority: Priority = Priority.NORMAL
+    # Set when the stored letter itself cannot be read: why. The fields it would have
+    # filled are then empty (reason "malformed", no task, no errors) and it cannot be retried.
+    malformed: str | None = None
+
+
+def problem_of(exc: Exception) -> str:
+    """A one-line account of why a stored record did not decode or validate."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the record"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{where}: {first['msg']}{more}"
+    return f"not JSON ({exc})"
+
+
+def read_dead_letter(
+    job_id: str, raw: bytes, queue: QueueName, failed_at: float = 0.0
+) -> DeadLetter:
+    """The stored letter, or, when it cannot be read, one saying so (kept as base64)."""
+    try:
+        return DeadLetter.model_validate(loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        return DeadLetter(
+            job_id=job_id,
+            task=None,
+            queue=queue,
+            payload=malformed_payload(raw),
+            reason="malformed",
+            tries=0,
+            errors=[],
+            enqueued_at=None,
+            failed_at=failed_at,
+            malformed=f"malformed dead letter record: {problem_of(exc)}",
+        )
+
+
+def read_try_error(raw: bytes, attempt: int) -> TryError:
+    """A kept try's error, or one saying it could not be read: never the reason a dead
+    letter is not written."""
+    try:
+        return TryError.model_validate(loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        return TryError(
+            attempt=attempt,
+            type="MalformedRecord",
+            message=f"malformed try error record: {problem_of(exc)}",
+            traceback="",
+            at=time.time(),
+        )
+
+
+def retryable(letter: DeadLetter) -> bool:
+    """Whether the letter names a task and its arguments, which a retry queues again (a
+    malformed record's letter keeps what could be read of it, which no task takes)."""
+    return (
+        letter.reason != "malformed"
+        and letter.task is not None
+        and isinstance(letter.payload, dict)
+    )
+
+
+def why(letter: DeadLetter) -> str:
+    """What is wrong with a letter that cannot be retried (see `retryable`)."""
+    if letter.malformed:
+        return letter.malformed
+    if letter.reason == "malformed":
+        last = letter.errors[-1].message if letter.errors else "its job record is malformed"
+        return f"{last}; there is no task and payload to queue again"
+    return "it names no task and payload to queue again"
 
 
 def try_error(attempt: int, exc: BaseException) -> TryError:
@@ -84,7 +157,7 @@ class DeadLetterStore:
         worker writes its runs' letters with their ends, in worker_scripts.FINISH.)"""
         keys = self.keys.of(queue)
         earlier = await self.redis.lrange(keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
-        errors = [TryError.model_validate(loads(raw)) for raw in earlier] + [last_error]
+        errors = [read_try_error(raw, i + 1) for i, raw in enumerate(earlier)] + [last_error]
         letter = DeadLetter(
             job_id=job_id,
             task=task,
@@ -110,19 +183,33 @@ class DeadLetterStore:
     async def list(
         self, queue: QueueName, *, offset: int = 0, limit: int = 50
     ) -> builtins.list[DeadLetter]:
-        """A page of a queue's dead letters, newest first."""
-        index = self.keys.of(queue).dead_index
-        ids = await self.redis.zrevrange(index, offset, offset + limit - 1)
-        return await self._records(queue, [i.decode() for i in ids])
+        """A page of a queue's dead letters, newest first (a malformed one says so)."""
+        keys = self.keys.of(queue)
+        entries = await self.redis.zrevrange(
+            keys.dead_index, offset, offset + limit - 1, withscores=True
+        )
+        if not entries:
+            return []
+        raws = await self.redis.mget([keys.dead_record(i.decode()) for i, _ in entries])
+        return [
+            read_dead_letter(i.decode(), raw, queue, at)
+            for (i, at), raw in zip(entries, raws, strict=True)
+            if raw is not None
+        ]
 
     async def get(self, job_id: str, queue: QueueName | None = None) -> DeadLetter | None:
         """The job's dead letter in `queue`, or in whichever queue holds one (job ids are
-        unique per queue: the first queue in `QueueName` order wins)."""
+        unique per queue: the first queue in `QueueName` order wins); a malformed one says so."""
         queues = list(QueueName) if queue is None else [queue]
-        raws = await self.redis.mget([self.keys.of(q).dead_record(job_id) for q in queues])
-        for raw in raws:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.get(self.keys.of(q).dead_record(job_id))
+                pipe.zscore(self.keys.of(q).dead_index, job_id)
+            replies = await pipe.execute()
+        for at, q in enumerate(queues):
+            raw, failed_at = replies[2 * at : 2 * at + 2]
             if raw is not None:
-                return DeadLetter.model_validate(loads(raw))
+                return read_dead_letter(job_id, raw, q, failed_at or 0.0)
         return None
 
     async def remove(self, job_id: str, queue: QueueName | None = None) -> bool:
@@ -165,7 +252,7 @@ class DeadLetterStore:
         (its worker would delete the new job): try again a moment later.
         """
         letter = await self.get(job_id, queue)
-        if letter is None or letter.task is None or not isinstance(letter.payload, dict):
+        if letter is None or letter.task is None or not retryable(letter):
             return False
         keys = self.keys.of(letter.queue)
         now = int(time.time() * 1000)
@@ -199,13 +286,6 @@ class DeadLetterStore:
             except WatchError:
                 return False
         return True
-
-    async def _records(self, queue: QueueName, ids: Sequence[str]) -> builtins.list[DeadLetter]:
-        if not ids:
-            return []
-        keys = self.keys.of(queue)
-        raws = await self.redis.mget([keys.dead_record(i) for i in ids])
-        return [DeadLetter.model_validate(loads(raw)) for raw in raws if raw is not None]
 
     async def _delete(self, queue: QueueName, ids: Sequence[str]) -> int:
         if not ids:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry, func
 
 from config.queues import QueueConfig, QueueName
@@ -71,14 +72,16 @@ class JobExecution:
     def arq_function(self, task: Task[Any, Any]) -> Function:
         policy = task.policy(self.config)
 
-        async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
+        # ctx is positional-only: a stored payload with a "ctx" key must fail validation, not
+        # the call.
+        async def run(ctx: dict[str, Any], /, **kwargs: Any) -> Any:
             ctx["task"] = task.name
             with self.observer.observe(task.name, ctx):
                 return await self.run(task, policy, ctx, kwargs)
 
         run.__qualname__ = task.name
         return func(
-            run,
+            cast(WorkerCoroutine, run),  # arq's protocol does not spell positional-only
             name=task.name,
             timeout=policy.timeout + ARQ_TIMEOUT_MARGIN,
             max_tries=ARQ_MAX_TRIES,
@@ -89,12 +92,13 @@ class JobExecution:
         """The job every undecodable or unroutable job becomes (see serialization.job_decoder)."""
 
         async def undeliverable(
-            ctx: dict[str, Any], task: str | None, reason: str, payload: Any
+            ctx: dict[str, Any], task: str | None, reason: str, payload: Any, malformed: bool
         ) -> None:
             # Counted under the internal task's name: the stored one may be anything at all.
             with self.observer.observe(UNDELIVERABLE_TASK, ctx):
                 error = PermanentError(reason)
-                self._dead_letter(ctx, task, payload, "undeliverable", error)
+                kind: Reason = "malformed" if malformed else "undeliverable"
+                self._dead_letter(ctx, task, payload, kind, error)
                 raise error
 
         return func(undeliverable, name=UNDELIVERABLE_TASK, max_tries=ARQ_MAX_TRIES, timeout=30)

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from arq.connections import ArqRedis
-from arq.jobs import JobResult, deserialize_job_raw, deserialize_result
-from pydantic import BaseModel
+from arq.jobs import JobResult, SerializationError, deserialize_result
+from pydantic import BaseModel, ValidationError
 
 from config.queues import QueueName
-from workers.dead_letter import DeadLetter
+from workers.dead_letter import problem_of, read_dead_letter
+from workers.job_record import MalformedJobRecord, malformed_payload, parse_job_record
 from workers.keys import Keys
 from workers.priority import Priority, is_waiting, priority_of
 from workers.progress import Progress
@@ -34,6 +36,7 @@ class JobState(StrEnum):
     FAILED = "failed"  # ended without a result and without a dead letter (arq gave up)
     DEAD_LETTERED = "dead-lettered"
     CANCELLED = "cancelled"
+    MALFORMED = "malformed"  # it ended, but its stored result cannot be read (see `malformed`)
 
 
 class JobInfo(BaseModel):
@@ -48,6 +51,10 @@ class JobInfo(BaseModel):
     progress: Progress | None = None
     result: Any = None
     error: str | None = None
+    # Why a stored record of the job cannot be read (its job record, result, dead letter or
+    # progress); what that record would have told is left unset. A queued job with a
+    # malformed job record is dead-lettered as "malformed" when a worker claims it.
+    malformed: str | None = None
 
 
 def _error_text(result: Any) -> str:
@@ -116,13 +123,24 @@ async def read_job_infos(
     return infos
 
 
+def _progress(raw: bytes | None) -> tuple[Progress | None, str | None]:
+    """The job's last progress, or why its record cannot be read."""
+    if not raw:
+        return None, None
+    try:
+        return Progress.model_validate(loads(raw)), None
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        return None, f"malformed progress record: {problem_of(exc)}"
+
+
 def _job_info(job_id: str, queue: QueueName, replies: Sequence[Any]) -> JobInfo | None:
     dead, result, score, running, tries, job, progress_raw = replies
     if dead is None and result is None and score is None:
         return None
-    progress = Progress.model_validate(loads(progress_raw)) if progress_raw else None
+    progress, unreadable = _progress(progress_raw)
     if dead is not None:
-        letter = DeadLetter.model_validate(loads(dead))
+        letter = read_dead_letter(job_id, dead, queue)
+        last = letter.errors[-1] if letter.errors else None
         return JobInfo(
             job_id=job_id,
             state=JobState.DEAD_LETTERED,
@@ -131,12 +149,15 @@ def _job_info(job_id: str, queue: QueueName, replies: Sequence[Any]) -> JobInfo 
             priority=letter.priority,
             tries=letter.tries,
             enqueued_at=letter.enqueued_at,
-            finished_at=letter.failed_at,
+            finished_at=letter.failed_at or None,
             progress=progress,
-            error=f"{letter.errors[-1].type}: {letter.errors[-1].message}",
+            error=letter.malformed or (last and f"{last.type}: {last.message}"),
+            malformed=letter.malformed or unreadable,
         )
     if result is not None:
-        return _finished(job_id, queue, result, progress)
+        info = _finished(job_id, queue, result, progress)
+        info.malformed = info.malformed or unreadable
+        return info
     info = JobInfo(
         job_id=job_id,
         state=JobState.QUEUED,
@@ -144,10 +165,16 @@ def _job_info(job_id: str, queue: QueueName, replies: Sequence[Any]) -> JobInfo 
         priority=priority_of(score),
         tries=int(tries or 0),
         progress=progress,
+        malformed=unreadable,
     )
     if job is not None:
-        function, _, _, _, enqueue_ms = deserialize_job_raw(job, deserializer=loads)
-        info.task, info.enqueued_at = function, datetime.fromtimestamp(enqueue_ms / 1000, UTC)
+        try:
+            record = parse_job_record(job)
+        except MalformedJobRecord as exc:
+            info.malformed = str(exc)
+        else:
+            info.task = record.task
+            info.enqueued_at = datetime.fromtimestamp(record.enqueue_ms / 1000, UTC)
     if running:
         info.state = JobState.RUNNING
     elif is_waiting(score) and score > time.time() * 1000:
@@ -165,25 +192,43 @@ def _result_state(stored: JobResult) -> JobState:
     return JobState.CANCELLED if cancelled else JobState.FAILED
 
 
+# What a result record of the wrong shape raises, in arq's decoding or in JobInfo's fields.
+_UNREADABLE = (SerializationError, ValueError, TypeError, AttributeError)
+
+
 def finished_state(raw: bytes) -> JobState:
-    """Complete, failed or cancelled: the state a stored result tells."""
-    return _result_state(deserialize_result(raw, deserializer=loads))
+    """Complete, failed or cancelled: the state a stored result tells (malformed if none)."""
+    try:
+        return _result_state(deserialize_result(raw, deserializer=loads))
+    except _UNREADABLE:
+        return JobState.MALFORMED
 
 
 def _finished(job_id: str, queue: QueueName, raw: bytes, progress: Progress | None) -> JobInfo:
-    stored = deserialize_result(raw, deserializer=loads)
-    return JobInfo(
-        job_id=job_id,
-        state=_result_state(stored),
-        queue=queue,
-        task=stored.function,
-        tries=stored.job_try,
-        enqueued_at=stored.enqueue_time,
-        finished_at=stored.finish_time,
-        progress=progress,
-        result=stored.result if stored.success else None,
-        error=None if stored.success else _error_text(stored.result),
-    )
+    try:
+        stored = deserialize_result(raw, deserializer=loads)
+        return JobInfo(
+            job_id=job_id,
+            state=_result_state(stored),
+            queue=queue,
+            task=stored.function,
+            tries=stored.job_try,
+            enqueued_at=stored.enqueue_time,
+            finished_at=stored.finish_time,
+            progress=progress,
+            result=stored.result if stored.success else None,
+            error=None if stored.success else _error_text(stored.result),
+        )
+    except _UNREADABLE as exc:
+        why = f"malformed result record: {exc.__cause__ or exc}"
+        return JobInfo(
+            job_id=job_id,
+            state=JobState.MALFORMED,
+            queue=queue,
+            progress=progress,
+            error=why,
+            malformed=why,
+        )
 
 
 async def read_job_payload(
@@ -199,14 +244,20 @@ async def read_job_payload(
             pipe.get(qk.dead_record(job_id))
             pipe.get(qk.result(job_id))
         replies = await pipe.execute()
-    for at in range(0, len(replies), 3):
-        job, dead, result = replies[at : at + 3]
+    for at, q in enumerate(queues):
+        job, dead, result = replies[3 * at : 3 * at + 3]
         if job is not None:
-            _, _, kwargs, _, _ = deserialize_job_raw(job, deserializer=loads)
-            return dict(kwargs)
+            try:
+                return parse_job_record(job).kwargs
+            except MalformedJobRecord:
+                return malformed_payload(job)  # what its dead letter will keep
         if dead is not None:
-            payload = DeadLetter.model_validate(loads(dead)).payload
+            payload = read_dead_letter(job_id, dead, q).payload
             return payload if isinstance(payload, dict) else {"payload": payload}
         if result is not None:
-            return dict(deserialize_result(result, deserializer=loads).kwargs)
+            try:
+                kwargs = deserialize_result(result, deserializer=loads).kwargs
+                return dict(kwargs) if isinstance(kwargs, dict) else {"payload": kwargs}
+            except SerializationError:
+                return malformed_payload(result)
     return None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, Never, ParamSpec, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from config.queues import BackoffPolicy, QueueConfig, QueueName
@@ -15,6 +16,7 @@ from workers.context import JobContext
 from workers.cron import Cron
 from workers.errors import PayloadValidationError, TaskDefinitionError, UnknownTaskError
 from workers.priority import Priority
+from workers.serialization import dumps, loads
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,6 +29,37 @@ def _field_errors(exc: ValidationError) -> list[tuple[str, str]]:
     return [
         (".".join(str(p) for p in err["loc"]) or "<payload>", err["msg"]) for err in exc.errors()
     ]
+
+
+# What JSON (and orjson) can hold: 64-bit integers, strings of valid UTF-8, 254 levels.
+_INT_RANGE = (-(2**63), 2**64 - 1)
+_MAX_DEPTH = 254
+
+
+def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """The dotted path of the first value JSON cannot hold, or None."""
+    if depth > _MAX_DEPTH:
+        return path or "<payload>"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, path, depth) or _unstorable(
+                item, f"{path}.{key}" if path else str(key), depth + 1
+            )
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unstorable(item, f"{path}.{i}" if path else str(i), depth + 1)
+            if found:
+                return found
+    elif isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path or "<payload>"
+    elif isinstance(value, int) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        return path or "<payload>"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +121,17 @@ class Task(Generic[P, R]):
         """Validate `arguments` and return their JSON form, the one stored in the job."""
         model = self._validate(arguments)
         dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
-        # Pydantic trusts model instances (model_construct skips validation), so check the
-        # stored form too: what the worker will decode must be valid now.
-        self._validate(dumped)
-        return dumped
+        # The worker validates what it reads back from Redis, so that is what is checked
+        # here: pydantic trusts model instances (model_construct skips validation), and JSON
+        # cannot hold everything a model can (NaN and infinity become null, a lone surrogate
+        # or a 65-bit integer cannot be written at all).
+        try:
+            stored: dict[str, Any] = loads(dumps(dumped))
+        except orjson.JSONEncodeError as exc:
+            where = _unstorable(dumped) or "<payload>"
+            raise PayloadValidationError(self.name, [(where, f"cannot be stored: {exc}")]) from None
+        self._validate(stored)
+        return stored
 
     def decode(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """Turn a stored job's JSON arguments back into the typed values the function takes."""
@@ -113,6 +153,10 @@ class Task(Generic[P, R]):
         )
 
     def _validate(self, arguments: Mapping[str, Any]) -> BaseModel:
+        """The one check of a payload, the client's and the worker's alike."""
+        if not isinstance(arguments, Mapping):
+            problem = f"must be an object keyed by argument name, not {type(arguments).__name__}"
+            raise PayloadValidationError(self.name, [("<payload>", problem)])
         try:
             return self.arguments.model_validate(dict(arguments))
         except ValidationError as exc:

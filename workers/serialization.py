@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
+
+from workers.job_record import MalformedJobRecord, malformed_payload, parse_job_record
 
 # The internal task every queue runs for a job it cannot decode or route; see execution.py.
 UNDELIVERABLE_TASK = "postroom.undeliverable"
@@ -33,11 +34,13 @@ def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
 
 
-def _undeliverable(task: str | None, reason: str, payload: Any) -> dict[str, Any]:
+def _undeliverable(
+    task: str | None, reason: str, payload: Any, *, malformed: bool = False
+) -> dict[str, Any]:
     return {
         "f": UNDELIVERABLE_TASK,
         "a": [],
-        "k": {"task": task, "reason": reason, "payload": payload},
+        "k": {"task": task, "reason": reason, "payload": payload, "malformed": malformed},
         "t": None,
         "et": int(time.time() * 1000),
     }
@@ -46,25 +49,29 @@ def _undeliverable(task: str | None, reason: str, payload: Any) -> dict[str, Any
 def job_decoder(known_tasks: Collection[str]) -> Callable[[bytes], dict[str, Any]]:
     """A job deserializer that turns what arq would delete into a job for the dead letters.
 
-    arq fails (and deletes) a job it cannot decode or whose function the worker lacks; this
-    decoder instead routes such a job to `UNDELIVERABLE_TASK` with the raw payload and reason.
+    arq fails (and deletes) a job it cannot decode or whose function the worker lacks, and
+    trusts every field's type; this decoder checks the record's shape (job_record.py) and
+    routes a malformed record, or one naming no task of the queue, to `UNDELIVERABLE_TASK`
+    with the reason and what it could keep of the record.
     """
 
     def decode(raw: bytes) -> dict[str, Any]:
         try:
-            data = orjson.loads(raw)
-            task, args, kwargs = data["f"], data["a"], data["k"]
-            data["t"], data["et"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            text = base64.b64encode(raw).decode() if isinstance(raw, bytes) else repr(raw)
-            return _undeliverable(None, f"undecodable job data: {exc}", {"raw_base64": text})
-        if task not in known_tasks:
+            record = parse_job_record(raw)
+        except MalformedJobRecord as exc:
+            return _undeliverable(None, str(exc), malformed_payload(raw), malformed=True)
+        if record.task not in known_tasks or record.task == UNDELIVERABLE_TASK:
             return _undeliverable(
-                task,
-                f"no task {task!r} is registered on this queue",
-                {"args": args, "kwargs": kwargs},
+                record.task,
+                f"no task {record.task!r} is registered on this queue",
+                {"args": record.args, "kwargs": record.kwargs},
             )
-        job: dict[str, Any] = data
-        return job
+        return {
+            "f": record.task,
+            "a": record.args,
+            "k": record.kwargs,
+            "t": record.job_try,
+            "et": record.enqueue_ms,
+        }
 
     return decode

@@ -11,14 +11,17 @@ from workers.admin.params import NOT_FOUND, Limit, Offset, Queue, Responses, no_
 from workers.admin.schemas import DeadLetterPage, Problem, Removed, Retried
 from workers.admin.state import admin_client
 from workers.client import PostroomClient
-from workers.dead_letter import DeadLetter
+from workers.dead_letter import DeadLetter, retryable, why
 from workers.masking import masked_letter
 
 router = APIRouter(tags=["failed jobs"])
 Client = Annotated[PostroomClient, Depends(admin_client)]
 
 CONFLICT: Responses = {
-    status.HTTP_409_CONFLICT: {"model": Problem, "description": "still being finished"}
+    status.HTTP_409_CONFLICT: {
+        "model": Problem,
+        "description": "still being finished, or malformed (nothing to queue again)",
+    }
 }
 
 
@@ -66,7 +69,11 @@ async def retry_all(queue: Queue, client: Client) -> Retried:
     responses={**NOT_FOUND, **CONFLICT},
 )
 async def retry(queue: Queue, job_id: str, client: Client) -> Retried:
-    await _letter(client, queue, job_id)
+    letter = await _letter(client, queue, job_id)
+    if not retryable(letter):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"job {job_id!r} cannot be retried: {why(letter)}"
+        )
     if not await client.dead_letters.retry(job_id):
         if await client.dead_letters.get(job_id) is None:
             raise no_job(job_id, f" among the dead letters of {queue.value}")
