@@ -1,5 +1,5 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, enqueue, serve): tables by default, `--json` for scripts.
+clean, pause, resume, enqueue, migrate-keys, serve): tables by default, `--json` for scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
 unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message.
@@ -27,6 +27,7 @@ from workers.client import PostroomClient, redis_url
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.job_listing import CLEAN_STATES, CleanState
 from workers.job_status import JobState
+from workers.key_migration import QueueMigration, migrate_keys
 from workers.logs import configure_logging
 from workers.masking import mask, masked_letter
 from workers.priority import Priority
@@ -34,7 +35,7 @@ from workers.serve import load_task_modules
 
 COMMANDS = (
     "stats", "jobs", "job", "failed", "retry", "remove", "purge", "clean", "pause", "resume",
-    "enqueue", "serve",
+    "enqueue", "migrate-keys", "serve",
 )  # fmt: skip
 KNOWN = ", ".join(q.value for q in QueueName)
 
@@ -108,6 +109,12 @@ def add_commands(commands: Any) -> None:
     enqueue.add_argument("--priority", type=Priority, choices=list(Priority))
     enqueue.add_argument("--delay", type=float, help="seconds before it may start")
     _output(enqueue, json_flag=False)
+    migrate = commands.add_parser(
+        "migrate-keys", help="move jobs left in the key layout before hash tags to the new one"
+    )
+    migrate.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE")
+    migrate.add_argument("--dry-run", action="store_true", help="count what would move")
+    _output(migrate)
     serve = commands.add_parser("serve", help="run the admin HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
@@ -298,6 +305,42 @@ async def _enqueue(client: PostroomClient, args: argparse.Namespace) -> Result:
     return data, f"{verb} job {handle.job_id} ({task.name} on {task.queue.value})"
 
 
+async def _migrate_keys(client: PostroomClient, args: argparse.Namespace) -> Result:
+    reports = await migrate_keys(
+        client.redis, client.keys.prefix, args.queues or QueueName, dry_run=args.dry_run
+    )
+    rows = [
+        [r.queue.value, r.ready, r.delayed, r.completed, r.dead, r.recovered, r.stale,
+         len(r.running), len(r.conflict), sum(r.counters.values()), r.paused]
+        for r in reports
+    ]  # fmt: skip
+    headers = ["queue", "ready", "delayed", "completed", "dead", "recovered", "stale",
+               "running", "conflict", "counted", "paused"]  # fmt: skip
+    summary = _migration_summary(reports, dry_run=args.dry_run)
+    data = {"dry_run": args.dry_run, "queues": [r.as_dict() for r in reports]}
+    return data, f"{table(headers, rows)}\n{summary}"
+
+
+def _migration_summary(reports: list[QueueMigration], *, dry_run: bool) -> str:
+    moved = sum(r.moved for r in reports)
+    verb = "would move" if dry_run else "moved"
+    lines = [f"{verb} {moved} job(s) from the old key layout"]
+    for r in reports:
+        if r.running:
+            lines.append(
+                f"{r.queue.value}: left {len(r.running)} job(s) an old worker is running "
+                f"({', '.join(r.running[:5])}); run migrate-keys again once they finished"
+            )
+        if r.conflict:
+            lines.append(
+                f"{r.queue.value}: left {len(r.conflict)} job(s) whose id is taken in the new "
+                f"layout ({', '.join(r.conflict[:5])}); they stay in the old keys"
+            )
+    if not dry_run and not any(r.left for r in reports):
+        lines.append("nothing is left in the old layout")
+    return "\n".join(lines)
+
+
 HANDLERS: dict[str, Handler] = {
     "stats": _stats,
     "jobs": _jobs,
@@ -310,6 +353,7 @@ HANDLERS: dict[str, Handler] = {
     "pause": _pause,
     "resume": _resume,
     "enqueue": _enqueue,
+    "migrate-keys": _migrate_keys,
 }
 
 
