@@ -4,23 +4,34 @@ results and counters answer, a paused queue stays paused; a second run moves not
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 from typing import Any
 
+import orjson
 import pytest
 from arq.jobs import serialize_result
 from redis.asyncio import Redis
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
-from tests.conftest import eventually, running_worker
+from tasks.batch_sending import checkpoint_key
+from tests.conftest import ROOT, eventually, running_worker, worker_env
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
 from workers.dead_letter import DeadLetter, TryError
 from workers.enqueue import NewJob
-from workers.key_migration import OldKeys, QueueMigration, migrate_keys
+from workers.key_migration import (
+    OldKeys,
+    QueueMigration,
+    marker_rules,
+    migrate_keys,
+    migrate_markers,
+)
 from workers.priority import Priority, ready_score, waiting_score
+from workers.registry import registry
 from workers.serialization import dumps
 from workers.supervisor import Supervisor
 
@@ -95,6 +106,18 @@ async def _write_old_deployment(redis: Redis, client: PostroomClient) -> None:
     await redis.set(old.job("old-paused"), _payload(client, "paused"), px=HOUR_MS)
     await redis.zadd(old.queue(PAUSED), {"old-paused": ready_score(Priority.NORMAL, now)})
     await redis.lpush(old.wake(PAUSED), "1")
+
+
+async def postroom(settings: PostroomSettings, *args: str, **env: str) -> tuple[int, str, str]:
+    """Run `postroom ARGS` as operators do; returns its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", *args,
+        cwd=ROOT, env=worker_env(settings, **env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 def _by_queue(reports: list[QueueMigration]) -> dict[QueueName, QueueMigration]:
@@ -220,3 +243,52 @@ async def test_worker_warns_at_start_when_its_queues_have_old_layout_keys(
     async with running_worker(settings, queues=[DELIVERY]) as supervisor:
         await eventually(lambda: _checked(supervisor), "the worker checked for the old layout")
     assert warnings() == []
+
+
+async def test_migrate_keys_command_moves_jobs_and_cron_ticks_and_says_what_it_left(
+    settings: PostroomSettings, client: PostroomClient
+) -> None:
+    redis, prefix = client.redis, client.keys.prefix
+    old = OldKeys(prefix)
+    await redis.set(old.job("cli-job"), _payload(client, "cli"), px=HOUR_MS)
+    await redis.zadd(old.queue(DELIVERY), {"cli-job": ready_score(Priority.NORMAL, 1)})
+    tick = f"{prefix}:cron:tests.every_second:1764000000000"
+    await redis.set(tick, "1", px=HOUR_MS)
+    await redis.set(f"{prefix}:cron:gone.task:1764000000000", "1", px=HOUR_MS)
+    modules = {"POSTROOM_TASK_MODULES": "tests.sample_tasks,tests.cron_tasks"}
+
+    code, out, err = await postroom(settings, "migrate-keys", "--dry-run", "--json", **modules)
+    assert code == 0, err
+    dry = orjson.loads(out)
+    assert dry["dry_run"] and dry["queues"][0]["queue"] == DELIVERY.value
+    assert dry["queues"][0]["ready"] == 1
+    assert dry["markers"][0]["kind"] == "cron tick" and dry["markers"][0]["moved"] == 1
+    assert await redis.exists(tick, old.job("cli-job")) == 2  # nothing moved
+
+    code, out, err = await postroom(settings, "migrate-keys", **modules)
+    assert code == 0, err
+    assert "moved 1 job(s) and 1 marker(s) from the old key layout" in out
+    assert f"left 1 cron tick(s) of no known task or queue ({prefix}:cron:gone.task:" in out
+    assert out.splitlines()[2].split()[:2] == [DELIVERY.value, "1"]  # the table's first row
+    new_tick = client.keys.of(QueueName.CLEANUP).cron_tick("tests.every_second", 1764000000000)
+    assert await redis.get(new_tick) == b"1" and not await redis.exists(tick)
+    info = await client.job_info("cli-job")
+    assert info is not None and info.state == "queued"
+
+
+async def test_batch_checkpoints_move_into_their_queue_with_their_ttl_once(
+    client: PostroomClient,
+) -> None:
+    redis, prefix = client.redis, client.keys.prefix
+    await redis.set(f"{prefix}:batch:b1:done", "50", px=HOUR_MS)
+    await redis.set(f"{prefix}:batch:b2:done", "10", px=HOUR_MS)
+    await redis.set(checkpoint_key(prefix, "b2"), "20")  # a new worker got further already
+    rules = marker_rules(prefix, registry)
+    [_, batches] = await migrate_markers(redis, rules)
+    assert batches.kind == "batch checkpoint" and batches.moved == 1
+    assert batches.conflict == [f"{prefix}:batch:b2:done"]  # both kept: nothing overwritten
+    assert await redis.get(checkpoint_key(prefix, "b1")) == b"50"
+    assert 0 < await redis.pttl(checkpoint_key(prefix, "b1")) <= HOUR_MS
+    assert await redis.get(checkpoint_key(prefix, "b2")) == b"20"
+    [_, again] = await migrate_markers(redis, rules)
+    assert again.moved == 0 and again.conflict == batches.conflict

@@ -27,7 +27,13 @@ from workers.client import PostroomClient, redis_url
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.job_listing import CLEAN_STATES, CleanState
 from workers.job_status import JobState
-from workers.key_migration import QueueMigration, migrate_keys
+from workers.key_migration import (
+    MarkerMigration,
+    QueueMigration,
+    marker_rules,
+    migrate_keys,
+    migrate_markers,
+)
 from workers.logs import configure_logging
 from workers.masking import mask, masked_letter
 from workers.priority import Priority
@@ -112,7 +118,9 @@ def add_commands(commands: Any) -> None:
     migrate = commands.add_parser(
         "migrate-keys", help="move jobs left in the key layout before hash tags to the new one"
     )
-    migrate.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE")
+    migrate.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE",
+                         help="only these queues' jobs (cron ticks and batch checkpoints "
+                              "move with a run over every queue)")  # fmt: skip
     migrate.add_argument("--dry-run", action="store_true", help="count what would move")
     _output(migrate)
     serve = commands.add_parser("serve", help="run the admin HTTP API")
@@ -136,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: PostroomSettings, args: argparse.Namespace) -> None:
-    if args.command == "enqueue":
+    if args.command in ("enqueue", "migrate-keys"):
         load_task_modules(settings.task_modules)
     try:
         client = await PostroomClient.connect(settings, retries=0)
@@ -316,15 +324,30 @@ async def _migrate_keys(client: PostroomClient, args: argparse.Namespace) -> Res
     ]  # fmt: skip
     headers = ["queue", "ready", "delayed", "completed", "dead", "recovered", "stale",
                "running", "conflict", "counted", "paused"]  # fmt: skip
-    summary = _migration_summary(reports, dry_run=args.dry_run)
-    data = {"dry_run": args.dry_run, "queues": [r.as_dict() for r in reports]}
-    return data, f"{table(headers, rows)}\n{summary}"
+    markers: list[MarkerMigration] = []
+    if not args.queues:
+        rules = marker_rules(client.keys.prefix, client.tasks)
+        markers = await migrate_markers(client.redis, rules, dry_run=args.dry_run)
+    marker_rows = [[m.kind, m.moved, len(m.unknown), len(m.conflict)] for m in markers]
+    text = table(headers, rows)
+    if markers:
+        text += "\n\n" + table(["marker", "moved", "unknown", "conflict"], marker_rows)
+    summary = _migration_summary(reports, markers, dry_run=args.dry_run)
+    data = {
+        "dry_run": args.dry_run,
+        "queues": [r.as_dict() for r in reports],
+        "markers": [m.as_dict() for m in markers],
+    }
+    return data, f"{text}\n{summary}"
 
 
-def _migration_summary(reports: list[QueueMigration], *, dry_run: bool) -> str:
+def _migration_summary(
+    reports: list[QueueMigration], markers: list[MarkerMigration], *, dry_run: bool
+) -> str:
     moved = sum(r.moved for r in reports)
     verb = "would move" if dry_run else "moved"
-    lines = [f"{verb} {moved} job(s) from the old key layout"]
+    marked = sum(m.moved for m in markers)
+    lines = [f"{verb} {moved} job(s) and {marked} marker(s) from the old key layout"]
     for r in reports:
         if r.running:
             lines.append(
@@ -336,7 +359,14 @@ def _migration_summary(reports: list[QueueMigration], *, dry_run: bool) -> str:
                 f"{r.queue.value}: left {len(r.conflict)} job(s) whose id is taken in the new "
                 f"layout ({', '.join(r.conflict[:5])}); they stay in the old keys"
             )
-    if not dry_run and not any(r.left for r in reports):
+    for m in markers:
+        if m.unknown:
+            lines.append(f"left {len(m.unknown)} {m.kind}(s) of no known task or queue "
+                         f"({', '.join(m.unknown[:5])})")  # fmt: skip
+        if m.conflict:
+            lines.append(f"left {len(m.conflict)} {m.kind}(s) whose new key holds another "
+                         f"value ({', '.join(m.conflict[:5])})")  # fmt: skip
+    if not dry_run and not any(r.left for r in reports) and not any(m.left for m in markers):
         lines.append("nothing is left in the old layout")
     return "\n".join(lines)
 

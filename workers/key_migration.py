@@ -16,14 +16,16 @@ layout is left too (reported as a conflict): nothing is overwritten, nothing dro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from config.queues import QueueName
+from workers.errors import UnknownTaskError
 from workers.keys import Keys, QueueKeys
+from workers.registry import TaskRegistry
 from workers.scripts import LuaScript, run_batch
 
 # How many jobs' moves go in one round trip.
@@ -338,3 +340,102 @@ def old_layout_warning(prefix: str, queues: Sequence[QueueName]) -> str:
         f"before hash tags (e.g. {OldKeys(prefix).queue(queues[0])}), which this worker never "
         "reads: run `postroom migrate-keys` to move them"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerRule:
+    """Old keys outside any queue's sets (cron ticks, checkpoints), found by a SCAN (the
+    operator command's, never a worker's), and each one's new name (None: not known)."""
+
+    kind: str
+    pattern: str
+    rename: Callable[[str], str | None]
+
+
+# Rules of the modules that own such keys (tasks/batch_sending.py): prefix -> rule.
+MARKER_RULES: list[Callable[[str], MarkerRule]] = []
+
+
+def marker_rule(factory: Callable[[str], MarkerRule]) -> Callable[[str], MarkerRule]:
+    """Register a module's rule for its old-layout markers, at import."""
+    MARKER_RULES.append(factory)
+    return factory
+
+
+def cron_rule(prefix: str, tasks: TaskRegistry) -> MarkerRule:
+    """`<prefix>:cron:<task>:<tick_ms>` moves into its task's queue (a tick's "once" marker:
+    without it a tick that already ran could run again after the upgrade)."""
+    start = f"{prefix}:cron:"
+
+    def rename(old: str) -> str | None:
+        name, _, tick = old.removeprefix(start).rpartition(":")
+        try:
+            task = tasks.get(name)
+        except UnknownTaskError:
+            return None
+        return Keys(prefix).of(task.queue).cron_tick(name, int(tick)) if tick.isdigit() else None
+
+    return MarkerRule("cron tick", f"{start}*", rename)
+
+
+# KEYS: old marker, new (strings). ARGV: '1' for a dry run. Returns 'moved' (when the new key
+# holds the same value already, the old one is just dropped), 'conflict' (another value: both
+# are left) or 'gone' (expired meanwhile).
+MOVE_MARKER = LuaScript("""
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return 'gone' end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+    if redis.call('GET', KEYS[1]) ~= redis.call('GET', KEYS[2]) then return 'conflict' end
+elseif ARGV[1] ~= '1' then
+    if ttl == -1 then ttl = 0 end
+    redis.call('RESTORE', KEYS[2], ttl, redis.call('DUMP', KEYS[1]))
+end
+if ARGV[1] ~= '1' then redis.call('DEL', KEYS[1]) end
+return 'moved'
+""")
+
+
+@dataclass
+class MarkerMigration:
+    """What one kind of marker's migration moved and left."""
+
+    kind: str
+    moved: int = 0
+    unknown: list[str] = field(default_factory=list)  # no new name (e.g. its task is gone)
+    conflict: list[str] = field(default_factory=list)  # the new key holds another value
+
+    @property
+    def left(self) -> int:
+        return len(self.unknown) + len(self.conflict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "moved": self.moved, "unknown": self.unknown,
+                "conflict": self.conflict}  # fmt: skip
+
+
+async def migrate_markers(
+    redis: Redis, rules: Iterable[MarkerRule], *, dry_run: bool = False
+) -> list[MarkerMigration]:
+    """Move each rule's old keys to their new names, one script call per key."""
+    reports = []
+    for rule in rules:
+        report = MarkerMigration(rule.kind)
+        async for raw in redis.scan_iter(match=rule.pattern, count=1000):
+            old = raw.decode() if isinstance(raw, bytes) else raw
+            new = rule.rename(old)
+            if new is None:
+                report.unknown.append(old)
+                continue
+            answer = await MOVE_MARKER(redis, [old, new], ["1" if dry_run else "0"])
+            what = answer.decode() if isinstance(answer, bytes) else answer
+            if what == "moved":
+                report.moved += 1
+            elif what == "conflict":
+                report.conflict.append(old)
+        reports.append(report)
+    return reports
+
+
+def marker_rules(prefix: str, tasks: TaskRegistry) -> list[MarkerRule]:
+    """The cron rule and every registered module's rule, for `prefix`."""
+    return [cron_rule(prefix, tasks), *(factory(prefix) for factory in MARKER_RULES)]
