@@ -20,7 +20,9 @@ from typing import Any
 
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
@@ -264,8 +266,12 @@ class Supervisor:
         prefix = self.runtime.settings.key_prefix
         try:
             stranded = await old_layout_queues(pools[0], prefix, list(served))
-        except (RedisError, OSError) as exc:
-            logger.debug("old key layout not checked: %s", exc)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            logger.debug("old key layout not checked yet: %s", exc)  # again next round
+            return
+        except RedisError as exc:  # an answer, not an outage: asking again would not help
+            self._old_layout_checked = True
+            logger.warning("old key layout not checked: %s", exc)
             return
         self._old_layout_checked = True
         if stranded:
