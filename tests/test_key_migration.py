@@ -228,7 +228,7 @@ async def test_worker_warns_at_start_when_its_queues_have_old_layout_keys(
 ) -> None:
     old = OldKeys(settings.key_prefix)
     await client.redis.zadd(old.dead_index(PAUSED), {"old": 1.0})
-    caplog.set_level(logging.WARNING, logger="workers.supervisor")
+    caplog.set_level(logging.WARNING, logger="workers.key_migration")
 
     def warnings() -> list[str]:
         return [r.getMessage() for r in caplog.records if "migrate-keys" in r.getMessage()]

@@ -16,17 +16,23 @@ layout is left too (reported as a conflict): nothing is overwritten, nothing dro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.queues import QueueName
 from workers.errors import UnknownTaskError
 from workers.keys import Keys, QueueKeys
 from workers.registry import TaskRegistry
 from workers.scripts import LuaScript, run_batch
+
+logger = logging.getLogger(__name__)
 
 # How many jobs' moves go in one round trip.
 BATCH = 200
@@ -331,6 +337,22 @@ async def old_layout_queues(
             pipe.exists(*old.markers(queue))
         counts = await pipe.execute()
     return [queue for queue, count in zip(queues, counts, strict=True) if count]
+
+
+async def check_old_layout(redis: Redis, prefix: str, queues: Iterable[QueueName]) -> bool:
+    """A worker's start-up check: warn, naming the command, if its queues have old-layout
+    keys. False when Redis could not be asked (an outage: ask again later)."""
+    try:
+        stranded = await old_layout_queues(redis, prefix, list(queues))
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        logger.debug("old key layout not checked yet: %s", exc)
+        return False
+    except RedisError as exc:  # an answer, not an outage: asking again would not help
+        logger.warning("old key layout not checked: %s", exc)
+        return True
+    if stranded:
+        logger.warning(old_layout_warning(prefix, stranded))
+    return True
 
 
 def old_layout_warning(prefix: str, queues: Sequence[QueueName]) -> str:

@@ -20,14 +20,12 @@ from typing import Any
 
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
 from workers.cron import CronScheduler
-from workers.key_migration import old_layout_queues, old_layout_warning
+from workers.key_migration import check_old_layout
 from workers.keys import Keys
 from workers.logs import silence_arq_job_lines
 from workers.metrics_server import MetricsServer
@@ -233,8 +231,9 @@ class Supervisor:
                     if worker._pool is not None:
                         self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
             await self._observe_depths(keys, served)
-            if not self._old_layout_checked:
-                await self._warn_of_old_layout(served)
+            pools = [w.pool for w in served.values() if w._pool is not None]
+            if pools and not self._old_layout_checked:
+                self._old_layout_checked = await check_old_layout(pools[0], keys.prefix, served)
             # Until every queue knows whether it is paused (none starts jobs before), look often.
             known = len(self.paused) == len(served)
             await sleep_unless(self._jobs_done, interval if known else 0.02)
@@ -257,25 +256,6 @@ class Supervisor:
             return
         for i, queue in enumerate(served):
             self.runtime.metrics.queue(queue).depth.set(max(counts[2 * i] - counts[2 * i + 1], 0))
-
-    async def _warn_of_old_layout(self, served: dict[QueueName, Worker]) -> None:
-        """Once, as soon as a pool is connected: say so if jobs wait in the old key layout."""
-        pools = [worker.pool for worker in served.values() if worker._pool is not None]
-        if not pools:
-            return
-        prefix = self.runtime.settings.key_prefix
-        try:
-            stranded = await old_layout_queues(pools[0], prefix, list(served))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            logger.debug("old key layout not checked yet: %s", exc)  # again next round
-            return
-        except RedisError as exc:  # an answer, not an outage: asking again would not help
-            self._old_layout_checked = True
-            logger.warning("old key layout not checked: %s", exc)
-            return
-        self._old_layout_checked = True
-        if stranded:
-            logger.warning(old_layout_warning(prefix, stranded))
 
     async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: Worker) -> None:
         if worker._pool is None:  # not connected yet
