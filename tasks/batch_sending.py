@@ -20,6 +20,7 @@ from tasks.payloads import BatchSend, BatchSent, SendMessage
 from workers.client import PostroomClient
 from workers.context import JobContext
 from workers.enqueue import Checkpoint
+from workers.key_migration import MarkerRule, marker_rule
 from workers.keys import Keys
 from workers.priority import priority_of
 from workers.registry import task
@@ -31,6 +32,18 @@ CHECKPOINT_EXTRA_SECONDS = 86_400
 def checkpoint_key(key_prefix: str, batch_id: str) -> str:
     """Set with each chunk's jobs, in their queue's slot: one transaction writes both."""
     return Keys(key_prefix).of(send_message.queue).checkpoint(f"batch:{batch_id}")
+
+
+@marker_rule
+def old_checkpoints(key_prefix: str) -> MarkerRule:
+    """Before hash tags a checkpoint was `<prefix>:batch:<batch id>:done` (postroom
+    migrate-keys moves it: without it a retried batch would send its chunks again)."""
+    start, end = f"{key_prefix}:batch:", ":done"
+
+    def rename(old: str) -> str:
+        return checkpoint_key(key_prefix, old.removeprefix(start).removesuffix(end))
+
+    return MarkerRule("batch checkpoint", f"{start}*{end}", rename)
 
 
 def child_id(batch_id: str, recipient_id: str) -> str:

@@ -1,5 +1,5 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, enqueue, serve): tables by default, `--json` for scripts.
+clean, pause, resume, enqueue, migrate-keys, serve): tables by default, `--json` for scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
 unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message.
@@ -28,6 +28,13 @@ from workers.dead_letter import retryable, why
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.job_listing import CLEAN_STATES, CleanState
 from workers.job_status import JobState
+from workers.key_migration import (
+    MarkerMigration,
+    QueueMigration,
+    marker_rules,
+    migrate_keys,
+    migrate_markers,
+)
 from workers.logs import configure_logging
 from workers.masking import mask, masked_letter
 from workers.priority import Priority
@@ -35,7 +42,7 @@ from workers.serve import load_task_modules
 
 COMMANDS = (
     "stats", "jobs", "job", "failed", "retry", "remove", "purge", "clean", "pause", "resume",
-    "enqueue", "serve",
+    "enqueue", "migrate-keys", "serve",
 )  # fmt: skip
 KNOWN = ", ".join(q.value for q in QueueName)
 
@@ -109,6 +116,14 @@ def add_commands(commands: Any) -> None:
     enqueue.add_argument("--priority", type=Priority, choices=list(Priority))
     enqueue.add_argument("--delay", type=float, help="seconds before it may start")
     _output(enqueue, json_flag=False)
+    migrate = commands.add_parser(
+        "migrate-keys", help="move jobs left in the key layout before hash tags to the new one"
+    )
+    migrate.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE",
+                         help="only these queues' jobs (cron ticks and batch checkpoints "
+                              "move with a run over every queue)")  # fmt: skip
+    migrate.add_argument("--dry-run", action="store_true", help="count what would move")
+    _output(migrate)
     serve = commands.add_parser("serve", help="run the admin HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
@@ -130,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: PostroomSettings, args: argparse.Namespace) -> None:
-    if args.command == "enqueue":
+    if args.command in ("enqueue", "migrate-keys"):
         load_task_modules(settings.task_modules)
     try:
         client = await PostroomClient.connect(settings, retries=0)
@@ -302,6 +317,64 @@ async def _enqueue(client: PostroomClient, args: argparse.Namespace) -> Result:
     return data, f"{verb} job {handle.job_id} ({task.name} on {task.queue.value})"
 
 
+async def _migrate_keys(client: PostroomClient, args: argparse.Namespace) -> Result:
+    reports = await migrate_keys(
+        client.redis, client.keys.prefix, args.queues or QueueName, dry_run=args.dry_run
+    )
+    rows = [
+        [r.queue.value, r.ready, r.delayed, r.completed, r.dead, r.recovered, r.stale,
+         len(r.running), len(r.conflict), sum(r.counters.values()), r.paused]
+        for r in reports
+    ]  # fmt: skip
+    headers = ["queue", "ready", "delayed", "completed", "dead", "recovered", "stale",
+               "running", "conflict", "counted", "paused"]  # fmt: skip
+    markers: list[MarkerMigration] = []
+    if not args.queues:
+        rules = marker_rules(client.keys.prefix, client.tasks)
+        markers = await migrate_markers(client.redis, rules, dry_run=args.dry_run)
+    marker_rows = [[m.kind, m.moved, len(m.unknown), len(m.conflict)] for m in markers]
+    text = table(headers, rows)
+    if markers:
+        text += "\n\n" + table(["marker", "moved", "unknown", "conflict"], marker_rows)
+    summary = _migration_summary(reports, markers, dry_run=args.dry_run)
+    data = {
+        "dry_run": args.dry_run,
+        "queues": [r.as_dict() for r in reports],
+        "markers": [m.as_dict() for m in markers],
+    }
+    return data, f"{text}\n{summary}"
+
+
+def _migration_summary(
+    reports: list[QueueMigration], markers: list[MarkerMigration], *, dry_run: bool
+) -> str:
+    moved = sum(r.moved for r in reports)
+    verb = "would move" if dry_run else "moved"
+    marked = sum(m.moved for m in markers)
+    lines = [f"{verb} {moved} job(s) and {marked} marker(s) from the old key layout"]
+    for r in reports:
+        if r.running:
+            lines.append(
+                f"{r.queue.value}: left {len(r.running)} job(s) an old worker is running "
+                f"({', '.join(r.running[:5])}); run migrate-keys again once they finished"
+            )
+        if r.conflict:
+            lines.append(
+                f"{r.queue.value}: left {len(r.conflict)} job(s) whose id is taken in the new "
+                f"layout ({', '.join(r.conflict[:5])}); they stay in the old keys"
+            )
+    for m in markers:
+        if m.unknown:
+            lines.append(f"left {len(m.unknown)} {m.kind}(s) of no known task or queue "
+                         f"({', '.join(m.unknown[:5])})")  # fmt: skip
+        if m.conflict:
+            lines.append(f"left {len(m.conflict)} {m.kind}(s) whose new key holds another "
+                         f"value ({', '.join(m.conflict[:5])})")  # fmt: skip
+    if not dry_run and not any(r.left for r in reports) and not any(m.left for m in markers):
+        lines.append("nothing is left in the old layout")
+    return "\n".join(lines)
+
+
 HANDLERS: dict[str, Handler] = {
     "stats": _stats,
     "jobs": _jobs,
@@ -314,6 +387,7 @@ HANDLERS: dict[str, Handler] = {
     "pause": _pause,
     "resume": _resume,
     "enqueue": _enqueue,
+    "migrate-keys": _migrate_keys,
 }
 
 

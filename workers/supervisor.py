@@ -25,6 +25,7 @@ from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
 from workers.context import LEASE_LOST
 from workers.cron import CronScheduler
+from workers.key_migration import check_old_layout
 from workers.keys import Keys
 from workers.logs import silence_arq_job_lines
 from workers.metrics_server import MetricsServer
@@ -69,6 +70,8 @@ class Supervisor:
         self._maintenance: asyncio.Task[None] | None = None
         self._stop_lock = asyncio.Lock()
         self._signals = 0
+        # Whether the served queues were checked for keys of the old layout (key_migration.py).
+        self._old_layout_checked = False
         # This process's /metrics, while run() runs, when `metrics_port` is set.
         self.metrics_server: MetricsServer | None = None
 
@@ -229,6 +232,9 @@ class Supervisor:
                     if worker._pool is not None:
                         self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
             await self._observe_depths(keys, served)
+            pools = [w.pool for w in served.values() if w._pool is not None]
+            if pools and not self._old_layout_checked:
+                self._old_layout_checked = await check_old_layout(pools[0], keys.prefix, served)
             # Until every queue knows whether it is paused (none starts jobs before), look often.
             known = len(self.paused) == len(served)
             await sleep_unless(self._jobs_done, interval if known else 0.02)
