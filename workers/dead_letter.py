@@ -208,8 +208,11 @@ class DeadLetterStore:
             replies = await pipe.execute()
         for at, q in enumerate(queues):
             raw, failed_at = replies[2 * at : 2 * at + 2]
-            if raw is not None:
-                return read_dead_letter(job_id, raw, q, failed_at or 0.0)
+            if raw is None:
+                continue
+            letter = read_dead_letter(job_id, raw, q, failed_at or 0.0)
+            if letter.malformed is None or failed_at is not None:
+                return letter  # a malformed record no index lists is no queue's letter
         return None
 
     async def remove(self, job_id: str, queue: QueueName | None = None) -> bool:

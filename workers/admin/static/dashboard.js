@@ -234,7 +234,7 @@ function renderJob(job) {
 }
 
 function renderLetter(letter) {
-  const last = letter.errors[letter.errors.length - 1] || { type: "?", message: "", traceback: "" };
+  const last = letter.errors[letter.errors.length - 1] || { type: letter.malformed ? "malformed" : "?", message: letter.malformed || "", traceback: "" };
   const item = el("li", {
     className: `job letter ${letter.job_id === view.job ? "selected" : ""}`,
     dataset: { testid: "dead-letter", jobId: letter.job_id },
