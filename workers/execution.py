@@ -38,7 +38,7 @@ ARQ_TIMEOUT_MARGIN = 5.0
 ARQ_MAX_TRIES = 1_000_000
 # How long a job's "running" marker lives: longer than any run, so only a crash leaves one.
 MARKER_TTL_MS = 24 * 3600 * 1000
-# How a run ended, for the queue's counters (see QueueWorker.finishing); a run put back by a
+# How a run ended, for the queue's counters (see QueueWorker.end_of_run); a run put back by a
 # shutdown has none.
 Outcome = Literal["completed", "retried", "dead_lettered", "cancelled"]
 
@@ -65,7 +65,7 @@ class JobExecution:
         self.config = config
         self.runtime = runtime
         self.keys = Keys(runtime.settings.key_prefix).of(queue)
-        # Filled as runs end, emptied by the Worker's finishing() as the run ends.
+        # Filled as runs end, emptied by QueueWorker.end_of_run as the run ends.
         self.outcomes: dict[str, RunOutcome] = {}
         self.observer = JobObserver(queue, runtime, self.outcomes)
 

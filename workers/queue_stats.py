@@ -50,12 +50,13 @@ async def read_queues_stats(
     async with redis.pipeline(transaction=False) as pipe:
         for queue in queues:
             # Running jobs stay in the queue (with a ready score) until they finish.
-            pipe.zcount(keys.of(queue).queue, "-inf", now)
-            pipe.zcount(keys.of(queue).queue, f"({now}", "+inf")
-            pipe.zcount(keys.of(queue).active, now, "+inf")
-            pipe.exists(keys.of(queue).paused)
-            pipe.zcard(keys.of(queue).dead_index)
-            pipe.hgetall(keys.of(queue).stats)
+            qk = keys.of(queue)
+            pipe.zcount(qk.queue, "-inf", now)
+            pipe.zcount(qk.queue, f"({now}", "+inf")
+            pipe.zcount(qk.active, now, "+inf")
+            pipe.exists(qk.paused)
+            pipe.zcard(qk.dead_index)
+            pipe.hgetall(qk.stats)
         replies = await pipe.execute()
     return [
         _stats(queue, replies[i * _READS_PER_QUEUE : (i + 1) * _READS_PER_QUEUE])

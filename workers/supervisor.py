@@ -249,8 +249,9 @@ class Supervisor:
         try:
             async with pools[0].pipeline(transaction=False) as pipe:
                 for queue in served:
-                    pipe.zcount(keys.of(queue).queue, "-inf", now)
-                    pipe.zcount(keys.of(queue).active, now, "+inf")
+                    qk = keys.of(queue)
+                    pipe.zcount(qk.queue, "-inf", now)
+                    pipe.zcount(qk.active, now, "+inf")
                 counts = await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.debug("queue depths not read: %s", exc)  # the lease renewal says so

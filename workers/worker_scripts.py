@@ -1,4 +1,4 @@
-"""The worker's two scripts: claiming ready jobs and finishing runs, a batch per call.
+"""The worker's scripts: claiming ready jobs, renewing leases and finishing runs, a batch per call.
 
 arq spends per job a WATCH/MULTI claim, a MULTI to read the job and count the try, and a
 MULTI to finish; postroom added a pipeline for its running marker and active set. Here the
