@@ -18,6 +18,8 @@ from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker
 
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
+from workers.dead_letter import Reason
+from workers.execution import RunOutcome, dead_letter_outcome
 from workers.keys import QueueKeys
 from workers.scripts import ScriptBatcher
 from workers.transient import is_transient
@@ -59,6 +61,8 @@ class ClaimedRunWorker(Worker):
     _finish: ScriptBatcher | None = None
     # The ctx of each job whose run is under way here (see Supervisor._leave_lost).
     running_ctx: dict[str, dict[str, Any]]
+    # How each run here ended, as the task wrapper decided it (execution.JobExecution).
+    outcomes: dict[str, RunOutcome]
 
     def end_of_run(
         self,
@@ -164,7 +168,7 @@ class ClaimedRunWorker(Worker):
             finished_ms = timestamp_ms()
             if isinstance(e, asyncio.CancelledError) and job_id in self.aborting_tasks:
                 task.uncancel()  # the abort's cancel is handled here: the run goes on to finish
-            result, finish, incr_score = self._run_failed(claim, ref, e, finished_ms - start_ms)
+            result, finish, incr_score = self._run_failed(claim, run, e, finished_ms - start_ms)
         else:
             finished_ms = timestamp_ms()
             shown = "" if result is None or not self.log_results else truncate(repr(result))
@@ -210,10 +214,10 @@ class ClaimedRunWorker(Worker):
         logger.info("%6.2fs → %s(%s)%s", (start_ms - run.enqueue_ms) / 1000, ref, s, extra)
 
     def _run_failed(
-        self, claim: Claim, ref: str, e: BaseException, took_ms: int
+        self, claim: Claim, run: Run, e: BaseException, took_ms: int
     ) -> tuple[Any, bool, int | None]:
         """arq's decision for a run that raised: (result, finish, retry score increment)."""
-        t = took_ms / 1000
+        t, ref = took_ms / 1000, f"{claim.job_id}:{run.name}"
         if self.retry_jobs and isinstance(e, Retry):
             logger.info("%6.2fs ↻ %s retrying job in %0.2fs", t, ref, (e.defer_score or 0) / 1000)
             self.jobs_retried += 1
@@ -239,14 +243,23 @@ class ClaimedRunWorker(Worker):
             extra={"extra": extra() if callable(extra) else extra},
         )
         self.jobs_failed += 1
+        if claim.job_id not in self.outcomes:
+            # Failed by arq's rules, not the task wrapper's (arq's backstop timeout, say):
+            # still a dead letter, never an end without one.
+            payload = {"args": list(run.args), "kwargs": run.kwargs}
+            self._dead_letter(claim, run.name, payload, "permanent", e, run.job_try, run.enqueue_ms)
         return e, True, None
 
     async def _decode(self, claim: Claim) -> Run | None:
-        """The job's run, or None when it cannot run (then it is already failed, as arq does)."""
+        """The job's run, or None when it cannot run: then it is already dead-lettered.
+
+        (Malformed records and unknown tasks reach here as serialization.job_decoder's
+        undeliverable job, which runs and dead-letters itself.)"""
         job_id, start_ms = claim.job_id, timestamp_ms()
         if claim.payload is None:
             logger.warning("job %s expired", job_id)
-            await self._fail(claim, JobExecutionFailed("job expired"), start_ms)
+            expired = JobExecutionFailed("job expired: its record was gone when it was claimed")
+            await self._fail(claim, None, None, "expired", expired, start_ms)
             return None
         try:
             name, args, kwargs, enqueue_try, enqueue_ms = deserialize_job_raw(
@@ -254,13 +267,16 @@ class ClaimedRunWorker(Worker):
             )
         except SerializationError as e:
             logger.exception("deserializing job %s failed", job_id)
-            await self._fail(claim, e, start_ms)
+            await self._fail(claim, None, None, "malformed", e, start_ms)
             return None
-        known = (start_ms, name, args, kwargs, enqueue_ms)
+        payload = {"args": list(args), "kwargs": kwargs}
         function = self.functions.get(name)
         if not isinstance(function, Function):  # arq's CronJobs are not used: see cron.py
             logger.warning("job %s, function %r not found", job_id, name)
-            await self._fail(claim, JobExecutionFailed(f"function {name!r} not found"), *known)
+            missing = JobExecutionFailed(f"function {name!r} not found")
+            await self._fail(
+                claim, name, payload, "undeliverable", missing, start_ms, enqueue_ms=enqueue_ms
+            )
             return None
         job_try = claim.job_try
         if enqueue_try and enqueue_try > job_try:  # arq's `_job_try` enqueue option
@@ -271,34 +287,61 @@ class ClaimedRunWorker(Worker):
             t = (timestamp_ms() - enqueue_ms) / 1000
             logger.warning("%6.2fs ! %s:%s max retries %d exceeded", t, job_id, name, max_tries)
             exceeded = JobExecutionFailed(f"max {max_tries} retries exceeded")
-            await self._fail(claim, exceeded, *known, job_try)
+            await self._fail(
+                claim, name, payload, "max-tries", exceeded, start_ms, job_try, enqueue_ms
+            )
             return None
         return Run(function, name, args, kwargs, job_try, enqueue_ms)
+
+    def _dead_letter(
+        self,
+        claim: Claim,
+        name: str | None,
+        payload: Any,
+        reason: Reason,
+        exc: BaseException,
+        job_try: int,
+        enqueue_ms: int | None = None,
+    ) -> None:
+        self.outcomes[claim.job_id] = dead_letter_outcome(
+            job_id=claim.job_id,
+            queue=self.keys.queue_name,
+            task=name,
+            payload=payload,
+            reason=reason,
+            job_try=job_try,
+            enqueued_at=None if enqueue_ms is None else enqueue_ms / 1000,
+            score=claim.score,
+            exc=exc,
+        )
 
     async def _fail(
         self,
         claim: Claim,
+        name: str | None,
+        payload: Any,
+        reason: Reason,
         exc: BaseException,
         start_ms: int,
-        name: str = "<unknown>",
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        enqueue_ms: int = 0,
         job_try: int | None = None,
+        enqueue_ms: int | None = None,
     ) -> None:
-        """Store a failed result for a job that could not run, as arq's job_failed does."""
+        """End a job that could not run: dead-lettered with its reason, and a failed result
+        stored as arq's job_failed would."""
         self.jobs_failed += 1
+        job_try = claim.job_try if job_try is None else job_try
+        self._dead_letter(claim, name, payload, reason, exc, job_try, enqueue_ms)
         result_data = serialize_result(
-            function=name,
-            args=args,
-            kwargs=kwargs or {},
-            job_try=claim.job_try if job_try is None else job_try,
-            enqueue_time_ms=enqueue_ms,
+            function=name or "<unknown>",
+            args=tuple(payload["args"]) if payload else (),
+            kwargs=payload["kwargs"] if payload else {},
+            job_try=job_try,
+            enqueue_time_ms=enqueue_ms or 0,
             success=False,
             result=exc,
             start_ms=start_ms,
             finished_ms=timestamp_ms(),
-            ref=f"{claim.job_id}:{name}",
+            ref=f"{claim.job_id}:{name or '<unknown>'}",
             serializer=self.job_serializer,
             queue_name=self.keys.queue_name.value,
             job_id=claim.job_id,

@@ -184,23 +184,49 @@ class JobExecution:
     ) -> None:
         """Decide the run's end: dead-lettered. Its worker writes the letter with the run's end
         (its error list: the try errors kept so far and this one's)."""
-        job_try: int = ctx["job_try"]
         enqueued = ctx.get("enqueue_time")
-        letter = DeadLetter(
+        self.outcomes[ctx["job_id"]] = dead_letter_outcome(
             job_id=ctx["job_id"],
-            task=task,
             queue=self.queue,
+            task=task,
             payload=payload,
             reason=reason,
-            tries=job_try,
-            errors=[],
+            job_try=ctx["job_try"],
             enqueued_at=enqueued.timestamp() if enqueued is not None else None,
-            failed_at=time.time(),
-            priority=priority_of(ctx["score"]),
+            score=ctx["score"],
+            exc=exc,
         )
-        self.outcomes[ctx["job_id"]] = RunOutcome(
-            "dead_lettered",
-            f"reason {reason}, after {job_try} tries",
-            error=try_error(job_try, exc),
-            letter=letter,
-        )
+
+
+def dead_letter_outcome(
+    *,
+    job_id: str,
+    queue: QueueName,
+    task: str | None,
+    payload: Any,
+    reason: Reason,
+    job_try: int,
+    enqueued_at: float | None,
+    score: int,
+    exc: BaseException,
+) -> RunOutcome:
+    """A run's end as a dead letter (its errors: the try errors kept so far and this one's,
+    which FINISH adds)."""
+    letter = DeadLetter(
+        job_id=job_id,
+        task=task,
+        queue=queue,
+        payload=payload,
+        reason=reason,
+        tries=job_try,
+        errors=[],
+        enqueued_at=enqueued_at,
+        failed_at=time.time(),
+        priority=priority_of(score),
+    )
+    return RunOutcome(
+        "dead_lettered",
+        f"reason {reason}, after {job_try} tries",
+        error=try_error(job_try, exc),
+        letter=letter,
+    )

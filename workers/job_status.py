@@ -33,7 +33,7 @@ class JobState(StrEnum):
     RUNNING = "running"
     RETRYING = "retrying"  # a try failed; waiting out its backoff
     COMPLETE = "complete"
-    FAILED = "failed"  # ended without a result and without a dead letter (arq gave up)
+    FAILED = "failed"  # ended without a result or dead letter: only records of older versions
     DEAD_LETTERED = "dead-lettered"
     CANCELLED = "cancelled"
     MALFORMED = "malformed"  # it ended, but its stored result cannot be read (see `malformed`)

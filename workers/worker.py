@@ -164,8 +164,25 @@ class QueueWorker(ClaimedRunWorker):
         for job_id, t in list(self.tasks.items()):
             if t.done():
                 del self.tasks[job_id]
-                t.result()  # re-raises what a run raised, as arq does
+                self._check_ended(job_id, t)
         await self.heart_beat()
+
+    @staticmethod
+    def _check_ended(job_id: str, task: asyncio.Task[None]) -> None:
+        """Log a run that raised past its own handling (a hook, a non-transient Redis error
+        writing its end). arq re-raises it here, which stops the worker and every run on it;
+        the job itself is safe either way: its end unwritten, its lease lapses and it runs
+        again (or its end was written and only a hook after it failed)."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        logger.error(
+            "job %s: its run raised outside the task (%s: %s); if its end was not written, "
+            "it runs again once its lease lapses",
+            job_id,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
 
     async def _claim_and_start(self, count: int) -> None:
         """Claim and start up to `count` jobs.
