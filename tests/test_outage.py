@@ -105,7 +105,7 @@ async def test_outage_a_try_failing_while_redis_is_down_is_retried_once_redis_is
             lease = client.keys.of(QueueName.DELIVERY).lease(job.job_id)
             await eventually(lambda: client.redis.exists(lease), "the job runs")
             server.stop()
-            with caplog.at_level(logging.WARNING, logger="arq.worker"):
+            with caplog.at_level(logging.WARNING, logger="workers.claimed_run"):
                 failing.set()
 
                 async def end_failed() -> bool:
