@@ -12,14 +12,13 @@ import contextlib
 import time
 from typing import Literal
 
-from arq.connections import ArqRedis
 from arq.jobs import serialize_result
 
 from workers.errors import PostroomError
 from workers.job_record import JobRecord, MalformedJobRecord, parse_job_record
 from workers.job_status import locate
 from workers.keys import Keys
-from workers.scripts import LuaScript
+from workers.scripts import LuaScript, RedisClient
 from workers.serialization import dumps
 
 CancelOutcome = Literal["cancelled", "stopping", "not-found"]
@@ -49,7 +48,9 @@ class JobCancelledError(PostroomError):
     """Stored as the result of a job cancelled before it started."""
 
 
-async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: float) -> CancelOutcome:
+async def cancel_job(
+    redis: RedisClient, keys: Keys, job_id: str, keep_result: float
+) -> CancelOutcome:
     """Cancel a waiting or running job; a cancelled job is never retried."""
     located = await locate(redis, keys, job_id)
     if located is None:

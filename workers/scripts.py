@@ -7,9 +7,9 @@ means the script did not run, so repeating the call never runs it twice.
 
 Every script starts with a `#!lua` shebang (Redis 7.0+, any Valkey). Without one a script runs
 in the compatibility mode kept for scripts older than Redis 7, where a Cluster node lets it
-touch keys of any slot the node happens to own; with it, the node refuses every key outside the slot of the script's
-declared KEYS. So a script that strays from its queue's hash tag fails at once, on every
-Cluster, instead of only when its queues land on different shards.
+touch keys of any slot the node happens to own; with it, the node refuses every key outside
+the slot of the script's declared KEYS. So a script that strays from its queue's hash tag
+fails at once, on every Cluster, instead of only when its queues land on different shards.
 """
 
 from __future__ import annotations
@@ -63,7 +63,11 @@ async def run_batch(
 
     Each call is independent, so after a NOSCRIPT only the calls that got it are repeated
     (a SCRIPT FLUSH can land between two calls of one pipeline); other errors are raised.
+    redis-py 5's Cluster pipelines refuse EVALSHA, so on a Cluster the calls go out
+    concurrently instead (each to its slot's node), CLUSTER_CONCURRENCY at a time.
     """
+    if isinstance(redis, RedisCluster):
+        return await _run_concurrently(redis, script, calls)
     replies: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     for attempt in range(2):
@@ -83,6 +87,22 @@ async def run_batch(
             break
         await script.load(redis)
         todo = missing
+    return replies
+
+
+# How many calls of a batch are in flight at once on a Cluster (each holds a connection).
+CLUSTER_CONCURRENCY = 64
+
+
+async def _run_concurrently(
+    redis: RedisCluster,
+    script: LuaScript,
+    calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
+) -> list[Any]:
+    replies: list[Any] = []
+    for start in range(0, len(calls), CLUSTER_CONCURRENCY):
+        chunk = calls[start : start + CLUSTER_CONCURRENCY]
+        replies += await asyncio.gather(*(script(redis, keys, args) for keys, args in chunk))
     return replies
 
 
