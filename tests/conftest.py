@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arq.connections import RedisSettings
 
 import tests.sample_tasks  # noqa: F401 - registers the tasks the tests enqueue
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient
-from workers.redis_server import EmbeddedRedis
+from workers.redis_server import EmbeddedRedis, resolve_redis
 from workers.registry import registry
 from workers.runtime import Runtime
 from workers.supervisor import Supervisor
@@ -66,10 +65,7 @@ async def client(settings: PostroomSettings) -> AsyncIterator[PostroomClient]:
 async def running_worker(settings: PostroomSettings, **kwargs: Any) -> AsyncIterator[Supervisor]:
     """A real supervisor serving `settings` in this event loop until the block ends."""
     supervisor = Supervisor(
-        Runtime(settings),
-        kwargs.pop("tasks", registry),
-        RedisSettings.from_dsn(str(settings.redis_url)),
-        **kwargs,
+        Runtime(settings), kwargs.pop("tasks", registry), resolve_redis(settings)[0], **kwargs
     )
     run = asyncio.create_task(supervisor.run())
     try:
@@ -80,9 +76,14 @@ async def running_worker(settings: PostroomSettings, **kwargs: Any) -> AsyncIter
 
 
 def worker_env(settings: PostroomSettings, **extra: str) -> dict[str, str]:
+    target = (
+        {"POSTROOM_REDIS_CLUSTER": ",".join(settings.redis_cluster)}
+        if settings.redis_cluster
+        else {"REDIS_URL": str(settings.redis_url)}
+    )
     return {
         **os.environ,
-        "REDIS_URL": str(settings.redis_url),
+        **target,
         "POSTROOM_KEY_PREFIX": settings.key_prefix,
         "POSTROOM_TASK_MODULES": "tests.sample_tasks",
         "POSTROOM_DATA_DIR": str(settings.data_dir),

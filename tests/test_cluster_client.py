@@ -13,7 +13,7 @@ from config.settings import PostroomSettings, load_settings
 from tests.servers.cluster import LocalCluster
 from workers.cluster_client import connect_cluster, connect_cluster_client
 from workers.job_status import JobState
-from workers.redis_server import EmbeddedRedis, resolve_redis
+from workers.redis_server import EmbeddedRedis
 from workers.registry import registry
 
 
@@ -68,10 +68,3 @@ async def test_cluster_setting_naming_no_server_is_refused(tmp_path: Path) -> No
 def test_cluster_setting_must_list_host_ports(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"POSTROOM_REDIS_CLUSTER: .*host:port, not 'b:x'"):
         cluster_settings("a:1, b:x", tmp_path)
-
-
-def test_cluster_setting_stops_a_worker_at_start(tmp_path: Path) -> None:
-    """A worker would serve another Redis than the clients enqueue into: it does not start."""
-    settings = cluster_settings("127.0.0.1:7000", tmp_path)
-    with pytest.raises(ConfigError, match=r"POSTROOM_REDIS_CLUSTER is set .* workers do not run"):
-        resolve_redis(settings)

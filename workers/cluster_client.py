@@ -3,9 +3,9 @@
 arq's `ArqRedis` talks to one server, so a Cluster gets redis-py's `RedisCluster`, which sends
 each command to the node of its key's slot. Every script postroom sends touches one queue's
 slot (tests/test_cluster_scripts.py), so enqueueing, results, pause/resume, cancellation and
-stats work on it through the ordinary `PostroomClient`. The transactions of the client side
-(a bulk enqueue with a checkpoint, a dead letter's retry) are not: redis-py 5's Cluster
-client runs no MULTI. Workers do not run on a Cluster yet (see the README).
+stats work on it through the ordinary `PostroomClient`, and the workers run on it
+(redis_pool.py). The transactions of the client side (a bulk enqueue with a checkpoint, a
+dead letter's retry) are not: redis-py 5's Cluster client runs no MULTI.
 """
 
 from __future__ import annotations

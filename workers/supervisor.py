@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from arq.connections import RedisSettings, create_pool
+from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
 from config.queues import QueueName
@@ -28,9 +28,9 @@ from workers.key_migration import check_old_layout
 from workers.keys import Keys
 from workers.metrics_server import MetricsServer
 from workers.queue_worker import build_worker
+from workers.redis_pool import close_pool, on_cluster, open_pool
 from workers.registry import TaskRegistry
 from workers.runtime import Runtime
-from workers.serialization import dumps
 from workers.waiting import sleep_unless
 from workers.worker import QueueWorker
 
@@ -231,7 +231,10 @@ class Supervisor:
             await self._observe_depths(keys, served)
             pools = [w.pool for w in served.values() if w.connected]
             if pools and not self._old_layout_checked:
-                self._old_layout_checked = await check_old_layout(pools[0], keys.prefix, served)
+                # The layout before hash tags never ran on a Cluster.
+                self._old_layout_checked = on_cluster(pools[0]) or await check_old_layout(
+                    pools[0], keys.prefix, served
+                )
             # Until every queue knows whether it is paused (none starts jobs before), look often.
             known = len(self.paused) == len(served)
             await sleep_unless(self._jobs_done, interval if known else 0.02)
@@ -307,14 +310,14 @@ class Supervisor:
         settings = self.runtime.settings
         while not self._stop.is_set():
             try:
-                redis = await create_pool(self.redis_settings, job_serializer=dumps)
+                redis = await open_pool(settings, self.redis_settings)
                 try:
                     keys = Keys(settings.key_prefix)
                     await CronScheduler(redis, keys, tasks, settings.cron_max_lateness).run(
                         self._stop
                     )
                 finally:
-                    await redis.aclose()
+                    await close_pool(redis)
             except (RedisError, OSError) as exc:
                 logger.warning("cron scheduler lost Redis (%s); retrying in 1s", exc)
                 await sleep_unless(self._stop, 1.0)

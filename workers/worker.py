@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool, log_redis_info
+from arq.connections import ArqRedis, RedisSettings
 from arq.utils import ms_to_datetime, timestamp_ms
 
 from workers.claimed_run import Claim, EndWriter, Run, decode
@@ -28,9 +28,9 @@ from workers.dead_letter import Reason
 from workers.execution import JobExecution
 from workers.keys import QueueKeys
 from workers.outcome import RunOutcome, dead_lettered
+from workers.redis_pool import close_pool, open_pool
 from workers.registry import Hook
 from workers.scripts import ScriptBatcher
-from workers.serialization import dumps
 from workers.waiting import sleep_unless
 from workers.worker_scripts import CLAIM, CLAIMED_FIELDS, RENEW, RETRY_TTL_S, finish_script
 
@@ -133,7 +133,7 @@ class QueueWorker:
 
     async def main(self) -> None:
         if self._pool is None:
-            self._pool = await create_pool(self.redis_settings, job_serializer=dumps)
+            self._pool = await open_pool(self.ctx["settings"], self.redis_settings)
             self.ctx["redis"] = self._pool
             if "on_startup" in self.hooks:
                 await self.hooks["on_startup"](self.ctx)
@@ -143,7 +143,6 @@ class QueueWorker:
         batcher = ScriptBatcher(self.pool, self._finish_script, (self.keys.queue,))
         self._end = EndWriter(self.keys, batcher, self.keep_result_s)
         logger.info("queue %s: worker started", self.queue)
-        await log_redis_info(self.pool, logger.debug)
         while True:
             await self._poll_iteration()
             if self.burst and await self._burst_done():
@@ -158,7 +157,7 @@ class QueueWorker:
         await self.pool.delete(self.health_key)
         if "on_shutdown" in self.hooks:
             await self.hooks["on_shutdown"](self.ctx)
-        await self.pool.aclose(close_connection_pool=True)
+        await close_pool(self.pool)
         self._pool = None
 
     async def _burst_done(self) -> bool:
