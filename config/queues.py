@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 
 class QueueName(StrEnum):
@@ -57,6 +57,8 @@ class QueueConfig(BaseModel):
     queue_read_limit: PositiveInt | None = None
     # Seconds a dead letter is kept; None means the deployment's `dead_letter_retention`.
     dead_letter_retention: PositiveFloat | None = None
+    # How many slots (Redis Cluster shards) the queue is split over (keys.py `Keys.route`).
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 1
 
     @property
     def read_limit(self) -> int:

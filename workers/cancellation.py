@@ -55,8 +55,8 @@ async def cancel_job(
     located = await locate(redis, keys, job_id)
     if located is None:
         return "not-found"
-    queue, _ = located
-    qk = keys.of(queue)
+    qk, _ = located
+    queue = qk.queue_name
     raw = await redis.get(qk.job(job_id))
     record = JobRecord("<unknown>", [], {}, 0, 0)
     if raw is not None:

@@ -53,6 +53,7 @@ class Claim(NamedTuple):
     lost_by: str | None  # the lease token of this job's run that never finished, if one did
     token: str  # this run's lease token: it fences every write the run makes
     recoveries: int  # how many of the job's runs never finished
+    partition: int = 0  # the queue's partition it was claimed from
 
 
 class Run(NamedTuple):

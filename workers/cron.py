@@ -115,15 +115,17 @@ class CronScheduler:
                 )
             if upto - tick <= self.max_lateness:
                 tick_ms = int(tick * 1000)
+                job_id = f"cron:{task.name}:{tick_ms}"
+                keys = self.keys.route(task.queue, job_id)
                 jobs.append(
                     NewJob(
-                        job_id=f"cron:{task.name}:{tick_ms}",
-                        keys=self.keys.of(task.queue),
+                        job_id=job_id,
+                        keys=keys,
                         task=task.name,
                         kwargs=task.encode(task.cron.payload),
                         due_ms=tick_ms,
                         enqueue_ms=int(upto * 1000),
-                        once_key=self.keys.of(task.queue).cron_tick(task.name, tick_ms),
+                        once_key=keys.cron_tick(task.name, tick_ms),
                         once_ttl_ms=ONCE_TTL_MS,
                     )
                 )

@@ -20,7 +20,7 @@ from workers.cancellation import JobCancelledError
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES, JobContext
 from workers.dead_letter import Reason, try_error
 from workers.errors import PayloadValidationError, PermanentError
-from workers.keys import Keys
+from workers.keys import QueueKeys
 from workers.observation import JobObserver
 from workers.outcome import LOST, PUT_BACK, RunOutcome, completed, dead_lettered
 from workers.progress import ProgressReporter
@@ -43,12 +43,14 @@ class JobExecution:
     ) -> None:
         self.queue = queue
         self.runtime = runtime
-        self.keys = Keys(runtime.settings.key_prefix).of(queue)
         self.observer = JobObserver(queue, runtime)
         self.tasks = {task.name: (task, task.policy(config)) for task in tasks}
 
-    async def run(self, ctx: dict[str, Any], name: str, kwargs: dict[str, Any]) -> RunOutcome:
-        """Run the job of task `name` (from serialization.job_decoder: a registered task, or
+    async def run(
+        self, ctx: dict[str, Any], keys: QueueKeys, name: str, kwargs: dict[str, Any]
+    ) -> RunOutcome:
+        """Run the job of task `name` in the partition `keys` (from serialization.job_decoder:
+        a registered task, or
         UNDELIVERABLE_TASK for a record that cannot run); never raises, but for a cancel of
         the calling task after its function returned (there is no await after it)."""
         if name == UNDELIVERABLE_TASK:
@@ -60,9 +62,9 @@ class JobExecution:
             ctx["task"] = name
             ctx["progress"] = ProgressReporter(
                 ctx["redis"],
-                self.keys.progress(ctx["job_id"]),
+                keys.progress(ctx["job_id"]),
                 self.runtime.settings.keep_result,
-                fence=(self.keys.running(ctx["job_id"]), ctx[LEASE_TOKEN]),
+                fence=(keys.running(ctx["job_id"]), ctx[LEASE_TOKEN]),
             )
             started = self.observer.started(name, ctx)
             outcome = await self._run(task, policy, ctx, kwargs)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from config.queues import QueueName
 from workers.dead_letter import problem_of, read_dead_letter
 from workers.job_record import MalformedJobRecord, malformed_payload, parse_job_record
-from workers.keys import Keys
+from workers.keys import Keys, QueueKeys
 from workers.priority import Priority, is_waiting, priority_of
 from workers.progress import Progress
 from workers.scripts import RedisClient
@@ -64,15 +64,16 @@ def _error_text(result: Any) -> str:
     return str(result)
 
 
-async def locate(redis: RedisClient, keys: Keys, job_id: str) -> tuple[QueueName, float] | None:
-    """The queue a job waits or runs in, and its score there."""
+async def locate(redis: RedisClient, keys: Keys, job_id: str) -> tuple[QueueKeys, float] | None:
+    """The queue (partition) a job waits or runs in, and its score there."""
+    partitions = keys.every_partition()
     async with redis.pipeline(transaction=False) as pipe:
-        for queue in QueueName:
-            pipe.zscore(keys.of(queue).queue, job_id)
+        for qk in partitions:
+            pipe.zscore(qk.queue, job_id)
         scores = await pipe.execute()
-    for queue, score in zip(QueueName, scores, strict=True):
+    for qk, score in zip(partitions, scores, strict=True):
         if score is not None:
-            return queue, score
+            return qk, score
     return None
 
 
@@ -93,16 +94,15 @@ async def read_job_infos(
 ) -> list[JobInfo | None]:
     """Many jobs' states in one round trip (a page of a listing), in the order asked.
 
-    Job ids are unique per queue, so without a `queue` every queue is looked in, and the
-    first (in `QueueName` order) that holds a trace of the job answers.
+    Job ids are unique per queue, so without a `queue` every queue (and partition) is looked
+    in, and the first (in `QueueName` order) that holds a trace of the job answers.
     """
     if not job_ids:
         return []
-    queues = list(QueueName) if queue is None else [queue]
+    queues = keys.every_partition(QueueName if queue is None else [queue])
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            for q in queues:
-                qk = keys.of(q)
+            for qk in queues:
                 pipe.get(qk.dead_record(job_id))
                 pipe.get(qk.result(job_id))
                 pipe.zscore(qk.queue, job_id)
@@ -115,9 +115,9 @@ async def read_job_infos(
     infos: list[JobInfo | None] = []
     for i, job_id in enumerate(job_ids):
         found = None
-        for j, q in enumerate(queues):
+        for j, qk in enumerate(queues):
             at = i * per_job + j * _READS
-            found = _job_info(job_id, q, replies[at : at + _READS])
+            found = _job_info(job_id, qk.queue_name, replies[at : at + _READS])
             if found is not None:
                 break
         infos.append(found)
@@ -237,15 +237,15 @@ async def read_job_payload(
 ) -> dict[str, Any] | None:
     """A job's arguments, from its job data (waiting or running), its dead letter or its
     result, whichever is kept (in `queue`, or the first queue that keeps one)."""
-    queues = list(QueueName) if queue is None else [queue]
+    queues = keys.every_partition(QueueName if queue is None else [queue])
     async with redis.pipeline(transaction=False) as pipe:
-        for q in queues:
-            qk = keys.of(q)
+        for qk in queues:
             pipe.get(qk.job(job_id))
             pipe.get(qk.dead_record(job_id))
             pipe.get(qk.result(job_id))
         replies = await pipe.execute()
-    for at, q in enumerate(queues):
+    for at, qk in enumerate(queues):
+        q = qk.queue_name
         job, dead, result = replies[3 * at : 3 * at + 3]
         if job is not None:
             try:

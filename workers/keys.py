@@ -10,17 +10,22 @@ but not its key names. A job id is therefore unique per queue, as in BullMQ or C
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from config.queues import QueueName
+from config.settings import PostroomSettings
 
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """The keys of one queue and of the jobs in it, all under the queue's hash tag."""
+    """The keys of one queue (or one partition of it) and of the jobs in it, all under its
+    hash tag."""
 
     queue_name: QueueName
-    tag: str  # "{<prefix>:<queue>}"
+    tag: str  # "{<prefix>:<queue>}", or "{<prefix>:<queue>#<n>}" for partition n > 0
+    partition: int = 0
 
     @property
     def queue(self) -> str:
@@ -55,7 +60,14 @@ class QueueKeys:
 
     @property
     def paused(self) -> str:
+        """Set while the queue is paused: the first partition's key stands for every one."""
         return f"{self.tag}:paused"
+
+    @property
+    def partitions_used(self) -> str:
+        """The most partitions the queue ever had (first partition's key): workers serve them
+        all, so lowering `partitions` strands no job (Keys.partitions)."""
+        return f"{self.tag}:partitions"
 
     @property
     def dead_index(self) -> str:
@@ -107,12 +119,47 @@ class QueueKeys:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names under one deployment's prefix, so deployments and tests can share a Redis."""
+    """Key names under one deployment's prefix, so deployments and tests can share a Redis.
+
+    `partitions` is each partitioned queue's partition count (config.queues `partitions`):
+    a job goes to partition `crc32(partition key) % count` (its job id unless it names
+    another key), each partition under a hash tag of its own, so one queue spreads over many
+    Redis Cluster shards. The first partition keeps the unpartitioned queue's tag, so a
+    queue of one partition is laid out as before.
+    """
 
     prefix: str
+    partitions: Mapping[QueueName, int] = field(default_factory=dict)
 
-    def of(self, queue: QueueName) -> QueueKeys:
-        return QueueKeys(queue, f"{{{self.prefix}:{queue.value}}}")
+    @classmethod
+    def of_settings(cls, settings: PostroomSettings) -> Keys:
+        """The deployment's keys: its prefix and its queues' partition counts."""
+        counts = {q: c.partitions for q, c in settings.queues.items() if c.partitions > 1}
+        return cls(settings.key_prefix, counts)
+
+    def of(self, queue: QueueName, partition: int = 0) -> QueueKeys:
+        if partition == 0:
+            return QueueKeys(queue, f"{{{self.prefix}:{queue.value}}}")
+        return QueueKeys(queue, f"{{{self.prefix}:{queue.value}#{partition}}}", partition)
+
+    def count(self, queue: QueueName) -> int:
+        return self.partitions.get(queue, 1)
+
+    def route(self, queue: QueueName, partition_key: str) -> QueueKeys:
+        """The partition a job of `queue` with this partition key goes to."""
+        count = self.count(queue)
+        if count == 1:
+            return self.of(queue)
+        return self.of(queue, zlib.crc32(partition_key.encode()) % count)
+
+    def partitions_of(self, queue: QueueName, count: int | None = None) -> list[QueueKeys]:
+        """Every partition of `queue`: its configured count, or `count` if higher (the most
+        it ever had: a lowered count still drains the partitions it no longer fills)."""
+        n = max(self.count(queue), count or 0)
+        return [self.of(queue, p) for p in range(n)]
+
+    def every_partition(self, queues: Iterable[QueueName] = tuple(QueueName)) -> list[QueueKeys]:
+        return [qk for queue in queues for qk in self.partitions_of(queue)]
 
     def health(self, queue: QueueName, worker_id: str) -> str:
         return f"{self.health_prefix()}{queue.value}:{worker_id}"

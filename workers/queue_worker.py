@@ -49,12 +49,13 @@ def build_worker(
     worker's job is taken over within a lease."""
     settings = runtime.settings
     config = settings.queues[queue]
-    keys = Keys(settings.key_prefix)
+    keys = Keys.of_settings(settings)
     tasks = registry.for_queue(queue)
     execution = JobExecution(queue, config, runtime, tasks)
     hooks = registry.hooks
     return QueueWorker(
-        keys=keys.of(queue),
+        keys=keys,
+        queue=queue,
         execution=execution,
         redis_settings=redis_settings,
         decoder=job_decoder([task.name for task in tasks]),

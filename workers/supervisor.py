@@ -25,7 +25,7 @@ from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
 from workers.cron import CronScheduler
 from workers.key_migration import check_old_layout
-from workers.keys import Keys
+from workers.keys import Keys, QueueKeys
 from workers.metrics_server import MetricsServer
 from workers.queue_worker import build_worker
 from workers.redis_pool import close_pool, on_cluster, open_pool
@@ -217,18 +217,18 @@ class Supervisor:
     async def _maintain(self) -> None:
         """Renew the leases of running jobs and apply pause/resume, about every second."""
         interval = min(1.0, self.runtime.settings.lease_seconds / 3)
-        keys = Keys(self.runtime.settings.key_prefix)
+        keys = Keys.of_settings(self.runtime.settings)
         served = dict(self.workers)  # stop() empties self.workers before the drain ends
         while not self._jobs_done.is_set():
             for queue, worker in served.items():
                 try:
-                    await self._maintain_worker(keys, queue, worker)
+                    await self._maintain_worker(queue, worker)
                 except (RedisError, OSError) as exc:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
                 else:
                     if worker.connected:
                         self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
-            await self._observe_depths(keys, served)
+            await self._observe_depths(served)
             pools = [w.pool for w in served.values() if w.connected]
             if pools and not self._old_layout_checked:
                 # The layout before hash tags never ran on a Cluster.
@@ -239,7 +239,7 @@ class Supervisor:
             known = len(self.paused) == len(served)
             await sleep_unless(self._jobs_done, interval if known else 0.02)
 
-    async def _observe_depths(self, keys: Keys, served: dict[QueueName, QueueWorker]) -> None:
+    async def _observe_depths(self, served: dict[QueueName, QueueWorker]) -> None:
         """Set the queue-depth gauges: each queue's ready jobs, less those running (they stay
         in the queue until they finish). One round trip for every queue, about every second."""
         pools = [worker.pool for worker in served.values() if worker.connected]
@@ -248,30 +248,32 @@ class Supervisor:
         now = int(time.time() * 1000)
         try:
             async with pools[0].pipeline(transaction=False) as pipe:
-                for queue in served:
-                    qk = keys.of(queue)
-                    pipe.zcount(qk.queue, "-inf", now)
-                    pipe.zcount(qk.active, now, "+inf")
-                counts = await pipe.execute()
+                for worker in served.values():
+                    for part in worker.parts:
+                        pipe.zcount(part.keys.queue, "-inf", now)
+                        pipe.zcount(part.keys.active, now, "+inf")
+                counts = iter(await pipe.execute())
         except (RedisError, OSError) as exc:
             logger.debug("queue depths not read: %s", exc)  # the lease renewal says so
             return
-        for i, queue in enumerate(served):
-            self.runtime.metrics.queue(queue).depth.set(max(counts[2 * i] - counts[2 * i + 1], 0))
+        for queue, worker in served.items():
+            depth = sum(max(next(counts) - next(counts), 0) for _ in worker.parts)
+            self.runtime.metrics.queue(queue).depth.set(depth)
 
-    async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: QueueWorker) -> None:
+    async def _maintain_worker(self, queue: QueueName, worker: QueueWorker) -> None:
         if not worker.connected:
             return
         lost = await worker.renew_leases(int(self.runtime.settings.lease_seconds * 1000))
         self._leave_lost(queue, worker, lost)
-        qk = keys.of(queue)
         now = int(time.time() * 1000)
         async with worker.pool.pipeline(transaction=False) as pipe:
-            pipe.exists(qk.paused)
-            pipe.zremrangebyscore(qk.cancel_requests, "-inf", now - REQUEST_TTL_MS)
-            pipe.zrange(qk.cancel_requests, 0, -1)
-            paused, _, cancels = await pipe.execute()
-        await self._cancel_requested(keys, queue, worker, [c.decode() for c in cancels])
+            pipe.exists(worker.keys.paused)
+            for part in worker.parts:
+                pipe.zremrangebyscore(part.keys.cancel_requests, "-inf", now - REQUEST_TTL_MS)
+                pipe.zrange(part.keys.cancel_requests, 0, -1)
+            paused, *trimmed_and_requested = await pipe.execute()
+        for part, cancels in zip(worker.parts, trimmed_and_requested[1::2], strict=True):
+            await self._cancel_requested(part.keys, queue, worker, [c.decode() for c in cancels])
         if self._stop.is_set():
             return
         if queue in self.paused and self.paused[queue] != bool(paused):
@@ -293,14 +295,14 @@ class Supervisor:
                 )
 
     async def _cancel_requested(
-        self, keys: Keys, queue: QueueName, worker: QueueWorker, requested: list[str]
+        self, keys: QueueKeys, queue: QueueName, worker: QueueWorker, requested: list[str]
     ) -> None:
         """Stop the jobs a user cancelled that run here; each is stored as cancelled."""
         mine = [job_id for job_id in requested if worker.stop_run(job_id)]
         for job_id in mine:
             logger.info("cancelled job %s on %s at a user's request", job_id, queue)
         if mine:
-            await worker.pool.zrem(keys.of(queue).cancel_requests, *mine)
+            await worker.pool.zrem(keys.cancel_requests, *mine)
 
     async def _keep_scheduling(self) -> None:
         """Enqueue the ticks of the served queues' cron tasks, surviving Redis outages."""
@@ -312,7 +314,7 @@ class Supervisor:
             try:
                 redis = await open_pool(settings, self.redis_settings)
                 try:
-                    keys = Keys(settings.key_prefix)
+                    keys = Keys.of_settings(settings)
                     await CronScheduler(redis, keys, tasks, settings.cron_max_lateness).run(
                         self._stop
                     )

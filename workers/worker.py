@@ -22,17 +22,25 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings
 from arq.utils import ms_to_datetime, timestamp_ms
 
+from config.queues import QueueName
 from workers.claimed_run import Claim, EndWriter, Run, decode
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
 from workers.dead_letter import Reason
 from workers.execution import JobExecution
-from workers.keys import QueueKeys
+from workers.keys import Keys, QueueKeys
 from workers.outcome import RunOutcome, dead_lettered
 from workers.redis_pool import close_pool, open_pool
 from workers.registry import Hook
 from workers.scripts import ScriptBatcher
 from workers.waiting import sleep_unless
-from workers.worker_scripts import CLAIM, CLAIMED_FIELDS, RENEW, RETRY_TTL_S, finish_script
+from workers.worker_scripts import (
+    CLAIM,
+    CLAIMED_FIELDS,
+    PARTITIONS_USED,
+    RENEW,
+    RETRY_TTL_S,
+    finish_script,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +48,29 @@ logger = logging.getLogger(__name__)
 MARKER_TTL_MS = 24 * 3600 * 1000
 
 
+class Partition:
+    """One partition of the queue (all of it, unpartitioned): its keys and FINISH script."""
+
+    def __init__(self, keys: QueueKeys, results_kept: int, errors_kept_s: int) -> None:
+        self.keys = keys
+        self.finish = finish_script(keys, results_kept=results_kept, errors_kept_s=errors_kept_s)
+        self.end: EndWriter | None = None  # once connected
+
+
 class QueueWorker:
-    """One queue's claim -> run -> finish loop; built by queue_worker.build_worker."""
+    """One queue's claim -> run -> finish loop over its partitions; built by
+    queue_worker.build_worker.
+
+    A partitioned queue's claims go round its partitions, starting one further each time, so
+    each is served alike; idle, the worker blocks on one partition's wake list at a time, so
+    a job enqueued into another waits at most a poll tick.
+    """
 
     def __init__(
         self,
         *,
-        keys: QueueKeys,
+        keys: Keys,
+        queue: QueueName,
         execution: JobExecution,
         redis_settings: RedisSettings,
         decoder: Callable[[bytes], dict[str, Any]],
@@ -64,8 +88,9 @@ class QueueWorker:
         hooks: dict[str, Hook],
         burst: bool = False,
     ) -> None:
-        self.keys = keys
-        self.queue = keys.queue_name
+        self.all_keys = keys
+        self.queue = queue
+        self.keys = keys.of(queue)  # the first partition's: the queue's pause flag is there
         self.execution = execution
         self.redis_settings = redis_settings
         self.decoder = decoder
@@ -80,18 +105,18 @@ class QueueWorker:
         self.ctx = ctx
         self.hooks = hooks
         self.burst = burst
-        self._finish_script = finish_script(
-            keys, results_kept=results_kept, errors_kept_s=errors_kept_s
-        )
+        self._results_kept, self._errors_kept_s = results_kept, errors_kept_s
+        self.parts = [Partition(k, results_kept, errors_kept_s) for k in keys.partitions_of(queue)]
+        self._next_part = 0  # where the next claim starts
         self._pool: ArqRedis | None = None
-        self._end: EndWriter | None = None
         # Each claimed job's run (from claim to its end written), and each run's ctx.
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.running_ctx: dict[str, dict[str, Any]] = {}
         # The runs whose function is running: the only part of a run a cancel may stop.
         self.function_tasks: dict[str, asyncio.Task[None]] = {}
-        # Each running job's lease token; the next token's number.
+        # Each running job's lease token and partition; the next token's number.
         self.tokens: dict[str, str] = {}
+        self.partition_of: dict[str, int] = {}
         self._serial = 0
         self.main_task: asyncio.Task[None] | None = None
         self._in_flight = 0  # claimed runs not yet ended: the slots taken
@@ -137,11 +162,13 @@ class QueueWorker:
             self.ctx["redis"] = self._pool
             if "on_startup" in self.hooks:
                 await self.hooks["on_startup"](self.ctx)
-        for script in (CLAIM, RENEW, self._finish_script):  # again only after a NOSCRIPT
-            await script.load(self.pool)
+        await self._serve_partitions_used()
+        for script in (CLAIM, RENEW, *(part.finish for part in self.parts)):
+            await script.load(self.pool)  # again only after a NOSCRIPT
         self._connected_at = time.monotonic()
-        batcher = ScriptBatcher(self.pool, self._finish_script, (self.keys.queue,))
-        self._end = EndWriter(self.keys, batcher, self.keep_result_s)
+        for part in self.parts:
+            batcher = ScriptBatcher(self.pool, part.finish, (part.keys.queue,))
+            part.end = EndWriter(part.keys, batcher, self.keep_result_s)
         logger.info("queue %s: worker started", self.queue)
         while True:
             await self._poll_iteration()
@@ -160,9 +187,20 @@ class QueueWorker:
         await close_pool(self.pool)
         self._pool = None
 
+    async def _serve_partitions_used(self) -> None:
+        """Record this worker's partition count as the queue's most ever, and serve as many
+        as it ever had: a lowered count leaves jobs in the partitions it no longer fills."""
+        used = int(
+            await PARTITIONS_USED(self.pool, (self.keys.partitions_used,), (len(self.parts),))
+        )
+        for n in range(len(self.parts), used):
+            keys = self.all_keys.of(self.queue, n)
+            self.parts.append(Partition(keys, self._results_kept, self._errors_kept_s))
+
     async def _burst_done(self) -> bool:
-        if await self.pool.zcard(self.keys.queue):
-            return False
+        for part in self.parts:
+            if await self.pool.zcard(part.keys.queue):
+                return False
         await asyncio.gather(*self.tasks.values())
         return True
 
@@ -187,7 +225,8 @@ class QueueWorker:
                 await sleep_unless(self._wake, deadline - time.monotonic())
         else:
             # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
-            await self.pool.execute_command("BLPOP", self.keys.wake, tick)  # type: ignore[no-untyped-call]
+            wake = self.parts[self._next_part].keys.wake
+            await self.pool.execute_command("BLPOP", wake, tick)  # type: ignore[no-untyped-call]
 
     async def _poll_iteration(self) -> None:
         free = self.max_jobs - self._in_flight
@@ -202,37 +241,46 @@ class QueueWorker:
         await self._record_health()
 
     async def _claim_and_start(self, count: int) -> None:
-        """Claim and start up to `count` jobs.
+        """Claim and start up to `count` jobs, going round the partitions.
 
         For one lease after (re)connecting, a job whose lease lapsed but whose run never
         ended is not retaken: after a Redis restart every lease has lapsed at once, and the
         live workers renew theirs as they reconnect (Supervisor._maintain); a dead worker's
         job waits that much longer.
         """
+        retake = int(time.monotonic() - self._connected_at > self.lease_s)
+        parts = len(self.parts)
+        start, self._next_part = self._next_part, (self._next_part + 1) % parts
+        for i in range(parts):
+            part = (start + i) % parts
+            count -= await self._claim(part, count, retake)
+            if count <= 0:
+                self._more_ready = True
+                return
+
+    async def _claim(self, partition: int, count: int, retake: int) -> int:
+        keys = self.parts[partition].keys
         now = timestamp_ms()
-        retake = time.monotonic() - self._connected_at > self.lease_s
         args: list[str | int] = [
             now,
             count,
             self.read_limit,
             int(self.lease_s * 1000),
-            self.keys.lease(""),
-            self.keys.job(""),
-            self.keys.tries(""),
-            self.keys.running(""),
-            self.keys.recoveries(""),
+            keys.lease(""),
+            keys.job(""),
+            keys.tries(""),
+            keys.running(""),
+            keys.recoveries(""),
             self.worker_id,
             self._serial,
             MARKER_TTL_MS,
             RETRY_TTL_S,
             now - int(self.keep_result_s * 1000),
-            int(retake),
+            retake,
         ]
-        keys = [self.keys.queue, self.keys.active, self.keys.results]
-        claimed = await CLAIM(self.pool, keys, args)
+        claimed = await CLAIM(self.pool, (keys.queue, keys.active, keys.results), args)
         found = len(claimed) // CLAIMED_FIELDS
         self._serial += found
-        self._more_ready = found == count
         for i in range(0, len(claimed), CLAIMED_FIELDS):
             raw_id, raw_score, payload, job_try, lost_by, token, recoveries = claimed[
                 i : i + CLAIMED_FIELDS
@@ -245,16 +293,20 @@ class QueueWorker:
                 None if lost_by is None else lost_by.decode(),
                 token.decode(),
                 int(recoveries),
+                partition,
             )
             self._in_flight += 1
             self.tokens[claim.job_id] = claim.token
+            self.partition_of[claim.job_id] = partition
             task = asyncio.create_task(self._run_claimed(claim))
             task.add_done_callback(functools.partial(self._ended, claim.job_id, claim.token))
             self.tasks[claim.job_id] = task
+        return found
 
     def _ended(self, job_id: str, token: str, _: object) -> None:
         if self.tokens.get(job_id) == token:  # not yet claimed again by a newer run here
             del self.tokens[job_id]
+            del self.partition_of[job_id]
         self._in_flight -= 1
         self._wake.set()
 
@@ -273,13 +325,15 @@ class QueueWorker:
                 outcome = self._cannot_run(claim, "expired", gone)
             else:
                 if run.job_try > claim.job_try:  # started at a later try: count from there
-                    await self.pool.setex(self.keys.tries(claim.job_id), RETRY_TTL_S, run.job_try)
+                    tries = self.parts[claim.partition].keys.tries(claim.job_id)
+                    await self.pool.setex(tries, RETRY_TTL_S, run.job_try)
                 outcome = await self._execute(claim, run)
         self._count(outcome)
         if outcome.kind == "lost":
             return  # the job is another worker's now: nothing of this run is written
-        assert self._end is not None, "a run ended before main()"
-        await self._end.write(claim, self._end.call(claim, run, outcome, start_ms))
+        end = self.parts[claim.partition].end
+        assert end is not None, "a run ended before main()"
+        await end.write(claim, end.call(claim, run, outcome, start_ms))
 
     async def _execute(self, claim: Claim, run: Run) -> RunOutcome:
         job_id = claim.job_id
@@ -303,7 +357,8 @@ class QueueWorker:
             # shutdown's) stops the task's function, never the writing of its end.
             self.function_tasks[job_id] = task
             try:
-                outcome = await self.execution.run(ctx, run.name, run.kwargs)
+                keys = self.parts[claim.partition].keys
+                outcome = await self.execution.run(ctx, keys, run.name, run.kwargs)
             finally:
                 del self.function_tasks[job_id]
                 if task.cancelling():
@@ -345,19 +400,22 @@ class QueueWorker:
     async def renew_leases(self, lease_ms: int) -> list[str]:
         """Renew the leases of the jobs running here; returns those lost to another worker
         (or ended without this run) while this worker could not reach Redis."""
-        if not self.tokens:
-            return []
-        args: list[str | int] = [
-            timestamp_ms(),
-            lease_ms,
-            self.keys.running(""),
-            self.keys.lease(""),
-            self.keys.recoveries(""),
-        ]
+        by_partition: dict[int, list[str | int]] = {}
         for job_id, token in self.tokens.items():
-            args += (token, job_id)
-        lost = await RENEW(self.pool, (self.keys.active,), args)
-        return [job_id.decode() for job_id in lost]
+            by_partition.setdefault(self.partition_of[job_id], []).extend((token, job_id))
+        lost: list[str] = []
+        for partition, runs in by_partition.items():
+            keys = self.parts[partition].keys
+            args: list[str | int] = [
+                timestamp_ms(),
+                lease_ms,
+                keys.running(""),
+                keys.lease(""),
+                keys.recoveries(""),
+                *runs,
+            ]
+            lost += [job_id.decode() for job_id in await RENEW(self.pool, (keys.active,), args)]
+        return lost
 
     async def _record_health(self) -> None:
         """Refresh this worker's health key (worker_health.py), at most every interval."""

@@ -266,3 +266,18 @@ def finish_script(keys: QueueKeys, *, results_kept: int, errors_kept_s: int) -> 
         literals, KEEP=results_kept, FIELDS=FINISH_FIELDS, ERRORS_TTL=max(errors_kept_s, 1)
     )
     return LuaScript(source)
+
+
+# KEYS: the queue's partition count key (keys.QueueKeys.partitions_used). ARGV: this worker's
+# partition count. Raises the queue's count to it; returns the count, the most it ever had.
+PARTITIONS_USED = LuaScript(
+    """
+local used = tonumber(redis.call('GET', KEYS[1]) or '1')
+local mine = tonumber(ARGV[1])
+if mine > used then
+    redis.call('SET', KEYS[1], mine)
+    used = mine
+end
+return used
+"""
+)
