@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from config.queues import QueueName
 from workers.context import JobContext
-from workers.cron import Cron
+from workers.crontab import Cron
 from workers.dead_letter import DeadLetterStore
 from workers.keys import Keys
 from workers.registry import task

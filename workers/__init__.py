@@ -7,7 +7,7 @@ from config.queues import BackoffPolicy, QueueName
 from workers.arq_settings import WorkerSettings
 from workers.client import JobFailedError, JobHandle, PostroomClient
 from workers.context import JobContext
-from workers.cron import Cron
+from workers.crontab import Cron
 from workers.errors import (
     ConfigError,
     PayloadValidationError,

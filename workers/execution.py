@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry, func
@@ -18,10 +17,11 @@ from arq.worker import Function, Retry, func
 from config.queues import QueueConfig, QueueName
 from workers.backoff import retry_delay
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES, JobContext
-from workers.dead_letter import DeadLetter, Reason, TryError, try_error
+from workers.dead_letter import DeadLetter, Reason, try_error
 from workers.errors import PayloadValidationError, PermanentError
 from workers.keys import Keys
 from workers.observation import JobObserver
+from workers.outcome import COMPLETED, RunOutcome
 from workers.priority import priority_of
 from workers.progress import ProgressReporter
 from workers.registry import Task
@@ -38,23 +38,6 @@ ARQ_TIMEOUT_MARGIN = 5.0
 ARQ_MAX_TRIES = 1_000_000
 # How long a job's "running" marker lives: longer than any run, so only a crash leaves one.
 MARKER_TTL_MS = 24 * 3600 * 1000
-# How a run ended, for the queue's counters (see QueueWorker.end_of_run); a run put back by a
-# shutdown has none.
-Outcome = Literal["completed", "retried", "dead_lettered", "cancelled"]
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How a run ended, decided once: the worker writes it with all its bookkeeping in one
-    script call (worker_scripts.FINISH), and its end line is logged from it."""
-
-    kind: Outcome
-    detail: str = ""  # what the end line adds: the next try, a dead letter's reason
-    error: TryError | None = None  # the failed try's, kept with the job or its dead letter
-    letter: DeadLetter | None = None  # for "dead_lettered": the letter, its errors added then
-
-
-COMPLETED = RunOutcome("completed")
 
 
 class JobExecution:

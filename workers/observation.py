@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arq.worker import Retry
 from pydantic import ValidationError
@@ -20,11 +20,9 @@ from pydantic import ValidationError
 from config.queues import QueueName
 from workers.context import LEASE_LOST
 from workers.metrics import JobCounts
+from workers.outcome import Outcome, RunOutcome
 from workers.priority import OFFSET, is_waiting, priority_of
 from workers.runtime import Runtime
-
-if TYPE_CHECKING:
-    from workers.execution import Outcome, RunOutcome
 
 logger = logging.getLogger(__name__)
 

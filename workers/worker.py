@@ -23,8 +23,9 @@ from arq.utils import timestamp_ms, to_ms
 
 from config.queues import QueueName
 from workers.claimed_run import Claim, ClaimedRunWorker
-from workers.execution import MARKER_TTL_MS, Outcome, RunOutcome
+from workers.execution import MARKER_TTL_MS
 from workers.keys import QueueKeys
+from workers.outcome import Outcome, RunOutcome
 from workers.scripts import ScriptBatcher
 from workers.serialization import dumps
 from workers.waiting import sleep_unless
