@@ -19,6 +19,7 @@ from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker
 
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
 from workers.keys import QueueKeys
+from workers.priority import priority_of
 from workers.scripts import ScriptBatcher
 from workers.transient import is_transient
 from workers.worker_scripts import RETRY_TTL_S
@@ -124,6 +125,7 @@ class ClaimedRunWorker(Worker):
             "job_try": run.job_try,
             "enqueue_time": ms_to_datetime(run.enqueue_ms),
             "score": claim.score,
+            "priority": priority_of(claim.score),
             LEASE_TOKEN: claim.token,
             LOST_BY: claim.lost_by,
             RECOVERIES: claim.recoveries,
