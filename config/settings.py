@@ -46,6 +46,9 @@ class PostroomSettings(BaseSettings):
     redis_username: str | None = Field(default=None, validation_alias="REDIS_USERNAME")
     redis_password: SecretStr | None = Field(default=None, validation_alias="REDIS_PASSWORD")
     redis_db: int = Field(default=0, ge=0, validation_alias="REDIS_DB")
+    # A Redis Cluster's nodes (`host:port,host:port`; one is enough, the rest are found from
+    # it) for the client side (workers.cluster_client); REDIS_USERNAME/PASSWORD apply to it.
+    redis_cluster: Annotated[list[str], NoDecode] = []
 
     # Where the embedded Redis (and later the embedded stores) keep their data.
     data_dir: Path = Path(".postroom")
@@ -104,10 +107,19 @@ class PostroomSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("worker_queues", "task_modules", mode="before")
+    @field_validator("worker_queues", "task_modules", "redis_cluster", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _comma_list(value)
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"each node must be host:port, not {address!r}")
+        return value
 
     @field_validator("admin_token")
     @classmethod

@@ -26,8 +26,9 @@ from workers.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA.
-pytest_plugins = ["tests.databases", "tests.mail_server"]
+# Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA, a Redis
+# Cluster.
+pytest_plugins = ["tests.databases", "tests.mail_server", "tests.servers.cluster"]
 
 
 @pytest.fixture(autouse=True)

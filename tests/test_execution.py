@@ -17,6 +17,7 @@ from workers.client import JobFailedError, PostroomClient
 from workers.context import JobContext
 from workers.enqueue import NewJob, write_jobs
 from workers.errors import PermanentError
+from workers.job_status import JobState
 from workers.registry import Task, TaskRegistry
 
 # Short enough that three tries take a moment; the cap must not be below the base.
@@ -173,6 +174,25 @@ async def test_job_for_an_unregistered_task_is_dead_lettered_with_the_task_name(
     assert letter.task == "tests.never_registered"
     assert letter.payload == {"args": [], "kwargs": {"to": "someone"}}
     assert "tests.never_registered" in letter.errors[-1].message
+
+
+async def test_job_whose_record_expired_in_the_queue_is_dead_lettered_as_expired(
+    settings: PostroomSettings, client: PostroomClient
+) -> None:
+    # A queue entry whose job record is gone (it waited past its expiry): nothing to run,
+    # but the id is not dropped without a trace.
+    job_id = f"expired-{uuid.uuid4().hex}"
+    await client.redis.zadd(client.keys.of(QueueName.DELIVERY).queue, {job_id: time.time() * 1000})
+
+    async with running_worker(settings, queues=[QueueName.DELIVERY]):
+        letter = await _dead_letter_after_failure(client, client.job(job_id, echo))
+    assert letter.reason == "expired"
+    assert letter.payload is None and letter.task is None
+    assert "expired" in letter.errors[-1].message
+    info = await client.job_info(job_id)
+    assert info is not None and info.state == JobState.DEAD_LETTERED
+    stats = await client.queue_stats(QueueName.DELIVERY)
+    assert (stats.dead_lettered, stats.waiting, stats.delayed, stats.active) == (1, 0, 0, 0)
 
 
 async def test_raising_job_start_hook_does_not_stop_the_job(

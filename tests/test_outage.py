@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config.queues import BackoffPolicy, QueueName
 from config.settings import PostroomSettings, load_settings
@@ -104,7 +105,7 @@ async def test_outage_a_try_failing_while_redis_is_down_is_retried_once_redis_is
             lease = client.keys.of(QueueName.DELIVERY).lease(job.job_id)
             await eventually(lambda: client.redis.exists(lease), "the job runs")
             server.stop()
-            with caplog.at_level(logging.WARNING, logger="arq.worker"):
+            with caplog.at_level(logging.WARNING, logger="workers.claimed_run"):
                 failing.set()
 
                 async def end_failed() -> bool:
@@ -119,3 +120,97 @@ async def test_outage_a_try_failing_while_redis_is_down_is_retried_once_redis_is
         server.stop()
     assert info is not None and info.tries == 2
     assert (stats.completed, stats.retried, stats.failed, stats.dead_lettered) == (1, 1, 1, 0)
+
+
+@pytest.mark.parametrize("outage", ["stopped", "restarted"])
+async def test_outage_an_enqueue_that_raised_is_retried_safely_with_the_same_job_id(
+    restartable_redis: EmbeddedRedis, tmp_path: Path, outage: str
+) -> None:
+    """The enqueue raises while Redis is away: with Redis stopped (SIGSTOP) it may already
+    be written, once Redis reads its socket; with Redis killed and restarted it is not. Either
+    way the retry with the same job id leaves exactly one job, and it runs once."""
+    tasks = TaskRegistry()
+
+    @tasks.task(queue=QueueName.DELIVERY, name="tests.count_runs")
+    async def count_runs(ctx: JobContext, key: str) -> int:
+        return int(await ctx["redis"].incr(key))
+
+    server = restartable_redis.start()
+    port = server.port
+    settings = load_settings(
+        redis_url=server.url, key_prefix="enqueue-outage", data_dir=tmp_path, shutdown_grace=5
+    )
+    job_id, runs = f"send:{uuid.uuid4().hex}", f"runs:{uuid.uuid4().hex}"
+    try:
+        async with await PostroomClient.connect(settings, tasks) as client:
+            pid = int((await client.redis.info("server"))["process_id"])
+            if outage == "stopped":
+                os.kill(pid, signal.SIGSTOP)
+            else:
+                server.stop()
+            try:
+                with pytest.raises((TimeoutError, RedisConnectionError, OSError)):
+                    async with asyncio.timeout(1):  # the web app's own request timeout
+                        await client.enqueue(count_runs.call(runs), job_id=job_id)
+            finally:
+                if outage == "stopped":
+                    os.kill(pid, signal.SIGCONT)
+                else:
+                    server = EmbeddedRedis(tmp_path / "redis", port=port).start()
+            job_key = client.keys.of(QueueName.DELIVERY).job(job_id)
+            written_before = bool(await client.redis.exists(job_key))
+            retried = await client.enqueue(count_runs.call(runs), job_id=job_id)
+            again = await client.enqueue(count_runs.call(runs), job_id=job_id)
+            assert retried.created is not written_before
+            assert again.created is False
+            async with running_worker(settings, tasks=tasks, queues=[QueueName.DELIVERY]):
+                assert await retried.result(timeout=30) == 1
+            assert await client.redis.get(runs) == b"1"
+            stats = await client.queue_stats(QueueName.DELIVERY)
+            assert (stats.completed, stats.waiting, stats.delayed) == (1, 0, 0)
+    finally:
+        server.stop()
+
+
+async def test_outage_a_run_ending_while_redis_is_paused_keeps_its_outcome_and_try_count(
+    restartable_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Redis stops serving writes (CLIENT PAUSE) just as a try fails and, later, as the next
+    one completes: each end waits for Redis and is written once, with the right try count."""
+    tasks = TaskRegistry()
+    started = {1: asyncio.Event(), 2: asyncio.Event()}
+    ending = {1: asyncio.Event(), 2: asyncio.Event()}
+
+    @tasks.task(
+        queue=QueueName.DELIVERY, max_tries=3, backoff=BackoffPolicy(base=0.05, jitter=False)
+    )
+    async def ends_during_pause(ctx: JobContext, n: int) -> int:
+        started[ctx["job_try"]].set()
+        await ending[ctx["job_try"]].wait()
+        if ctx["job_try"] == 1:
+            raise RuntimeError("the provider refused")
+        return n * ctx["job_try"]
+
+    server = restartable_redis.start()
+    settings = load_settings(
+        redis_url=server.url, key_prefix="paused", data_dir=tmp_path, shutdown_grace=5
+    )
+    try:
+        async with (
+            await PostroomClient.connect(settings, tasks) as client,
+            running_worker(settings, tasks=tasks, queues=[QueueName.DELIVERY]),
+        ):
+            job = await client.enqueue(ends_during_pause.call(21))
+            for attempt in (1, 2):
+                async with asyncio.timeout(30):
+                    await started[attempt].wait()
+                await client.redis.client_pause(1000, all=False)
+                ending[attempt].set()
+            assert await job.result(timeout=30) == 42
+            info = await client.job_info(job.job_id)
+            stats = await client.queue_stats(QueueName.DELIVERY)
+    finally:
+        server.stop()
+    assert info is not None and info.tries == 2
+    assert (stats.completed, stats.retried, stats.failed, stats.dead_lettered) == (1, 1, 1, 0)
+    assert (stats.waiting, stats.active, stats.delayed) == (0, 0, 0)

@@ -80,7 +80,8 @@ async def test_jobs_run_after_redis_forgets_every_script(settings: PostroomSetti
         texts = [(await job.result(timeout=30))["text"] for job in bulk]
 
         await client.redis.script_flush()
-        mark = Checkpoint(f"{settings.key_prefix}:checkpoint", "chunk-1", 60_000)
+        key = Keys(settings.key_prefix).of(QueueName.DELIVERY).checkpoint("chunk")
+        mark = Checkpoint(key, "chunk-1", 60_000)
         [checked] = await client.enqueue_many([_greeting(6)], checkpoint=mark)
         assert (await checked.result(timeout=30))["text"] == "hello 6"
         checkpoint = await client.redis.get(mark.key)

@@ -12,13 +12,13 @@ import contextlib
 import time
 from typing import Literal
 
-from arq.connections import ArqRedis
 from arq.jobs import serialize_result
 
 from workers.errors import PostroomError
 from workers.job_record import JobRecord, MalformedJobRecord, parse_job_record
 from workers.job_status import locate
 from workers.keys import Keys
+from workers.scripts import LuaScript, RedisClient
 from workers.serialization import dumps
 
 CancelOutcome = Literal["cancelled", "stopping", "not-found"]
@@ -29,7 +29,7 @@ REQUEST_TTL_MS = 60_000
 # KEYS: queue, lease, job, try counter, result, cancel requests, stats, result index (all of
 # one queue: keys.QueueKeys).
 # ARGV: job id, the cancelled result, its ttl ms, now ms.
-_CANCEL = """
+_CANCEL = LuaScript("""
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
@@ -41,14 +41,16 @@ redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'cancelled', 1)
 redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1])
 return 1
-"""
+""")
 
 
 class JobCancelledError(PostroomError):
     """Stored as the result of a job cancelled before it started."""
 
 
-async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: float) -> CancelOutcome:
+async def cancel_job(
+    redis: RedisClient, keys: Keys, job_id: str, keep_result: float
+) -> CancelOutcome:
     """Cancel a waiting or running job; a cancelled job is never retried."""
     located = await locate(redis, keys, job_id)
     if located is None:
@@ -77,9 +79,9 @@ async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: floa
         job_id,
         serializer=dumps,
     )
-    script = redis.register_script(_CANCEL)
-    answer = await script(
-        keys=[
+    answer = await _CANCEL(
+        redis,
+        [
             qk.queue,
             qk.lease(job_id),
             qk.job(job_id),
@@ -89,6 +91,6 @@ async def cancel_job(redis: ArqRedis, keys: Keys, job_id: str, keep_result: floa
             qk.stats,
             qk.results,
         ],
-        args=[job_id, result or b"", max(int(keep_result * 1000), 1), now],
+        [job_id, result or b"", max(int(keep_result * 1000), 1), now],
     )
     return {0: "not-found", 1: "cancelled", 2: "stopping"}[int(answer)]  # type: ignore[return-value]

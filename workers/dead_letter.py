@@ -21,8 +21,9 @@ from workers.priority import Priority
 from workers.serialization import dumps, loads
 
 # "malformed": its job record could not be read (not JSON, or a field of the wrong type or
-# range); "undeliverable": a well-formed record naming no task of its queue.
-Reason = Literal["max-tries", "permanent", "undeliverable", "malformed", "stalled"]
+# range); "undeliverable": a well-formed record naming no task of its queue; "expired": its
+# record had expired (a job queued past its expiry) when a worker claimed it.
+Reason = Literal["max-tries", "permanent", "undeliverable", "malformed", "stalled", "expired"]
 
 # A traceback longer than this is cut from the middle of the text; the ends carry the story.
 TRACEBACK_LIMIT = 8_000

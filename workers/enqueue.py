@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arq.connections import ArqRedis
 from arq.jobs import serialize_job
+from redis.crc import key_slot
 
 from workers.keys import QueueKeys
 from workers.priority import Priority, job_score
-from workers.scripts import LuaScript, run_batch
+from workers.scripts import LuaScript, RedisClient, run_batch
 from workers.serialization import dumps
 
 # A job id is taken while its job or its result exists (arq's own rule); taking it is one
@@ -73,7 +73,7 @@ def _call(job: NewJob) -> tuple[list[str], list[Any]]:
     return keys, args
 
 
-async def queue_job(redis: ArqRedis, pipe: Any, job: NewJob) -> None:
+async def queue_job(redis: RedisClient, pipe: Any, job: NewJob) -> None:
     """Add `job`'s enqueue to a MULTI pipeline; its reply is 1 if written, 0 if the id was taken.
 
     Inside MULTI a NOSCRIPT would fail this command alone while the others run, so the script
@@ -96,13 +96,27 @@ class Checkpoint:
     value: str
     ttl_ms: int
 
+    def check_slot(self, jobs: Sequence[NewJob]) -> None:
+        """A transaction stays within one Redis Cluster slot: the jobs' queue's, which must
+        hold the checkpoint too (keys.QueueKeys.checkpoint)."""
+        slot = key_slot(self.key.encode())
+        for job in jobs:
+            if key_slot(job.keys.queue.encode()) != slot:
+                raise ValueError(
+                    f"checkpoint {self.key!r} is not under the hash tag of queue "
+                    f"{job.keys.queue_name.value} ({job.keys.tag}): a checkpoint and its jobs "
+                    "are one transaction, so they must be keys of one queue "
+                    "(use keys.QueueKeys.checkpoint)"
+                )
+
 
 async def write_jobs(
-    redis: ArqRedis, jobs: Sequence[NewJob], *, checkpoint: Checkpoint | None = None
+    redis: RedisClient, jobs: Sequence[NewJob], *, checkpoint: Checkpoint | None = None
 ) -> list[bool]:
     """Write `jobs` in one round trip; each answer says whether that job was new.
 
-    With a `checkpoint`, the jobs and the checkpoint are one MULTI/EXEC: all or nothing.
+    With a `checkpoint`, the jobs and the checkpoint are one MULTI/EXEC: all or nothing, and
+    so all of the checkpoint's queue (ValueError otherwise), which a Cluster runs on one node.
     """
     if not jobs:
         return []
@@ -110,6 +124,7 @@ async def write_jobs(
         if len(jobs) == 1:
             return [bool(await ENQUEUE(redis, *_call(jobs[0])))]
         return [bool(reply) for reply in await run_batch(redis, ENQUEUE, [_call(j) for j in jobs])]
+    checkpoint.check_slot(jobs)
     await ENQUEUE.load(redis)  # see queue_job
     async with redis.pipeline(transaction=True) as pipe:
         for job in jobs:

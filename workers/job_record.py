@@ -16,8 +16,8 @@ import orjson
 
 # The latest enqueue time a datetime can hold (the end of year 9999, in ms since the epoch).
 MAX_ENQUEUE_MS = 253_402_300_799_999
-# arq's `_job_try` (start at try N): far above any task's max_tries, below arq's own limit
-# (execution.ARQ_MAX_TRIES), which fails a job without a dead letter.
+# arq's `_job_try` (start at try N): far above any task's max_tries (such a job is dead-lettered
+# when its one try fails), and a bound on what a record can claim.
 MAX_ENQUEUE_TRY = 10_000
 # orjson reads JSON nested up to 1,024 levels but writes only up to 254: kwargs nested deeper
 # than this could be read but not written back into a dead letter (which nests them further).

@@ -24,6 +24,7 @@ from workers.job_record import MalformedJobRecord, malformed_payload, parse_job_
 from workers.keys import Keys
 from workers.priority import Priority, is_waiting, priority_of
 from workers.progress import Progress
+from workers.scripts import RedisClient
 from workers.serialization import loads
 
 
@@ -33,7 +34,7 @@ class JobState(StrEnum):
     RUNNING = "running"
     RETRYING = "retrying"  # a try failed; waiting out its backoff
     COMPLETE = "complete"
-    FAILED = "failed"  # ended without a result and without a dead letter (arq gave up)
+    FAILED = "failed"  # ended without a result or dead letter: only records of older versions
     DEAD_LETTERED = "dead-lettered"
     CANCELLED = "cancelled"
     MALFORMED = "malformed"  # it ended, but its stored result cannot be read (see `malformed`)
@@ -63,7 +64,7 @@ def _error_text(result: Any) -> str:
     return str(result)
 
 
-async def locate(redis: ArqRedis, keys: Keys, job_id: str) -> tuple[QueueName, float] | None:
+async def locate(redis: RedisClient, keys: Keys, job_id: str) -> tuple[QueueName, float] | None:
     """The queue a job waits or runs in, and its score there."""
     async with redis.pipeline(transaction=False) as pipe:
         for queue in QueueName:

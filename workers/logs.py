@@ -17,11 +17,6 @@ import orjson
 LogFormat = Literal["plain", "json"]
 FIELDS = ("queue", "task", "job_id", "job_try", "outcome", "duration", "error_type")
 
-# Every per-job line of arq's starts with its elapsed time: `→ id:task(arguments...)` prints
-# the payload (secrets among them) and a bogus "delayed" read from priority scores; the others
-# repeat what postroom's own job line says (observation.py), at a cost in throughput.
-_ARQ_JOB_LINE = "%6.2fs "
-
 
 def _field(record: logging.LogRecord, name: str) -> Any:
     value = getattr(record, name, None)
@@ -56,20 +51,6 @@ class PlainFormatter(logging.Formatter):
         return f"{text} {' '.join(fields)}" if fields else text
 
 
-def _not_arq_job_line(record: logging.LogRecord) -> bool:
-    return not (isinstance(record.msg, str) and record.msg.startswith(_ARQ_JOB_LINE))
-
-
-def silence_arq_job_lines() -> None:
-    """Drop arq's per-job lines whatever the logging set-up; its other lines still show.
-
-    Called by the supervisor too, so that an app embedding a worker never logs payloads.
-    """
-    arq_worker = logging.getLogger("arq.worker")
-    if _not_arq_job_line not in arq_worker.filters:
-        arq_worker.addFilter(_not_arq_job_line)
-
-
 def configure_logging(level: str = "INFO", fmt: LogFormat | str = "plain") -> None:
     """Set up the process's logging (entry points only: it changes logging's globals)."""
     # Neither format shows the caller's file and line, thread or process: logging's own
@@ -85,7 +66,6 @@ def configure_logging(level: str = "INFO", fmt: LogFormat | str = "plain") -> No
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
-    # arq logs every job at INFO (see _ARQ_JOB_LINE): below WARNING its records are not even
-    # made. Its warnings (a Redis problem, say) still show.
+    # arq's only Worker is arq_settings.py's host, which runs no jobs: its start-up lines
+    # repeat postroom's. Its warnings (a Redis problem, say) still show.
     logging.getLogger("arq.worker").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    silence_arq_job_lines()

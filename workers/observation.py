@@ -1,9 +1,9 @@
 """Each run's metrics and log lines: the one place that sees a job start and end.
 
 A run logs at DEBUG when it starts and once when it ends: INFO when it completed, was
-cancelled or put back by a shutdown, WARNING when it will be retried, ERROR when it was
-dead-lettered or failed. Each line carries the queue, task, job id and try as record fields
-(see logs.py) and, on failure, the error's type and message; never the payload.
+cancelled or put back by a shutdown, WARNING when it will be retried or was lost to another
+worker, ERROR when it was dead-lettered. Each line carries the queue, task, job id and try as
+record fields (see logs.py) and, on failure, the error's type and message; never the payload.
 """
 
 from __future__ import annotations
@@ -11,16 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
-from arq.worker import Retry
 from pydantic import ValidationError
 
 from config.queues import QueueName
-from workers.context import LEASE_LOST
 from workers.metrics import JobCounts
-from workers.outcome import Outcome, RunOutcome
+from workers.outcome import RunOutcome
 from workers.priority import OFFSET, is_waiting, priority_of
 from workers.runtime import Runtime
 
@@ -55,22 +52,13 @@ class StartedRun:
 
 
 class JobObserver:
-    """Counts and logs the runs of one queue's jobs in a worker process.
+    """Counts and logs the runs of one queue's jobs in a worker process."""
 
-    `outcomes` are the job execution's: how each run ended (and what its end line adds: the
-    next try, a dead letter's reason).
-    """
-
-    def __init__(self, queue: QueueName, runtime: Runtime, outcomes: dict[str, RunOutcome]) -> None:
+    def __init__(self, queue: QueueName, runtime: Runtime) -> None:
         self.queue = queue
         self.runtime = runtime
         self.metrics = runtime.metrics
         self.gauges = runtime.metrics.queue(queue)
-        self.outcomes = outcomes
-
-    def observe(self, task: str, ctx: dict[str, Any]) -> Observed:
-        """`with observer.observe(task, ctx): ...` around a run."""
-        return Observed(self, task, ctx)
 
     def fields(self, task: str, ctx: dict[str, Any]) -> dict[str, Any]:
         """A job line's record fields (built only for a line that is logged)."""
@@ -90,35 +78,24 @@ class JobObserver:
             logger.debug("job started", extra=self.fields(task, ctx))
         return StartedRun(counts, task, time.perf_counter())
 
-    def ended(
-        self,
-        run: StartedRun,
-        ctx: dict[str, Any],
-        outcome: Outcome | None,
-        error: BaseException | None,
-        *,
-        shutting_down: bool,
-        detail: str = "",
-    ) -> None:
-        """Count and log a run's end; `outcome` is None when the run was put back by a
-        shutdown or arq failed it (an error outside postroom's handling)."""
+    def ended(self, run: StartedRun, ctx: dict[str, Any], outcome: RunOutcome) -> None:
+        """Count and log a run's end."""
         counts = run.counts
         self.gauges.in_flight -= 1
         duration = time.perf_counter() - run.started
-        if outcome == "completed":  # the common case first, its line only when logged
+        label = outcome.kind
+        if label == "completed":  # the common case first, its line only when logged
             counts.duration.observe(duration)
             counts.completed += 1
             if logger.isEnabledFor(logging.INFO):
                 fields = self.fields(run.task, ctx)
-                fields.update(outcome=outcome, duration=round(duration, 6))
+                fields.update(outcome=label, duration=round(duration, 6))
                 logger.info("job completed in %.3fs", duration, extra=fields)
             return
         # a recovered run's try was refunded: ctx["job_try"] is read now, not at the start
         fields = self.fields(run.task, ctx)
-        if isinstance(error, Retry) and error.__cause__ is not None:
-            error = error.__cause__
-        if outcome is None and ctx.get(LEASE_LOST):
-            fields.update(outcome="lost", duration=duration)
+        if label == "lost":
+            fields.update(outcome=label, duration=duration)
             logger.warning(
                 "job left after %.3fs to the worker that took it over (this one lost its "
                 "lease while it could not reach Redis)",
@@ -126,76 +103,36 @@ class JobObserver:
                 extra=fields,
             )
             return
-        if outcome is None and (error is None or shutting_down):
-            fields.update(outcome="put_back", duration=duration)
+        if label == "put_back":
+            fields.update(outcome=label, duration=duration)
             logger.info("job put back after %.3fs (shutdown)", duration, extra=fields)
             return
         counts.duration.observe(duration)
-        label = outcome or "failed"
         fields.update(outcome=label, duration=round(duration, 6))
-        if error is not None and label != "cancelled":
-            fields["error_type"] = type(error).__name__
         if label == "cancelled":
             counts.cancelled += 1
             logger.info("job cancelled after %.3fs", duration, extra=fields)
-        elif label == "retried":
-            counts.failed += 1
+            return
+        error = outcome.exception
+        fields["error_type"] = type(error).__name__
+        counts.failed += 1
+        if label == "retried":
             counts.retried += 1
             logger.warning(
                 "job failed after %.3fs (%s: %s); %s",
                 duration,
-                fields.get("error_type"),
+                fields["error_type"],
                 describe(error) if error is not None else "",
-                detail,
+                outcome.detail,
                 extra=fields,
             )
-        elif label == "dead_lettered":
-            counts.failed += 1
+        else:
             counts.dead_lettered += 1
             logger.error(
                 "job dead-lettered after %.3fs (%s: %s); %s",
                 duration,
-                fields.get("error_type"),
+                fields["error_type"],
                 describe(error) if error is not None else "",
-                detail,
+                outcome.detail,
                 extra=fields,
             )
-        else:
-            counts.failed += 1
-            logger.error(
-                "job failed after %.3fs (%s: %s)",
-                duration,
-                fields.get("error_type"),
-                describe(error) if error is not None else "",
-                extra=fields,
-                # Outside postroom's handling (Redis lost mid-run, say): the traceback helps.
-                exc_info=None if isinstance(error, ValidationError) else error,
-            )
-
-
-class Observed:
-    """A run's context: counts and logs its start on entry and its end on exit."""
-
-    def __init__(self, observer: JobObserver, task: str, ctx: dict[str, Any]) -> None:
-        self.observer = observer
-        self.task = task
-        self.ctx = ctx
-        self.run: StartedRun | None = None
-
-    def __enter__(self) -> None:
-        self.run = self.observer.started(self.task, self.ctx)
-
-    def __exit__(
-        self, t: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self.run is not None
-        observer = self.observer
-        outcome = observer.outcomes.get(self.ctx["job_id"])
-        observer.ended(
-            self.run,
-            self.ctx,
-            None if outcome is None else outcome.kind,
-            error,
-            shutting_down=observer.runtime.shutting_down,
-            detail="" if outcome is None else outcome.detail,
-        )

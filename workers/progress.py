@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from arq.connections import ArqRedis
 from pydantic import BaseModel, Field
 
 from workers.errors import PostroomError
-from workers.scripts import LuaScript
+from workers.scripts import LuaScript, RedisClient
 from workers.serialization import dumps
 
 # KEYS: the progress key, the job's running marker. ARGV: the report, its TTL ms, the run's
@@ -42,7 +41,7 @@ class ProgressReporter:
     the report, kept with the result, while the run still holds its job (`fence`: the job's
     running marker and the run's lease token)."""
 
-    def __init__(self, redis: ArqRedis, key: str, ttl: float, *, fence: tuple[str, str]) -> None:
+    def __init__(self, redis: RedisClient, key: str, ttl: float, *, fence: tuple[str, str]) -> None:
         self._redis = redis
         self._key = key
         self._ttl_ms = max(int(ttl * 1000), 1)

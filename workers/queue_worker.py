@@ -1,31 +1,29 @@
-"""One arq `Worker` per queue, its knobs set from the queue table instead of arq's defaults."""
+"""One worker per queue, its knobs set from the queue table."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC
-from typing import Any, cast
+from typing import Any
 
 from arq.connections import RedisSettings
-from arq.typing import StartupShutdown
 
 from config.queues import QueueName
-from workers.execution import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN, JobExecution
+from workers.execution import JobExecution
 from workers.keys import Keys
 from workers.registry import Hook, TaskRegistry
 from workers.runtime import Runtime
-from workers.serialization import dumps, job_decoder
+from workers.serialization import job_decoder
 from workers.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
 
-# How often each worker refreshes its health key (arq's default is hourly).
+# How often each worker refreshes its health key.
 HEALTH_INTERVAL = 10
 
 
-def guarded(name: str, hooks: Sequence[Hook]) -> StartupShutdown:
-    """Run hooks so that one raising is logged instead of stopping the worker (arq would)."""
+def guarded(name: str, hooks: Sequence[Hook]) -> Hook:
+    """Run hooks so that one raising is logged instead of stopping the worker."""
 
     async def run(ctx: dict[str, Any]) -> None:
         for hook in hooks:
@@ -34,7 +32,7 @@ def guarded(name: str, hooks: Sequence[Hook]) -> StartupShutdown:
             except Exception:
                 logger.exception("%s hook %s raised; the worker carries on", name, hook)
 
-    return cast(StartupShutdown, run)
+    return run
 
 
 def build_worker(
@@ -45,46 +43,36 @@ def build_worker(
     *,
     burst: bool = False,
 ) -> QueueWorker:
-    """The arq Worker of `queue`; the supervisor, not the Worker, handles signals."""
+    """The worker of `queue`; the supervisor, not the worker, handles signals.
+
+    A job's lease is short and renewed while it runs (Supervisor._maintain), so a dead
+    worker's job is taken over within a lease."""
     settings = runtime.settings
     config = settings.queues[queue]
     keys = Keys(settings.key_prefix)
-    execution = JobExecution(queue, config, runtime)
-    functions = [execution.arq_function(task) for task in registry.for_queue(queue)]
-    functions.append(execution.undeliverable_function())
-
-    worker = QueueWorker(
-        queue=queue,
+    tasks = registry.for_queue(queue)
+    execution = JobExecution(queue, config, runtime, tasks)
+    hooks = registry.hooks
+    return QueueWorker(
         keys=keys.of(queue),
-        outcomes=execution.outcomes,
-        results_per_queue=settings.results_per_queue,
-        errors_kept_s=int(settings.dead_letter_retention),
-        worker_id=runtime.worker_id,
-        functions=functions,
-        queue_name=keys.of(queue).queue,
+        execution=execution,
         redis_settings=redis_settings,
-        burst=burst,
-        handle_signals=False,
+        decoder=job_decoder([task.name for task in tasks]),
+        worker_id=runtime.worker_id,
         max_jobs=config.concurrency,
-        job_timeout=config.timeout + ARQ_TIMEOUT_MARGIN,
-        keep_result=settings.keep_result,
-        poll_delay=config.poll_delay,
-        queue_read_limit=config.read_limit,
-        max_tries=ARQ_MAX_TRIES,
-        health_check_interval=HEALTH_INTERVAL,
-        health_check_key=keys.health(queue, runtime.worker_id),
+        poll_delay_s=config.poll_delay,
+        read_limit=config.read_limit,
+        lease_s=settings.lease_seconds,
+        keep_result_s=settings.keep_result,
+        results_kept=settings.results_per_queue,
+        errors_kept_s=int(settings.dead_letter_retention),
+        health_key=keys.health(queue, runtime.worker_id),
+        health_interval_s=HEALTH_INTERVAL,
         ctx={"queue": queue, "settings": settings, "runtime": runtime},
-        on_startup=guarded("on_startup", registry.hooks.on_startup),
-        on_shutdown=guarded("on_shutdown", registry.hooks.on_shutdown),
-        on_job_start=guarded("on_job_start", registry.hooks.on_job_start),
-        on_job_end=guarded("on_job_end", registry.hooks.on_job_end),
-        job_serializer=dumps,
-        job_deserializer=job_decoder([f.name for f in functions]),
-        timezone=UTC,
-        log_results=False,
+        hooks={
+            name: guarded(name, getattr(hooks, name))
+            for name in ("on_startup", "on_shutdown", "on_job_start", "on_job_end")
+            if getattr(hooks, name)
+        },
+        burst=burst,
     )
-    # arq marks a claimed job "in progress" for the longest timeout + 10 s and never renews
-    # it, so a dead worker's job waits that long. Postroom uses a short lease instead, which
-    # the supervisor renews while the job runs (see Supervisor._maintain).
-    worker.in_progress_timeout_s = settings.lease_seconds
-    return worker

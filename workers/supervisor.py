@@ -1,11 +1,11 @@
-"""Runs one arq Worker per queue in one event loop, and alone owns SIGTERM and SIGINT.
+"""Runs one worker per queue in one event loop, and alone owns SIGTERM and SIGINT.
 
 Shutdown order, and why:
 1. every queue stops taking jobs at once, so no job starts that the grace period cannot cover;
 2. running jobs get `shutdown_grace` seconds to finish;
 3. the rest are cancelled with `Runtime.shutting_down` set, so each is put back in its queue
-   without spending a try (arq counts the try at pickup; the job wrapper refunds it);
-4. the Workers close (their health keys go, their pools close).
+   without spending a try (the claim counted it; the put-back refunds it);
+4. the workers close (their health keys go, their pools close).
 A second signal skips the wait in step 2.
 """
 
@@ -23,11 +23,9 @@ from redis.exceptions import RedisError
 
 from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
-from workers.context import LEASE_LOST
 from workers.cron import CronScheduler
 from workers.key_migration import check_old_layout
 from workers.keys import Keys
-from workers.logs import silence_arq_job_lines
 from workers.metrics_server import MetricsServer
 from workers.queue_worker import build_worker
 from workers.registry import TaskRegistry
@@ -82,7 +80,6 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, self.request_stop, sig)
-        silence_arq_job_lines()
         try:
             self._serve_metrics()
             # Workers capture the running loop when built, so they are built here, inside it.
@@ -215,7 +212,7 @@ class Supervisor:
         try:
             await worker.close()
         except (RedisError, OSError) as exc:
-            logger.warning("closing %s: %s", worker.queue_name, exc)
+            logger.warning("closing %s: %s", worker.queue, exc)
 
     async def _maintain(self) -> None:
         """Renew the leases of running jobs and apply pause/resume, about every second."""
@@ -229,10 +226,10 @@ class Supervisor:
                 except (RedisError, OSError) as exc:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
                 else:
-                    if worker._pool is not None:
+                    if worker.connected:
                         self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
             await self._observe_depths(keys, served)
-            pools = [w.pool for w in served.values() if w._pool is not None]
+            pools = [w.pool for w in served.values() if w.connected]
             if pools and not self._old_layout_checked:
                 self._old_layout_checked = await check_old_layout(pools[0], keys.prefix, served)
             # Until every queue knows whether it is paused (none starts jobs before), look often.
@@ -242,7 +239,7 @@ class Supervisor:
     async def _observe_depths(self, keys: Keys, served: dict[QueueName, QueueWorker]) -> None:
         """Set the queue-depth gauges: each queue's ready jobs, less those running (they stay
         in the queue until they finish). One round trip for every queue, about every second."""
-        pools = [worker.pool for worker in served.values() if worker._pool is not None]
+        pools = [worker.pool for worker in served.values() if worker.connected]
         if not pools:
             return
         now = int(time.time() * 1000)
@@ -260,7 +257,7 @@ class Supervisor:
             self.runtime.metrics.queue(queue).depth.set(max(counts[2 * i] - counts[2 * i + 1], 0))
 
     async def _maintain_worker(self, keys: Keys, queue: QueueName, worker: QueueWorker) -> None:
-        if worker._pool is None:  # not connected yet
+        if not worker.connected:
             return
         lost = await worker.renew_leases(int(self.runtime.settings.lease_seconds * 1000))
         self._leave_lost(queue, worker, lost)
@@ -284,28 +281,21 @@ class Supervisor:
         Redis (its lease lapsed): the job is that worker's now, and nothing of these runs is
         written (fencing refuses it anyway)."""
         for job_id in lost:
-            task = worker.job_tasks.get(job_id)
-            if task is None:
-                continue  # its function has ended: its end is being written (and fenced)
-            logger.warning(
-                "job %s on %s: lost its lease to another worker; stopping this run",
-                job_id,
-                queue,
-            )
-            context = worker.running_ctx.get(job_id)
-            if context is not None:
-                context[LEASE_LOST] = True
-            task.cancel()
+            # A run whose function has ended is writing its end, which fencing refuses.
+            if worker.stop_run(job_id, lost=True):
+                logger.warning(
+                    "job %s on %s: lost its lease to another worker; stopping this run",
+                    job_id,
+                    queue,
+                )
 
     async def _cancel_requested(
         self, keys: Keys, queue: QueueName, worker: QueueWorker, requested: list[str]
     ) -> None:
-        """Stop the jobs a user cancelled that run here; arq stores them as aborted."""
-        mine = [job_id for job_id in requested if job_id in worker.job_tasks]
+        """Stop the jobs a user cancelled that run here; each is stored as cancelled."""
+        mine = [job_id for job_id in requested if worker.stop_run(job_id)]
         for job_id in mine:
-            logger.info("cancelling job %s on %s at a user's request", job_id, queue)
-            worker.aborting_tasks.add(job_id)
-            worker.job_tasks[job_id].cancel()
+            logger.info("cancelled job %s on %s at a user's request", job_id, queue)
         if mine:
             await worker.pool.zrem(keys.of(queue).cancel_requests, *mine)
 
@@ -330,7 +320,7 @@ class Supervisor:
                 await sleep_unless(self._stop, 1.0)
 
     async def _keep_running(self, queue: QueueName, worker: QueueWorker) -> None:
-        """Run a Worker, restarting its poll loop when Redis goes away (arq would exit)."""
+        """Run a worker, restarting its loop when Redis goes away."""
         delay = RECONNECT_DELAYS[0]
         while not self._stop.is_set():
             try:

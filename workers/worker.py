@@ -1,14 +1,12 @@
-"""arq's Worker, claiming jobs by priority, in batches, and woken by enqueues.
+"""One queue's worker: claim ready jobs, run them, write their ends.
 
-arq reads up to `queue_read_limit` ids at once and then waits, holding that list, for slots to
-free: a job enqueued meanwhile waits behind all of them whatever its priority; it claims each
-job with its own WATCH/MULTI round trips, reads it and counts its try in another, and an idle
-worker notices a new job only at its next poll tick. This Worker claims, in one script call,
-no more jobs than it has free slots (in priority order, see priority.py) with everything their
-runs need (worker_scripts.CLAIM); claims again as soon as a slot frees while more work was
-ready; finishes each run in one script call; and, idle, blocks on its queue's wake list, so
-an enqueue starts at once (at most a poll tick later: delayed jobs and retries are promoted
-by the claim, which runs at least every tick).
+The loop is postroom's own; arq supplies the connection pool and the encoding of results.
+Each turn claims, in one script call (worker_scripts.CLAIM), no more jobs than there are free
+slots, in priority order (priority.py), with everything their runs need; each run's end is
+decided once (execution.py) and written in one call of the queue's FINISH script, batched
+with the runs that ended with it (claimed_run.py). Idle, the worker blocks on its queue's wake
+list, so an enqueue starts at once (at most a poll tick later: delayed jobs and retries are
+promoted by the claim, which runs at least every tick).
 """
 
 from __future__ import annotations
@@ -16,103 +14,158 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from arq.connections import create_pool, log_redis_info
-from arq.utils import timestamp_ms, to_ms
+from arq.connections import ArqRedis, RedisSettings, create_pool, log_redis_info
+from arq.utils import ms_to_datetime, timestamp_ms
 
-from config.queues import QueueName
-from workers.claimed_run import Claim, ClaimedRunWorker
-from workers.execution import MARKER_TTL_MS
+from workers.claimed_run import Claim, EndWriter, Run, decode
+from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
+from workers.dead_letter import Reason
+from workers.execution import JobExecution
 from workers.keys import QueueKeys
-from workers.outcome import Outcome, RunOutcome
+from workers.outcome import RunOutcome, dead_lettered
+from workers.registry import Hook
 from workers.scripts import ScriptBatcher
 from workers.serialization import dumps
 from workers.waiting import sleep_unless
 from workers.worker_scripts import CLAIM, CLAIMED_FIELDS, RENEW, RETRY_TTL_S, finish_script
 
-# arq's logger, as arq's Worker has it.
-logger = logging.getLogger("arq.worker")
+logger = logging.getLogger(__name__)
 
-# The counters each outcome moves (see QueueStats), space separated as finish_script takes
-# them: `failed` counts every failed try.
-COUNTERS: dict[Outcome | None, str] = {
-    "completed": "completed",
-    "retried": "retried failed",
-    "dead_lettered": "dead_lettered failed",
-    "cancelled": "cancelled",
-    None: "failed",  # arq's rules failed the job (it outlived arq's own timeout, say)
-}
+# How long a job's "running" marker lives: longer than any run, so only a crash leaves one.
+MARKER_TTL_MS = 24 * 3600 * 1000
 
 
-class QueueWorker(ClaimedRunWorker):
-    """One queue's arq Worker with priority-ordered reads; built by queue_worker.build_worker."""
-
-    _allow_pick = False
+class QueueWorker:
+    """One queue's claim -> run -> finish loop; built by queue_worker.build_worker."""
 
     def __init__(
         self,
-        *args: Any,
-        queue: QueueName,
+        *,
         keys: QueueKeys,
-        outcomes: dict[str, RunOutcome],
-        results_per_queue: int,
-        errors_kept_s: int,
+        execution: JobExecution,
+        redis_settings: RedisSettings,
+        decoder: Callable[[bytes], dict[str, Any]],
         worker_id: str,
-        **kwargs: Any,
+        max_jobs: int,
+        poll_delay_s: float,
+        read_limit: int,
+        lease_s: float,
+        keep_result_s: float,
+        results_kept: int,
+        errors_kept_s: int,
+        health_key: str,
+        health_interval_s: float,
+        ctx: dict[str, Any],
+        hooks: dict[str, Hook],
+        burst: bool = False,
     ) -> None:
+        self.keys = keys
+        self.queue = keys.queue_name
+        self.execution = execution
+        self.redis_settings = redis_settings
+        self.decoder = decoder
+        self.worker_id = worker_id
+        self.max_jobs = max_jobs
+        self.poll_delay_s = poll_delay_s
+        self.read_limit = read_limit
+        self.lease_s = lease_s
+        self.keep_result_s = keep_result_s
+        self.health_key = health_key
+        self.health_interval_s = health_interval_s
+        self.ctx = ctx
+        self.hooks = hooks
+        self.burst = burst
+        self._finish_script = finish_script(
+            keys, results_kept=results_kept, errors_kept_s=errors_kept_s
+        )
+        self._pool: ArqRedis | None = None
+        self._end: EndWriter | None = None
+        # Each claimed job's run (from claim to its end written), and each run's ctx.
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.running_ctx: dict[str, dict[str, Any]] = {}
+        # The runs whose function is running: the only part of a run a cancel may stop.
+        self.function_tasks: dict[str, asyncio.Task[None]] = {}
+        # Each running job's lease token; the next token's number.
+        self.tokens: dict[str, str] = {}
+        self._serial = 0
+        self.main_task: asyncio.Task[None] | None = None
+        self._in_flight = 0  # claimed runs not yet ended: the slots taken
+        self._allow_pick = False
         # Set when a slot frees or picking is allowed again: ends a wait (see `_wait`).
         self._wake = asyncio.Event()
-        super().__init__(*args, **kwargs)
-        self.queue = queue
-        self.keys = keys
-        self.outcomes = outcomes
-        self.worker_id = worker_id
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False
-        self._finish_script = finish_script(
-            self.keys, results_kept=results_per_queue, errors_kept_s=errors_kept_s
-        )
-        # The next lease token's number, and the token of each job running here.
-        self._serial = 0
-        self.tokens: dict[str, str] = {}
-        self.running_ctx = {}
         # When this worker last (re)connected: for a moment after, it leaves lapsed runs to
         # their workers (see `_claim_and_start`).
         self._connected_at = 0.0
+        self._last_health = 0.0
+        self.counts = {"completed": 0, "retried": 0, "dead_lettered": 0, "cancelled": 0}
+
+    @property
+    def connected(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def pool(self) -> ArqRedis:
+        assert self._pool is not None, "the worker is not connected"
+        return self._pool
+
+    @property
+    def allow_pick_jobs(self) -> bool:
+        return self._allow_pick
+
+    @allow_pick_jobs.setter
+    def allow_pick_jobs(self, allow: bool) -> None:
+        """The supervisor sets this from the queue's pause flag; a resume ends the wait."""
+        if allow and not self._allow_pick:
+            self._wake.set()
+        self._allow_pick = allow
+
+    async def async_run(self) -> None:
+        """Run the loop until cancelled (or, in burst mode, until the queue is empty)."""
+        self.main_task = asyncio.current_task()
+        await self.main()
 
     async def main(self) -> None:
-        """arq's main(), with a wait that ends early on an enqueue or a freed slot (`_wait`)."""
         if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
+            self._pool = await create_pool(self.redis_settings, job_serializer=dumps)
+            self.ctx["redis"] = self._pool
+            if "on_startup" in self.hooks:
+                await self.hooks["on_startup"](self.ctx)
         for script in (CLAIM, RENEW, self._finish_script):  # again only after a NOSCRIPT
             await script.load(self.pool)
-        self._connected_at = self.loop.time()
-        self._finish = ScriptBatcher(self.pool, self._finish_script, (self.keys.queue,))
-        logger.info("Starting worker for %d functions: %s", len(self.functions), self.queue_name)
-        await log_redis_info(self.pool, logger.info)
-        self.ctx["redis"] = self.pool
-        if self.on_startup:
-            await self.on_startup(self.ctx)
+        self._connected_at = time.monotonic()
+        batcher = ScriptBatcher(self.pool, self._finish_script, (self.keys.queue,))
+        self._end = EndWriter(self.keys, batcher, self.keep_result_s)
+        logger.info("queue %s: worker started", self.queue)
+        await log_redis_info(self.pool, logger.debug)
         while True:
             await self._poll_iteration()
             if self.burst and await self._burst_done():
                 return
             await self._wait()
 
+    async def close(self) -> None:
+        """After the runs ended: drop the health key, run the shutdown hooks, close the pool."""
+        if self._pool is None:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.pool.delete(self.health_key)
+        if "on_shutdown" in self.hooks:
+            await self.hooks["on_shutdown"](self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
+
     async def _burst_done(self) -> bool:
-        if 0 <= self.max_burst_jobs <= self._jobs_started() or not await self.pool.zcard(
-            self.queue_name
-        ):
-            await asyncio.gather(*self.tasks.values())
-            return True
-        return False
+        if await self.pool.zcard(self.keys.queue):
+            return False
+        await asyncio.gather(*self.tasks.values())
+        return True
 
     async def _wait(self) -> None:
         """Until there may be a job to claim, and never longer than a poll tick.
@@ -127,46 +180,27 @@ class QueueWorker(ClaimedRunWorker):
             return
         if not self.allow_pick_jobs:
             await sleep_unless(self._wake, tick)  # a resume sets it
-        elif self._more_ready or self.job_counter >= self.max_jobs:
+        elif self._more_ready or self._in_flight >= self.max_jobs:
             wanted = max(1, self.max_jobs // 4) if self._more_ready else 1
-            deadline = self.loop.time() + tick
-            while self.max_jobs - self.job_counter < wanted and self.loop.time() < deadline:
+            deadline = time.monotonic() + tick
+            while self.max_jobs - self._in_flight < wanted and time.monotonic() < deadline:
                 self._wake.clear()
-                await sleep_unless(self._wake, deadline - self.loop.time())
+                await sleep_unless(self._wake, deadline - time.monotonic())
         else:
             # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
             await self.pool.execute_command("BLPOP", self.keys.wake, tick)  # type: ignore[no-untyped-call]
 
-    @property
-    def allow_pick_jobs(self) -> bool:
-        return self._allow_pick
-
-    @allow_pick_jobs.setter
-    def allow_pick_jobs(self, allow: bool) -> None:
-        """The supervisor sets this from the queue's pause flag; a resume ends the wait."""
-        if allow and not self._allow_pick:
-            self._wake.set()
-        self._allow_pick = allow
-
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self._wake.set()
-
     async def _poll_iteration(self) -> None:
-        free = self.max_jobs - self.job_counter
+        free = self.max_jobs - self._in_flight
         self._more_ready = False
         self._wake.clear()  # before the claim: a slot freed after it ends the wait
         if self.allow_pick_jobs and free > 0:
-            count = min(free, self.queue_read_limit)
-            if self.burst and self.max_burst_jobs >= 0:
-                count = min(count, self.max_burst_jobs - self._jobs_started())
-            if count > 0:
-                await self._claim_and_start(count)
-        for job_id, t in list(self.tasks.items()):
-            if t.done():
+            await self._claim_and_start(min(free, self.read_limit))
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
                 del self.tasks[job_id]
-                t.result()  # re-raises what a run raised, as arq does
-        await self.heart_beat()
+                _check_ended(job_id, task)
+        await self._record_health()
 
     async def _claim_and_start(self, count: int) -> None:
         """Claim and start up to `count` jobs.
@@ -177,12 +211,12 @@ class QueueWorker(ClaimedRunWorker):
         job waits that much longer.
         """
         now = timestamp_ms()
-        retake = self.loop.time() - self._connected_at > self.in_progress_timeout_s
+        retake = time.monotonic() - self._connected_at > self.lease_s
         args: list[str | int] = [
             now,
             count,
-            self.queue_read_limit,
-            int(self.in_progress_timeout_s * 1000),
+            self.read_limit,
+            int(self.lease_s * 1000),
             self.keys.lease(""),
             self.keys.job(""),
             self.keys.tries(""),
@@ -192,7 +226,7 @@ class QueueWorker(ClaimedRunWorker):
             self._serial,
             MARKER_TTL_MS,
             RETRY_TTL_S,
-            0 if self.keep_result_forever else now - to_ms(self.keep_result_s),
+            now - int(self.keep_result_s * 1000),
             int(retake),
         ]
         keys = [self.keys.queue, self.keys.active, self.keys.results]
@@ -204,8 +238,6 @@ class QueueWorker(ClaimedRunWorker):
             raw_id, raw_score, payload, job_try, lost_by, token, recoveries = claimed[
                 i : i + CLAIMED_FIELDS
             ]
-            await self.sem.acquire()  # never waits: no more jobs were claimed than free slots
-            self.job_counter += 1
             claim = Claim(
                 raw_id.decode(),
                 int(float(raw_score)),
@@ -215,15 +247,101 @@ class QueueWorker(ClaimedRunWorker):
                 token.decode(),
                 int(recoveries),
             )
+            self._in_flight += 1
             self.tokens[claim.job_id] = claim.token
-            task = self.loop.create_task(self.run_claimed(claim))
+            task = asyncio.create_task(self._run_claimed(claim))
             task.add_done_callback(functools.partial(self._ended, claim.job_id, claim.token))
             self.tasks[claim.job_id] = task
 
     def _ended(self, job_id: str, token: str, _: object) -> None:
         if self.tokens.get(job_id) == token:  # not yet claimed again by a newer run here
             del self.tokens[job_id]
-        self._release_sem_dec_counter_on_complete()
+        self._in_flight -= 1
+        self._wake.set()
+
+    async def _run_claimed(self, claim: Claim) -> None:
+        start_ms = timestamp_ms()
+        run: Run | None = None
+        try:
+            run = decode(claim, self.decoder)
+        except Exception as exc:  # the decoder turns every bad record into a run: a bug
+            logger.exception("job %s: its record could not be decoded", claim.job_id)
+            outcome = self._cannot_run(claim, "malformed", exc)
+        else:
+            if run is None:
+                logger.warning("job %s expired before it ran", claim.job_id)
+                gone = LookupError("job expired: its record was gone when it was claimed")
+                outcome = self._cannot_run(claim, "expired", gone)
+            else:
+                if run.job_try > claim.job_try:  # started at a later try: count from there
+                    await self.pool.setex(self.keys.tries(claim.job_id), RETRY_TTL_S, run.job_try)
+                outcome = await self._execute(claim, run)
+        self._count(outcome)
+        if outcome.kind == "lost":
+            return  # the job is another worker's now: nothing of this run is written
+        assert self._end is not None, "a run ended before main()"
+        await self._end.write(claim, self._end.call(claim, run, outcome, start_ms))
+
+    async def _execute(self, claim: Claim, run: Run) -> RunOutcome:
+        job_id = claim.job_id
+        ctx = {
+            **self.ctx,
+            "job_id": job_id,
+            "job_try": run.job_try,
+            "enqueue_time": ms_to_datetime(run.enqueue_ms),
+            "score": claim.score,
+            LEASE_TOKEN: claim.token,
+            LOST_BY: claim.lost_by,
+            RECOVERIES: claim.recoveries,
+        }
+        self.running_ctx[job_id] = ctx
+        try:
+            if "on_job_start" in self.hooks:
+                await self.hooks["on_job_start"](ctx)
+            task = asyncio.current_task()
+            assert task is not None
+            # Listed only while the task runs: a cancel (a user's, a lost lease's, a
+            # shutdown's) stops the task's function, never the writing of its end.
+            self.function_tasks[job_id] = task
+            try:
+                outcome = await self.execution.run(ctx, run.name, run.kwargs)
+            finally:
+                del self.function_tasks[job_id]
+                if task.cancelling():
+                    task.uncancel()  # the cancel was answered by the outcome
+            if "on_job_end" in self.hooks:
+                await self.hooks["on_job_end"](ctx)
+            return outcome
+        finally:
+            del self.running_ctx[job_id]
+
+    def _cannot_run(self, claim: Claim, reason: Reason, exc: BaseException) -> RunOutcome:
+        return dead_lettered(
+            job_id=claim.job_id,
+            queue=self.queue,
+            task=None,
+            payload=None,
+            reason=reason,
+            job_try=claim.job_try,
+            enqueued_at=None,
+            score=claim.score,
+            exc=exc,
+        )
+
+    def _count(self, outcome: RunOutcome) -> None:
+        if outcome.kind in self.counts:
+            self.counts[outcome.kind] += 1
+
+    def stop_run(self, job_id: str, *, lost: bool = False) -> bool:
+        """Stop a run's task (a user's cancel; with `lost`, the job went to another worker);
+        False when no function of that job runs here (its end may be being written)."""
+        task = self.function_tasks.get(job_id)
+        if task is None:
+            return False
+        if lost:
+            self.running_ctx[job_id][LEASE_LOST] = True
+        task.cancel()
+        return True
 
     async def renew_leases(self, lease_ms: int) -> list[str]:
         """Renew the leases of the jobs running here; returns those lost to another worker
@@ -242,49 +360,27 @@ class QueueWorker(ClaimedRunWorker):
         lost = await RENEW(self.pool, (self.keys.active,), args)
         return [job_id.decode() for job_id in lost]
 
-    def end_of_run(
-        self,
-        claim: Claim,
-        finish: bool,
-        result_data: bytes | None,
-        result_timeout_s: float | None,
-        keep_result_forever: bool,
-        incr_score: int | None,
-    ) -> tuple[Any, ...]:
-        """What arq's finish_job writes, plus postroom's bookkeeping, as one call of
-        finish_script (worker_scripts.FINISH). (arq calls finish_job only from its own
-        run_job, which run_claimed replaces; its cron's `keep_in_progress` does not occur.)
-
-        A retry waits out of its band and keeps its priority, and its error is kept; a dead
-        letter is stored with every try's error; the result joins the queue's result index;
-        the counters move; the job leaves the active set.
-        """
-        outcome = self.outcomes.pop(claim.job_id, None)
-        kind = None if outcome is None else outcome.kind
-        counters = COUNTERS[kind] if finish or kind is not None else ""
-        keep_ms = to_ms(result_timeout_s) or 0
-        if finish:
-            what = "dead" if kind == "dead_lettered" else "finish"
-        else:
-            what = "retry" if kind == "retried" else "release"
-        error = b"" if outcome is None or outcome.error is None else dumps(outcome.error)
-        return (
-            claim.job_id,
-            claim.token,
-            what,
-            result_data or b"",
-            "" if keep_result_forever else max(keep_ms, 1),
-            incr_score or 0,
-            timestamp_ms(),
-            counters,
-            error,
-            letter_head(outcome),
-        )
+    async def _record_health(self) -> None:
+        """Refresh this worker's health key (worker_health.py), at most every interval."""
+        now = time.monotonic()
+        if now - self._last_health < self.health_interval_s:
+            return
+        self._last_health = now
+        counts = " ".join(f"{k}={v}" for k, v in self.counts.items())
+        info = f"{datetime.now():%b-%d %H:%M:%S} {counts} running={self._in_flight}"
+        await self.pool.psetex(self.health_key, int((self.health_interval_s + 1) * 1000), info)
 
 
-def letter_head(outcome: RunOutcome | None) -> bytes:
-    """A dead letter's JSON up to its list of errors, which FINISH completes from the try
-    errors it keeps (so a letter is written in the same script as the run's end)."""
-    if outcome is None or outcome.letter is None:
-        return b""
-    return outcome.letter.model_dump_json(exclude={"errors"}).encode()[:-1] + b',"errors":['
+def _check_ended(job_id: str, task: asyncio.Task[None]) -> None:
+    """Log a run that raised past its own handling (a non-transient Redis error writing its
+    end, say). The job is safe: its end unwritten, its lease lapses and it runs again."""
+    if task.cancelled() or (exc := task.exception()) is None:
+        return
+    logger.error(
+        "job %s: its run raised outside the task (%s: %s); if its end was not written, it "
+        "runs again once its lease lapses",
+        job_id,
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
+    )

@@ -1,0 +1,1 @@
+"""Real Redis deployments (Cluster, Sentinel) that tests start on free loopback ports."""

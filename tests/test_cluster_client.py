@@ -1,0 +1,77 @@
+"""The client side on a Redis Cluster (`POSTROOM_REDIS_CLUSTER`, workers/cluster_client.py)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from config.errors import ConfigError
+from config.queues import QueueName
+from config.settings import PostroomSettings, load_settings
+from tests.servers.cluster import LocalCluster
+from workers.cluster_client import connect_cluster, connect_cluster_client
+from workers.job_status import JobState
+from workers.redis_server import EmbeddedRedis, resolve_redis
+from workers.registry import registry
+
+
+def cluster_settings(nodes: str, data_dir: Path) -> PostroomSettings:
+    return load_settings(
+        redis_cluster=nodes, key_prefix=f"test-{uuid.uuid4().hex[:10]}", data_dir=data_dir
+    )
+
+
+async def test_cluster_client_enqueues_into_all_six_queues(
+    redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """One node named is enough; each queue's job lands on its slot's node, readable back."""
+    host, port = redis_cluster.startup_nodes[0]
+    settings = cluster_settings(f"{host}:{port}", tmp_path)
+    requests = [registry.get(f"tests.probe.{q.value}").call().with_options() for q in QueueName]
+    async with await connect_cluster_client(settings) as client:
+        handles = await client.enqueue_many(requests)
+        assert [h.created for h in handles] == [True] * len(QueueName)
+        again = await client.enqueue_many(
+            [r.with_options(job_id=h.job_id) for r, h in zip(requests, handles, strict=True)]
+        )
+        assert [h.created for h in again] == [False] * len(QueueName)
+        assert [await h.status() for h in handles] == [JobState.QUEUED] * len(QueueName)
+
+        await client.pause(QueueName.INDEXING)
+        assert await client.is_paused(QueueName.INDEXING)
+        await client.resume(QueueName.INDEXING)
+        assert not await client.is_paused(QueueName.INDEXING)
+
+        assert await handles[0].cancel() == "cancelled"
+        stats = {s.queue: s for s in await client.queues_stats()}
+    assert stats[QueueName.DELIVERY].waiting == 0
+    assert stats[QueueName.DELIVERY].cancelled == 1
+    assert all(stats[q].waiting == 1 for q in QueueName if q is not QueueName.DELIVERY)
+
+
+async def test_cluster_setting_naming_a_standalone_server_is_refused(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    settings = cluster_settings(f"127.0.0.1:{redis_server.port}", tmp_path)
+    with pytest.raises(ConfigError, match=r"POSTROOM_REDIS_CLUSTER=.* is a standalone Redis"):
+        await connect_cluster(settings)
+
+
+async def test_cluster_setting_naming_no_server_is_refused(tmp_path: Path) -> None:
+    settings = cluster_settings("127.0.0.1:1", tmp_path)
+    with pytest.raises(ConfigError, match=r"POSTROOM_REDIS_CLUSTER=127\.0\.0\.1:1: no Cluster"):
+        await connect_cluster(settings)
+
+
+def test_cluster_setting_must_list_host_ports(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"POSTROOM_REDIS_CLUSTER: .*host:port, not 'b:x'"):
+        cluster_settings("a:1, b:x", tmp_path)
+
+
+def test_cluster_setting_stops_a_worker_at_start(tmp_path: Path) -> None:
+    """A worker would serve another Redis than the clients enqueue into: it does not start."""
+    settings = cluster_settings("127.0.0.1:7000", tmp_path)
+    with pytest.raises(ConfigError, match=r"POSTROOM_REDIS_CLUSTER is set .* workers do not run"):
+        resolve_redis(settings)
