@@ -17,13 +17,7 @@ from config.queues import QueueName
 from tasks.message_delivery import send_message
 from tasks.notify import render
 from tasks.payloads import BatchSend, BatchSent, SendMessage
-from workers.client import PostroomClient
-from workers.context import JobContext
-from workers.enqueue import Checkpoint
-from workers.key_migration import MarkerRule, marker_rule
-from workers.keys import Keys
-from workers.priority import priority_of
-from workers.registry import task
+from workers import Checkpoint, JobContext, Keys, MarkerRule, PostroomClient, marker_rule, task
 
 # The checkpoint outlives the batch's retries and its stay among the dead letters.
 CHECKPOINT_EXTRA_SECONDS = 86_400
@@ -58,7 +52,7 @@ async def batch_send(ctx: JobContext, batch: BatchSend) -> BatchSent:
     key = checkpoint_key(settings.key_prefix, batch_id)
     ttl_ms = int((settings.dead_letter_retention + CHECKPOINT_EXTRA_SECONDS) * 1000)
     client = PostroomClient(ctx["redis"], settings, metrics=ctx["runtime"].metrics.enqueue)
-    priority = priority_of(ctx["score"])
+    priority = ctx["priority"]
     conversation_id = batch.conversation_id or f"broadcast:{batch_id}"
     total = len(batch.recipient_ids)
     chunks = math.ceil(total / batch.chunk_size)

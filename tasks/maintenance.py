@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from config.queues import QueueName
-from workers.context import JobContext
-from workers.cron import Cron
-from workers.dead_letter import DeadLetterStore
-from workers.keys import Keys
-from workers.registry import task
+from workers import Cron, JobContext, PostroomClient, task
 
 
 async def trim_expired_dead_letters(ctx: JobContext, *, dry_run: bool = False) -> dict[str, int]:
     """Delete (or count) dead letters past their queue's retention; how many, per queue."""
     settings = ctx["settings"]
-    store = DeadLetterStore(ctx["redis"], Keys(settings.key_prefix), settings.dead_letter_retention)
+    store = PostroomClient(ctx["redis"], settings).dead_letters
     trimmed: dict[str, int] = {}
     for queue, config in settings.queues.items():
         retention = config.dead_letter_retention or settings.dead_letter_retention

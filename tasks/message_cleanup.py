@@ -16,8 +16,7 @@ from tasks.maintenance import trim_expired_dead_letters
 from tasks.payloads import CleanupJob, CleanupResult, now
 from tasks.services import message_store, service
 from tasks.store import CLEANUP_KINDS, CleanupCounts, CleanupKind, cleanup
-from workers.context import JobContext
-from workers.registry import task
+from workers import JobContext, task
 
 
 @task(queue=QueueName.CLEANUP, name="cleanup-messages", cron="0 2 * * *")

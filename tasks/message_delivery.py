@@ -21,8 +21,7 @@ from tasks.store import (
     record_sent,
     save_message,
 )
-from workers.context import JobContext
-from workers.registry import task
+from workers import JobContext, task
 
 
 @task(queue=QueueName.DELIVERY, name="send-message")

@@ -14,9 +14,7 @@ from tasks.errors import MessageNotFound
 from tasks.payloads import EncryptionJob, EncryptionResult, RotationResult
 from tasks.services import keyring, message_store, service
 from tasks.store import encrypted_under_other_keys, get_message, store_sealed
-from workers.context import JobContext
-from workers.errors import PermanentError
-from workers.registry import task
+from workers import JobContext, PermanentError, task
 
 ROTATION_PAGE = 500
 

@@ -13,8 +13,7 @@ from tasks.errors import MessageNotFound
 from tasks.payloads import IndexingJob, IndexingResult
 from tasks.services import keyring, message_store, service
 from tasks.store import Message, delete_from_index, get_message, index_message, update_index
-from workers.context import JobContext
-from workers.registry import task
+from workers import JobContext, task
 
 ENCRYPTED = "stored encrypted (index_encrypted_messages is off)"
 

@@ -23,8 +23,7 @@ from tasks.store import (
     set_notification_status,
     store_notification,
 )
-from workers.context import JobContext
-from workers.registry import task
+from workers import JobContext, task
 
 
 @task(queue=QueueName.NOTIFICATION, name="send-notification")

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from pydantic import Field
 
 from tasks.payloads import Payload, Timestamp, now
-from workers.keys import Keys
+from workers import Keys
 
 
 def user_channel(key_prefix: str, user_id: str) -> str:

@@ -16,8 +16,7 @@ from config.settings import PostroomSettings
 from tasks.encryption import Keyring, load_keyring
 from tasks.notify import EmailChannel, PushChannel, SmsChannel
 from tasks.store import MessageStore
-from workers.context import JobContext
-from workers.resources import ResourceFactory
+from workers import JobContext, ResourceFactory
 
 T = TypeVar("T")
 

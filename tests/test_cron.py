@@ -14,7 +14,8 @@ from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import postroom_worker
 from workers.client import PostroomClient
-from workers.cron import Cron, CronScheduler
+from workers.cron import CronScheduler
+from workers.crontab import Cron
 from workers.errors import TaskDefinitionError
 from workers.keys import Keys
 from workers.priority import Priority, ready_score

@@ -35,6 +35,10 @@ def _recording_tasks() -> TaskRegistry:
         await ctx["redis"].rpush(log, label)
         raise RuntimeError("first try fails")
 
+    @tasks.task(queue=QueueName.DELIVERY, name="tests.record_priority")
+    async def record_priority(ctx: JobContext, log: str, label: str) -> None:
+        await ctx["redis"].rpush(log, f"{label}={ctx['priority'].name}")
+
     return tasks
 
 
@@ -125,3 +129,22 @@ async def test_a_retried_job_waits_its_backoff_and_keeps_its_priority(
     assert priority_of(score) == Priority.HIGH
     # The fixed one-hour backoff, counted from the failure (no jitter in this policy).
     assert failed_at * 1000 + 3_600_000 - 5_000 <= score <= time.time() * 1000 + 3_600_000
+
+
+async def test_a_task_reads_its_jobs_priority_from_its_context(settings: PostroomSettings) -> None:
+    tasks = _recording_tasks()
+    record = tasks.get("tests.record_priority")
+    log = f"{settings.key_prefix}:priorities"
+    jobs = {f"{p.name}-{delayed}": (p, delayed) for p in Priority for delayed in (False, True)}
+    async with await PostroomClient.connect(settings, tasks) as client:
+        for label, (priority, delayed) in jobs.items():  # a delayed one waits, then is promoted
+            request = record.request({"log": log, "label": label})
+            await client.enqueue(request, priority=priority, delay=0.2 if delayed else None)
+        async with running_worker(settings, tasks=tasks, queues=[QueueName.DELIVERY]):
+
+            async def all_ran() -> bool:
+                return int(await client.redis.llen(log)) == len(jobs)
+
+            await eventually(all_ran, "every job ran")
+        seen = dict(entry.decode().split("=") for entry in await client.redis.lrange(log, 0, -1))
+    assert seen == {label: priority.name for label, (priority, _) in jobs.items()}

@@ -1,31 +1,72 @@
 """postroom's runtime: register tasks with `@task`, enqueue with `PostroomClient`.
 
 `Settings` is what `arq workers.Settings` runs: every queue in one process.
+
+Each name is imported from its module on first use (PEP 562), so a web app that only
+enqueues loads the client side, never the supervisor and the worker behind `Settings`.
 """
 
-from config.queues import BackoffPolicy, QueueName
-from workers.arq_settings import WorkerSettings
-from workers.client import JobFailedError, JobHandle, PostroomClient
-from workers.context import JobContext
-from workers.cron import Cron
-from workers.errors import (
-    ConfigError,
-    PayloadValidationError,
-    PermanentError,
-    PostroomError,
-    TaskDefinitionError,
-    UnknownTaskError,
-)
-from workers.job_status import JobInfo, JobState
-from workers.priority import Priority
-from workers.progress import Progress
-from workers.queue_stats import QueueStats
-from workers.registry import JobRequest, Task, TaskRegistry, registry, task
+from __future__ import annotations
 
-Settings = WorkerSettings()
+import sys
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time (test_imports)
+    from config.queues import BackoffPolicy, QueueName
+    from workers.arq_settings import Settings
+    from workers.client import JobFailedError, JobHandle, PostroomClient
+    from workers.context import JobContext
+    from workers.crontab import Cron
+    from workers.enqueue import Checkpoint
+    from workers.errors import (
+        ConfigError,
+        PayloadValidationError,
+        PermanentError,
+        PostroomError,
+        TaskDefinitionError,
+        UnknownTaskError,
+    )
+    from workers.job_status import JobInfo, JobState
+    from workers.key_migration import MarkerRule, marker_rule
+    from workers.keys import Keys
+    from workers.priority import Priority
+    from workers.progress import Progress
+    from workers.queue_stats import QueueStats
+    from workers.registry import JobRequest, Task, TaskRegistry, registry, task
+    from workers.resources import ResourceFactory
+
+# Each public name's module.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "config.queues": ("BackoffPolicy", "QueueName"),
+    "workers.arq_settings": ("Settings",),
+    "workers.client": ("JobFailedError", "JobHandle", "PostroomClient"),
+    "workers.context": ("JobContext",),
+    "workers.crontab": ("Cron",),
+    "workers.enqueue": ("Checkpoint",),
+    "workers.errors": (
+        "ConfigError",
+        "PayloadValidationError",
+        "PermanentError",
+        "PostroomError",
+        "TaskDefinitionError",
+        "UnknownTaskError",
+    ),
+    "workers.job_status": ("JobInfo", "JobState"),
+    "workers.key_migration": ("MarkerRule", "marker_rule"),
+    "workers.keys": ("Keys",),
+    "workers.priority": ("Priority",),
+    "workers.progress": ("Progress",),
+    "workers.queue_stats": ("QueueStats",),
+    "workers.registry": ("JobRequest", "Task", "TaskRegistry", "registry", "task"),
+    "workers.resources": ("ResourceFactory",),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "BackoffPolicy",
+    "Checkpoint",
     "ConfigError",
     "Cron",
     "JobContext",
@@ -34,6 +75,8 @@ __all__ = [
     "JobInfo",
     "JobRequest",
     "JobState",
+    "Keys",
+    "MarkerRule",
     "PayloadValidationError",
     "PermanentError",
     "PostroomClient",
@@ -42,11 +85,41 @@ __all__ = [
     "Progress",
     "QueueName",
     "QueueStats",
+    "ResourceFactory",
     "Settings",
     "Task",
     "TaskDefinitionError",
     "TaskRegistry",
     "UnknownTaskError",
+    "marker_rule",
     "registry",
     "task",
 ]
+
+
+class _Package(ModuleType):
+    """Keeps a public name that is also a submodule's (`registry`): importing the submodule
+    would otherwise bind the module over the name it exports."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _HOME and isinstance(value, ModuleType) and value.__name__ == f"workers.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use, then keep the name here."""
+    try:
+        module = _HOME[name]
+    except KeyError:
+        raise AttributeError(f"module 'workers' has no attribute {name!r}") from None
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -87,3 +87,7 @@ class WorkerSettings(dict[str, Any]):
 
     def __len__(self) -> int:
         return super(WorkerSettings, self._built()).__len__()
+
+
+# `arq workers.Settings` (workers/__init__.py hands this one out).
+Settings = WorkerSettings()

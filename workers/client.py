@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import SerializationError, deserialize_result
@@ -23,12 +23,14 @@ from workers.errors import PostroomError
 from workers.job_listing import CleanState, JobPage, clean_jobs, list_jobs
 from workers.job_status import JobInfo, JobState, read_job_info, read_job_payload
 from workers.keys import Keys
-from workers.metrics import EnqueueMetrics
 from workers.priority import Priority
 from workers.queue_stats import QueueStats, read_queue_stats, read_queues_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.serialization import dumps, loads
 from workers.worker_health import live_workers
+
+if TYPE_CHECKING:  # only the worker side counts enqueues: the client need not load prometheus
+    from workers.metrics import EnqueueMetrics
 
 R = TypeVar("R")
 

@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
+from workers.priority import Priority
 
 if TYPE_CHECKING:
     from workers.progress import ProgressReporter
@@ -23,6 +24,8 @@ class JobContext(TypedDict):
     job_try: int
     enqueue_time: datetime
     score: int
+    # The job's priority, as it was enqueued (or retried) with: for follow-up jobs of its own.
+    priority: Priority
     queue: QueueName
     task: str
     settings: PostroomSettings

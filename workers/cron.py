@@ -11,58 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 from arq.connections import ArqRedis
-from croniter import croniter
 
 from workers.enqueue import NewJob, write_jobs
 from workers.keys import Keys
+from workers.registry import Task
 from workers.waiting import sleep_unless
-
-if TYPE_CHECKING:
-    from workers.registry import Task
 
 logger = logging.getLogger(__name__)
 
 # A tick's "once" marker outlives any result retention, so a tick never runs twice.
 ONCE_TTL_MS = 2 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True)
-class Cron:
-    """A crontab schedule ("0 2 * * *"; a sixth field is seconds) in a time zone (UTC)."""
-
-    expression: str
-    timezone: str = "UTC"
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-    def problem(self) -> str | None:
-        """Why this schedule is invalid, or None."""
-        if not croniter.is_valid(self.expression):
-            return f"invalid crontab {self.expression!r}"
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            return f"unknown time zone {self.timezone!r}"
-        return None
-
-    def ticks(self, after: float, upto: float) -> list[float]:
-        """Epoch seconds of the ticks in (after, upto], evaluated in the schedule's zone."""
-        start = datetime.fromtimestamp(after, ZoneInfo(self.timezone))
-        schedule = croniter(self.expression, start)
-        found: list[float] = []
-        while (tick := schedule.get_next(float)) <= upto:
-            found.append(tick)
-        return found
-
-    def next_tick(self, after: float) -> float:
-        start = datetime.fromtimestamp(after, ZoneInfo(self.timezone))
-        return float(croniter(self.expression, start).get_next(float))
 
 
 class CronScheduler:

@@ -23,6 +23,7 @@ from workers.errors import PayloadValidationError, PermanentError
 from workers.keys import QueueKeys
 from workers.observation import JobObserver
 from workers.outcome import LOST, PUT_BACK, RunOutcome, completed, dead_lettered
+from workers.priority import priority_of
 from workers.progress import ProgressReporter
 from workers.registry import Task
 from workers.runtime import Runtime
@@ -60,6 +61,7 @@ class JobExecution:
         else:
             task, policy = self.tasks[name]
             ctx["task"] = name
+            ctx["priority"] = priority_of(ctx["score"])  # a task's, for its follow-up jobs
             ctx["progress"] = ProgressReporter(
                 ctx["redis"],
                 keys.progress(ctx["job_id"]),

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 
 from config.queues import BackoffPolicy, QueueConfig, QueueName
 from workers.context import JobContext
-from workers.cron import Cron
+from workers.crontab import Cron
 from workers.errors import PayloadValidationError, TaskDefinitionError, UnknownTaskError
 from workers.priority import Priority
 from workers.serialization import dumps, loads

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.errors import PermanentError
+from workers import PermanentError
 
 
 class EncryptionError(PermanentError):

@@ -7,7 +7,7 @@ recipient's token or a credential, since they end up in logs and dead letters.
 from __future__ import annotations
 
 from config.errors import PostroomError
-from workers.errors import PermanentError
+from workers import PermanentError
 
 
 class ChannelNotConfigured(PermanentError):

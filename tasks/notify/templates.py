@@ -13,7 +13,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from workers.errors import PermanentError
+from workers import PermanentError
 
 
 class TemplateError(PermanentError):

@@ -7,7 +7,7 @@ in one transaction, and are idempotent, so a retried task changes nothing twice.
 """
 
 from tasks.store.cleanup import CLEANUP_KINDS, CleanupCounts, CleanupKind, cleanup
-from tasks.store.database import MessageStore, create_engine, database_url, normalise_url
+from tasks.store.database import MessageStore
 from tasks.store.deliveries import (
     get_delivery,
     mark_delivered,
@@ -15,6 +15,7 @@ from tasks.store.deliveries import (
     mark_read,
     record_sent,
 )
+from tasks.store.engine import create_engine, database_url, normalise_url
 from tasks.store.messages import (
     add_attachment,
     delete_conversation,

@@ -17,7 +17,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import SchemaItem
 
-from tasks.store.database import create_engine
+from tasks.store.engine import create_engine
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 # pg_advisory_xact_lock key: "postroom" in ASCII, so it is recognisable in pg_locks.

@@ -14,6 +14,7 @@ from tests.conftest import eventually, postroom_worker, running_worker
 from tests.tasks.conftest import inbox, with_settings
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError
+from workers.priority import Priority
 from workers.supervisor import Supervisor
 
 
@@ -59,6 +60,22 @@ async def test_a_recipient_without_its_template_variables_is_refused_at_enqueue(
     }
     with pytest.raises(PayloadValidationError, match=r"recipientVariables\['ben'\] lacks name"):
         await task_client.enqueue_payload("batch-send", {"batch": payload})
+
+
+# The batch only writes to Redis: one database backend is enough.
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("priority", [Priority.URGENT, Priority.LOW])
+async def test_a_batchs_messages_have_the_batchs_priority(
+    task_settings: PostroomSettings, task_client: PostroomClient, priority: Priority
+) -> None:
+    """The batch reads its priority from its context (no delivery worker runs: the messages
+    stay queued to be looked at)."""
+    batch = BatchSend(sender_id="admin", recipient_ids=["ann", "ben"], content="Hi")
+    async with running_worker(task_settings, queues=[QueueName.BATCH]):
+        handle = await task_client.enqueue(batch_send.call(batch), priority=priority)
+        await handle.result(timeout=30)
+    children = [await task_client.job_info(child_id(handle.job_id, r)) for r in ("ann", "ben")]
+    assert [info.priority if info else None for info in children] == [priority, priority]
 
 
 # The batch only writes to Redis: one database backend is enough.

@@ -6,15 +6,12 @@ is the event's id, run by the workers, retried and dead-lettered like any job).
 """
 
 from workers.events.bus import EventBus, event_bus
-from workers.events.errors import (
-    EventDefinitionError,
-    EventHandlersFailed,
-    EventHandlersRejected,
-    UnknownEventError,
-)
+from workers.events.errors import EventDefinitionError, UnknownEventError
 from workers.events.handlers import (
     EventContext,
     EventHandlers,
+    EventHandlersFailed,
+    EventHandlersRejected,
     Handler,
     handler_name,
     handlers,

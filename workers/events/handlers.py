@@ -1,4 +1,5 @@
-"""Event handlers by event type, and running them so that each succeeds once per event.
+"""Event handlers by event type, running them so each succeeds once per event, and the errors
+of a run (EventHandlersFailed, EventHandlersRejected).
 
 A handler is `async def handler(event: MessagePosted) -> None`, registered with
 `@on(MessagePosted)`; one that takes a second argument gets an `EventContext` (a client to
@@ -12,19 +13,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from workers.client import PostroomClient
 from workers.context import JobContext
-from workers.errors import PermanentError
-from workers.events.errors import (
-    EventDefinitionError,
-    EventHandlersFailed,
-    EventHandlersRejected,
-    UnknownEventError,
-)
+from workers.errors import PermanentError, PostroomError
+from workers.events.errors import EventDefinitionError, UnknownEventError
 from workers.events.model import DomainEvent
 
 logger = logging.getLogger(__name__)
@@ -33,6 +29,22 @@ E = TypeVar("E", bound=DomainEvent)
 # `async def handler(event)` or `async def handler(event, context)`.
 Handler = Callable[..., Awaitable[None]]
 H = TypeVar("H", bound=Handler)
+
+
+class EventHandlersFailed(PostroomError):
+    """Raised when handlers of an event raised; the others ran, and are not run again."""
+
+    def __init__(self, event: DomainEvent, failures: Mapping[str, BaseException]) -> None:
+        self.event = event
+        self.failures = dict(failures)
+        detail = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failures.items())
+        super().__init__(
+            f"event {event.type} {event.id}: {len(failures)} handler(s) failed: {detail}"
+        )
+
+
+class EventHandlersRejected(EventHandlersFailed, PermanentError):
+    """Raised when every failing handler raised `PermanentError`: retrying cannot help."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from tasks.store.database import create_engine
+from tasks.store.engine import create_engine
 from tasks.store.migrate import include_object
 from tasks.store.models import Base
 

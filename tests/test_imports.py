@@ -1,0 +1,129 @@
+"""The import surface: `import workers` stays light, and `tasks/` uses only its public names."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import workers
+
+ROOT = Path(__file__).resolve().parent.parent
+# The worker side: what enqueueing must never load.
+WORKER_SIDE = (
+    "workers.supervisor",
+    "workers.worker",
+    "workers.queue_worker",
+    "workers.claimed_run",
+    "workers.execution",
+    "workers.arq_settings",
+    "workers.metrics_server",
+    "workers.admin",
+    "workers.cli",
+    "prometheus_client",
+    "uvicorn",
+    "fastapi",
+)
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_import_workers_loads_none_of_its_modules() -> None:
+    loaded = _loaded_after("import workers")
+    assert sorted(m for m in loaded if m.startswith("workers.")) == []
+    assert "arq" not in loaded and "redis" not in loaded
+
+
+def test_enqueueing_does_not_load_the_worker_side() -> None:
+    loaded = _loaded_after(
+        "import workers\n"
+        "from workers import JobContext, PostroomClient, Priority, QueueName, task\n"
+        "assert PostroomClient.__module__ == 'workers.client'"
+    )
+    assert "workers.client" in loaded
+    assert sorted(m for m in WORKER_SIDE if m in loaded) == []
+
+
+def test_settings_for_arq_still_builds_the_worker_side_on_first_use() -> None:
+    loaded = _loaded_after("import workers\nassert isinstance(workers.Settings, dict)")
+    assert "workers.supervisor" in loaded
+
+
+def test_every_public_name_resolves_from_the_module_type_checkers_see() -> None:
+    """`workers.__all__`, the run-time map and the TYPE_CHECKING imports name the same things."""
+    tree = ast.parse(Path(workers.__file__).read_text())
+    checked = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    static = {
+        alias.name: str(node.module)
+        for node in checked.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert static == workers._HOME
+    assert sorted(workers.__all__) == sorted(static)
+    for name, module in static.items():
+        assert getattr(workers, name) is getattr(sys.modules[module], name), name
+    assert set(workers.__all__) <= set(dir(workers))
+
+
+def test_a_submodule_imported_first_does_not_hide_the_name_it_exports() -> None:
+    """`workers.registry` is a module and the registry it holds: the name wins, as it did."""
+    _loaded_after(
+        "import workers.registry\n"
+        "from workers import TaskRegistry, registry\n"
+        "assert isinstance(registry, TaskRegistry), registry\n"
+        "import workers\n"
+        "assert workers.registry is registry"
+    )
+
+
+def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
+    try:
+        workers.PostRoomClient  # noqa: B018
+    except AttributeError as exc:
+        assert "PostRoomClient" in str(exc)
+    else:
+        raise AssertionError("an unknown name resolved")
+
+
+def _imports_from_workers(path: Path) -> list[tuple[int, str, str]]:
+    """Every (line, module, name) that `path` imports from `workers` or a module under it."""
+    found: list[tuple[int, str, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "workers" or node.module.startswith("workers."):
+                found += [(node.lineno, node.module, a.name) for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [
+                (node.lineno, a.name, "")
+                for a in node.names
+                if a.name == "workers" or a.name.startswith("workers.")
+            ]
+    return found
+
+
+def test_tasks_import_only_names_of_workers_all() -> None:
+    sources = sorted((ROOT / "tasks").rglob("*.py"))
+    assert len(sources) > 10  # the scan sees the task modules
+    imports = {path: _imports_from_workers(path) for path in sources}
+    assert sum(map(len, imports.values())) > 10
+    outside = [
+        f"{path.relative_to(ROOT)}:{line}: from {module} import {name}"
+        for path, found in imports.items()
+        for line, module, name in found
+        if module != "workers" or name not in workers.__all__
+    ]
+    assert outside == []
