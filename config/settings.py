@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -52,6 +53,8 @@ class PostroomSettings(BaseSettings):
 
     # Where the embedded Redis (and later the embedded stores) keep their data.
     data_dir: Path = Path(".postroom")
+    # This machine's name among the worker hosts sharing one Redis (workers/host_state.py).
+    host_name: str = Field(default_factory=socket.gethostname, min_length=1)
     embedded_redis_port: int = Field(default=6399, ge=1, le=65535)
 
     # Namespaces every key postroom owns, so several deployments (or tests) share one Redis.

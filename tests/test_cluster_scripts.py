@@ -37,7 +37,14 @@ from workers.keys import Keys, QueueKeys
 from workers.progress import ProgressReporter
 from workers.scripts import LuaScript
 from workers.serialization import dumps
-from workers.worker_scripts import CLAIM, CLAIMED_FIELDS, FINISH_FIELDS, RENEW, finish_script
+from workers.worker_scripts import (
+    CLAIM,
+    CLAIMED_FIELDS,
+    FINISH_FIELDS,
+    PARTITIONS_USED,
+    RENEW,
+    finish_script,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -47,6 +54,7 @@ RUN_ON_CLUSTER = {
     "workers.enqueue.ENQUEUE",
     "workers.worker_scripts.CLAIM",
     "workers.worker_scripts.RENEW",
+    "workers.worker_scripts.PARTITIONS_USED",
     "workers.progress._REPORT",
     "workers.cancellation._CANCEL",
 }
@@ -200,6 +208,8 @@ async def queue_life(
     for job_id, token in tokens.items():
         renew_args += [token, job_id]
     assert await accepted("RENEW", RENEW(redis, [keys.active], renew_args)) == []
+    used = PARTITIONS_USED(redis, [keys.partitions_used], [4])
+    assert await accepted("PARTITIONS_USED", used) == 4
 
     finish = finish_script(keys, results_kept=100, errors_kept_s=60)
     now = int(time.time() * 1000)
