@@ -10,10 +10,10 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-
 from chaos.accounting import account
 from chaos.ledger import Interval, Ledger, Run
 from chaos.snapshot import QUEUE, Snapshot
+
 from config.queues import QueueName
 from tests.conftest import ROOT
 from workers.job_status import JobInfo, JobState
