@@ -52,6 +52,15 @@ class Accounting:
             self.completed_once + self.completed_again_after_kill + self.completed_again_after_stop
         )
 
+    def warnings(self) -> list[str]:
+        """Counters that disagree with the jobs' states: reported, not failed on (a counter
+        is bookkeeping; the jobs' states are the outcome)."""
+        return [
+            f"queue counter {name} is {pair['counter']}, the jobs say {pair['jobs']}"
+            for name, pair in self.counters.items()
+            if "jobs" in pair and pair["counter"] != pair["jobs"]
+        ]
+
     def failures(self) -> list[str]:
         """What makes the soak fail, one line per kind found."""
         found = {

@@ -26,6 +26,8 @@ class SoakConfig:
     json: bool
     keep: bool
     run_dir: Path | None
+    runs: int
+    summary: Path | None
 
     @property
     def chaos_seconds(self) -> float:
@@ -70,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--keep", action="store_true", help="keep the run directory (logs, ledger)")
     p.add_argument("--run-dir", type=Path, default=None, help="where to keep logs and ledger")
+    p.add_argument("--runs", type=int, default=1, help="soaks in a row, each from scratch (1)")
+    p.add_argument(
+        "--summary", type=Path, default=None, help="write a Markdown table of the runs here"
+    )
     return p
 
 
@@ -87,10 +93,13 @@ def _check(args: argparse.Namespace) -> None:
         ("--grace", args.grace >= 0),
         ("--work-ms", args.work_ms >= 0),
         ("--drain-timeout", args.drain_timeout > 0),
+        ("--runs", args.runs >= 1),
     ]
     bad = [flag for flag, ok in rules if not ok]
     if bad:
         raise SystemExit(f"scripts/soak: out of range: {', '.join(bad)} (see --help)")
+    if args.runs > 1 and args.run_dir is not None:
+        raise SystemExit("scripts/soak: --run-dir takes one run; --runs N makes a dir each")
     if args.stop_seconds is not None and args.stop_seconds <= args.lease:
         raise SystemExit("scripts/soak: --stop-seconds must exceed --lease (a stop past it)")
 
@@ -116,4 +125,6 @@ def parse(argv: Sequence[str] | None = None) -> SoakConfig:
         json=args.json,
         keep=args.keep,
         run_dir=args.run_dir,
+        runs=args.runs,
+        summary=args.summary,
     )

@@ -32,6 +32,7 @@ def build(
     return {
         "ok": not failures,
         "failures": failures,
+        "warnings": acc.warnings(),
         "duration_s": round(seconds, 1),
         "config": {k: str(v) if k == "run_dir" else v for k, v in asdict(config).items()},
         "enqueue": asdict(enqueued),
@@ -88,7 +89,16 @@ def text(report: dict[str, Any]) -> str:
         f"  run dir: {report['run_dir']}",
     ]
     lines += [f"  FAILURE: {failure}" for failure in report["failures"]]
-    for name in ("lost", "ended_without_outcome", "unexplained_duplicates", "stalled_unexplained"):
-        if jobs[name]["ids"]:
-            lines.append(f"  {name}: {' '.join(jobs[name]['ids'])}")
+    lines += [f"  warning: {warning}" for warning in report["warnings"]]
+    listed = {**jobs, "orphans": report["queue"]["orphans"]}
+    for name in (
+        "lost",
+        "ended_without_outcome",
+        "unexplained_duplicates",
+        "unmatched_results",
+        "stalled_unexplained",
+        "orphans",
+    ):
+        if listed[name]["ids"]:
+            lines.append(f"  {name}: {' '.join(listed[name]['ids'])}")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from chaos import actions, report
+from chaos import actions, report, summary
 from chaos.accounting import account
 from chaos.config import SoakConfig, parse
 from chaos.enqueuer import enqueue_all
@@ -134,8 +134,8 @@ async def _soak(config: SoakConfig, run_dir: Path) -> dict[str, Any]:
     return built
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    config = parse(argv)
+def _one(config: SoakConfig) -> dict[str, Any]:
+    """One soak from scratch; its run directory is removed when it passed (unless kept)."""
     run_dir = config.run_dir or Path(tempfile.mkdtemp(prefix="chaos-soak-"))
     built = asyncio.run(_soak(config, run_dir))
     if built["ok"] and not config.keep and config.run_dir is None:
@@ -144,8 +144,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.json:
         sys.stdout.write(orjson.dumps(built, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(report.text(built))
-    return 0 if built["ok"] else 1
+        print(report.text(built), flush=True)
+    return built
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    config = parse(args)
+    reports = []
+    for i in range(config.runs):
+        if config.runs > 1:
+            _say(f"run {i + 1} of {config.runs}")
+        reports.append(_one(config))
+        if config.summary is not None:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            config.summary.write_text(summary.markdown(args, reports, when))
+    return 0 if all(r["ok"] for r in reports) else 1
 
 
 if __name__ == "__main__":
