@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from chaos.accounting import Accounting
@@ -34,7 +35,7 @@ def build(
         "failures": failures,
         "warnings": acc.warnings(),
         "duration_s": round(seconds, 1),
-        "config": {k: str(v) if k == "run_dir" else v for k, v in asdict(config).items()},
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "enqueue": asdict(enqueued),
         "chaos": chaos,
         "drain": drain,

@@ -105,8 +105,9 @@ async def _soak(config: SoakConfig, run_dir: Path) -> dict[str, Any]:
         drained, waited = await drain(client, config.drain_timeout)
         done.set()
         crashes = await watch
-        snapshot = await read_snapshot(client, list(read_ledger(ledger_dir).acknowledged))
-        accounting = account(read_ledger(ledger_dir), snapshot, settings.max_recoveries)
+        ledger = read_ledger(ledger_dir)
+        snapshot = await read_snapshot(client, list(ledger.acknowledged))
+        accounting = account(ledger, snapshot, settings.max_recoveries)
     finally:
         codes = pool.terminate_all(config.grace)
         await client.close()
