@@ -9,19 +9,22 @@ than once otherwise (an unexplained duplicate); dead-lettered (with its reason);
 queued (waiting, retrying or running); ended without an outcome (a failed result and no
 dead letter, which the runtime promises never to leave); or lost (no trace in Redis).
 
-A `stalled` dead letter is explained when its job's runs met at least max_recoveries + 1
-worker kills (the deaths the rule counts); one that kills do not explain was counted from
-lapsed leases that were not deaths, such as those of a Redis restart.
+A `stalled` dead letter is explained when at least max_recoveries + 1 of its job's
+recoveries took over a run whose worker had been SIGKILLed (worker_logs.py names the
+process of each run taken over); one that kills do not explain was counted from lapsed
+leases that were not deaths, such as those of a Redis restart.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.ledger import Ledger, Run
 from chaos.snapshot import Snapshot
+from chaos.worker_logs import Recovery
 from workers.job_status import JobInfo, JobState
 
 _QUEUED = {JobState.QUEUED, JobState.DEFERRED, JobState.RUNNING, JobState.RETRYING}
@@ -48,8 +51,13 @@ class Accounting:
 
     @property
     def completed(self) -> int:
+        """Jobs whose result says complete, however many times they ran."""
         return (
-            self.completed_once + self.completed_again_after_kill + self.completed_again_after_stop
+            self.completed_once
+            + self.completed_again_after_kill
+            + self.completed_again_after_stop
+            + len(self.unexplained_duplicates)
+            + len(self.unmatched_results)
         )
 
     def warnings(self) -> list[str]:
@@ -104,15 +112,13 @@ def _completed(job_id: str, info: JobInfo, ledger: Ledger, acc: Accounting) -> N
         acc.completed_again_after_stop += 1
 
 
-def _stall_explained(job_id: str, ledger: Ledger, max_recoveries: int) -> bool:
-    """At least max_recoveries + 1 kills of workers running the job, each after a start."""
-    runs = ledger.runs.get(job_id, [])
-    kills = {
-        (k.pid, k.start)
-        for k in ledger.kills
-        if any(r.pid == k.pid and r.start <= k.start for r in runs)
-    }
-    return len(kills) > max_recoveries
+def _stall_explained(recoveries: list[Recovery], ledger: Ledger, max_recoveries: int) -> bool:
+    """At least max_recoveries + 1 recoveries took over a run of a worker killed before."""
+    deaths = sum(
+        r.lost_pid is not None and any(t <= r.at for t in ledger.kill_times(r.lost_pid))
+        for r in recoveries
+    )
+    return deaths > max_recoveries
 
 
 def _counters(snapshot: Snapshot, acc: Accounting) -> dict[str, dict[str, int]]:
@@ -126,7 +132,12 @@ def _counters(snapshot: Snapshot, acc: Accounting) -> dict[str, dict[str, int]]:
     }
 
 
-def account(ledger: Ledger, snapshot: Snapshot, max_recoveries: int) -> Accounting:
+def account(
+    ledger: Ledger,
+    snapshot: Snapshot,
+    recoveries: Mapping[str, list[Recovery]],
+    max_recoveries: int,
+) -> Accounting:
     acc = Accounting(acknowledged=len(ledger.acknowledged))
     for runs in ledger.runs.values():
         acc.executions += sum(r.end is not None for r in runs)
@@ -141,7 +152,8 @@ def account(ledger: Ledger, snapshot: Snapshot, max_recoveries: int) -> Accounti
             letter = snapshot.dead_letters.get(job_id)
             reason = letter.reason if letter is not None else "unlisted"
             acc.dead_lettered[reason] += 1
-            if reason == "stalled" and not _stall_explained(job_id, ledger, max_recoveries):
+            explained = _stall_explained(recoveries.get(job_id, []), ledger, max_recoveries)
+            if reason == "stalled" and not explained:
                 acc.stalled_unexplained.append(job_id)
         elif info.state in _QUEUED:
             acc.still_queued.append(job_id)

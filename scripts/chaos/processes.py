@@ -14,6 +14,10 @@ from chaos.ledger import LEDGER_ENV, LedgerFile
 SCRIPTS = Path(__file__).resolve().parent.parent
 
 
+def log_path(log_dir: Path, slot: int, pid: int) -> Path:
+    return log_dir / f"worker-{slot}-{pid}.log"
+
+
 def worker_env(
     redis_url: str, ledger_dir: Path, data_dir: Path, settings: dict[str, str]
 ) -> dict[str, str]:
@@ -55,8 +59,7 @@ class WorkerSlot:
 
     def spawn(self) -> None:
         self.starts += 1
-        log = self.log_dir / f"worker-{self.index}-{self.starts}.log"
-        self.log_paths.append(log)
+        log = self.log_dir / f"worker-{self.index}-starting.log"
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "workers", "worker", "--queues", "message-delivery"],
@@ -67,6 +70,8 @@ class WorkerSlot:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C at the soak's terminal is the soak's alone
             )
+        # Named by its pid (worker_logs.py reads which process wrote what).
+        self.log_paths.append(log.rename(log_path(self.log_dir, self.index, self.proc.pid)))
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

@@ -25,6 +25,7 @@ from chaos.ledger import ENQUEUED, EVENTS, LedgerFile, read_ledger
 from chaos.processes import WorkerPool, WorkerSlot, worker_env
 from chaos.redis_control import RedisProcess
 from chaos.snapshot import QUEUE, drain, read_snapshot
+from chaos.worker_logs import read_recoveries
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient
 
@@ -54,6 +55,7 @@ def _as_env(settings: PostroomSettings) -> dict[str, str]:
         "POSTROOM_LEASE_SECONDS": str(settings.lease_seconds),
         "POSTROOM_SHUTDOWN_GRACE": str(settings.shutdown_grace),
         "POSTROOM_RESULTS_PER_QUEUE": str(settings.results_per_queue),
+        "POSTROOM_LOG_FORMAT": "json",  # times to the millisecond, for worker_logs.py
     }
 
 
@@ -107,7 +109,8 @@ async def _soak(config: SoakConfig, run_dir: Path) -> dict[str, Any]:
         crashes = await watch
         ledger = read_ledger(ledger_dir)
         snapshot = await read_snapshot(client, list(ledger.acknowledged))
-        accounting = account(ledger, snapshot, settings.max_recoveries)
+        recoveries = read_recoveries(log_dir)
+        accounting = account(ledger, snapshot, recoveries, settings.max_recoveries)
     finally:
         codes = pool.terminate_all(config.grace)
         await client.close()
