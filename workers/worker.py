@@ -80,6 +80,14 @@ class QueueWorker(ClaimedRunWorker):
         # their workers (see `_claim_and_start`).
         self._connected_at = 0.0
 
+    def redis_lost(self) -> None:
+        """Redis failed this worker's maintenance (Supervisor._maintain): the moment after
+        it answers again counts as a reconnect, in which lapsed runs are left to their
+        workers. The poll loop may not have seen the outage at all: with every slot held by
+        a run waiting to write its end, it makes no call of its own, and would otherwise
+        retake those very runs, its own, as soon as Redis is back."""
+        self._connected_at = self.loop.time()
+
     async def main(self) -> None:
         """arq's main(), with a wait that ends early on an enqueue or a freed slot (`_wait`)."""
         if self._pool is None:
