@@ -68,7 +68,6 @@ class Ledger:
     """Everything the ledger recorded, read back after the run."""
 
     acknowledged: dict[str, float] = field(default_factory=dict)  # job id -> when
-    enqueue_retries: int = 0  # enqueue attempts that raised and were repeated
     runs: dict[str, list[Run]] = field(default_factory=lambda: defaultdict(list))
     kills: list[Interval] = field(default_factory=list)  # a worker SIGKILLed (start == end)
     stops: list[Interval] = field(default_factory=list)  # a worker SIGSTOPped, then resumed
@@ -114,7 +113,6 @@ def read_ledger(directory: Path) -> Ledger:
     if (directory / ENQUEUED).exists():
         for row in _lines(directory / ENQUEUED):
             ledger.acknowledged[row["job"]] = row["t"]
-            ledger.enqueue_retries += row["attempts"] - 1
     stopped: dict[int, float] = {}
     down: float | None = None
     for row in _lines(directory / EVENTS) if (directory / EVENTS).exists() else []:

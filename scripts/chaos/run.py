@@ -88,8 +88,9 @@ async def _soak(config: SoakConfig, run_dir: Path) -> dict[str, Any]:
     env = worker_env(redis.url, ledger_dir, run_dir / "data", _as_env(settings))
     events, acks = LedgerFile(ledger_dir / EVENTS), LedgerFile(ledger_dir / ENQUEUED)
     pool = WorkerPool([WorkerSlot(i, env, log_dir, run_dir) for i in range(config.workers)], events)
-    client = await PostroomClient.connect(settings)
+    client: PostroomClient | None = None
     try:
+        client = await PostroomClient.connect(settings)
         for slot in pool.slots:
             pool.spawn(slot)
         await _workers_live(client, config.workers)
@@ -113,7 +114,8 @@ async def _soak(config: SoakConfig, run_dir: Path) -> dict[str, Any]:
         accounting = account(ledger, snapshot, recoveries, settings.max_recoveries)
     finally:
         codes = pool.terminate_all(config.grace)
-        await client.close()
+        if client is not None:
+            await client.close()
         redis.stop()
         events.close()
         acks.close()
