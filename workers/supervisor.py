@@ -252,6 +252,7 @@ class Supervisor:
                     await self._maintain_worker(queue, worker)
                 except (RedisError, OSError) as exc:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
+                    worker.redis_lost()
                 else:
                     if worker.connected:
                         self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
