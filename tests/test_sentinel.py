@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -20,16 +21,18 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from tests.conftest import ROOT, eventually, running_worker
+from tests.conftest import ROOT, eventually, running_worker, spawn
 from tests.servers.processes import free_port
 from tests.servers.sentinel import SERVICE, SentinelSet
 from workers import JobContext, task
 from workers.client import PostroomClient
+from workers.connections import arq_redis, redis_settings
 from workers.errors import NotReplicatedError
 from workers.job_status import JobState
 from workers.redis_server import resolve_redis
@@ -256,3 +259,74 @@ def test_a_worker_given_a_data_node_as_sentinel_exits_naming_the_setting(
     )
     assert worker.returncode == 2
     assert f"POSTROOM_REDIS_SENTINELS: {data_node} is a Redis server" in worker.stderr
+
+
+def sentinel_env(settings: PostroomSettings, deployment: SentinelSet) -> dict[str, str]:
+    """A worker process's environment: the sentinels in place of REDIS_URL."""
+    return {
+        **os.environ,
+        "POSTROOM_REDIS_SENTINELS": deployment.addresses,
+        "POSTROOM_REDIS_SENTINEL_MASTER": SERVICE,
+        "REDIS_PASSWORD": str(deployment.password),
+        "POSTROOM_REDIS_SENTINEL_PASSWORD": str(deployment.sentinel_password),
+        "POSTROOM_KEY_PREFIX": settings.key_prefix,
+        "POSTROOM_TASK_MODULES": "tests.sample_tasks",
+        "POSTROOM_DATA_DIR": str(settings.data_dir),
+    }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "arq", "workers.Settings"], ["-m", "workers", "worker", "--processes", "2"]],
+    ids=["arq-settings", "two-processes"],
+)
+async def test_sentinel_settings_reach_every_worker_entry_point(
+    guarded_sentinel_set: SentinelSet, tmp_path: Path, command: list[str]
+) -> None:
+    """The environment alone, read by `arq workers.Settings` or by `--processes` children."""
+    settings = sentinel_settings(guarded_sentinel_set, tmp_path)
+    worker = spawn([sys.executable, *command], sentinel_env(settings, guarded_sentinel_set))
+    try:
+        async with await PostroomClient.connect(settings) as client:
+            jobs = [
+                await client.enqueue_payload("tests.probe.message-delivery", {}) for _ in range(4)
+            ]
+            assert [await job.result(timeout=60) for job in jobs] == ["message-delivery"] * 4
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+
+
+async def test_sentinel_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTROOM_REDIS_SENTINELS", "s1.internal:26379, [::1]:26380")
+    monkeypatch.setenv("POSTROOM_REDIS_SENTINEL_MASTER", "postroom")
+    monkeypatch.setenv("POSTROOM_REDIS_SENTINEL_PASSWORD", "hunter2-sentinel")
+    monkeypatch.setenv("REDIS_PASSWORD", "hunter2-data")
+    monkeypatch.setenv("POSTROOM_REDIS_TLS", "true")
+    target = redis_settings(load_settings())
+    assert target.sentinel and target.ssl
+    assert target.host == [("s1.internal", 26379), ("::1", 26380)]
+    assert (target.sentinel_master, target.password, target.sentinel_password) == (
+        "postroom",
+        "hunter2-data",
+        "hunter2-sentinel",
+    )
+    # TLS reaches both kinds of connection: to the sentinels and to the data nodes.
+    pool = arq_redis(target)
+    try:
+        data = pool.connection_pool
+        assert isinstance(data, SentinelConnectionPool)
+        assert issubclass(data.connection_class, SSLConnection)
+        sentinels = data.sentinel_manager.sentinels
+        assert all(issubclass(s.connection_pool.connection_class, SSLConnection) for s in sentinels)
+        assert sentinels[0].connection_pool.connection_kwargs["password"] == "hunter2-sentinel"
+    finally:
+        await pool.aclose()
+    monkeypatch.setenv("POSTROOM_REDIS_SENTINELS", "s1.internal:26379,s2.internal:0")
+    with pytest.raises(ConfigError, match="POSTROOM_REDIS_SENTINELS") as caught:
+        load_settings()
+    assert "'s2.internal:0' is not host:port" in str(caught.value)
+    monkeypatch.setenv("POSTROOM_REDIS_SENTINELS", "s1.internal:26379")
+    monkeypatch.setenv("POSTROOM_REDIS_CA_FILE", "/no/such/ca.pem")
+    with pytest.raises(ConfigError, match="POSTROOM_REDIS_CA_FILE"):
+        load_settings()
