@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from config.queues import QueueName
 from workers.dead_letter import DeadLetterStore
+from workers.indexed_delete import delete_indexed
 from workers.job_status import JobInfo, JobState, finished_state, read_job_infos
 from workers.keys import Keys
 
@@ -147,11 +148,9 @@ async def clean_jobs(
     stale = [i for i, s in found if s is None]
     if not doomed and not stale:
         return 0
-    async with redis.pipeline(transaction=True) as pipe:
-        for job_id in doomed:
-            pipe.delete(keys.of(queue).result(job_id), keys.of(queue).progress(job_id))
-        pipe.zrem(keys.of(queue).results, *doomed, *stale)
-        await pipe.execute()
+    qk = keys.of(queue)
+    records = [key for i in doomed for key in (qk.result(i), qk.progress(i))]
+    await delete_indexed(redis, qk.results, [*doomed, *stale], records)
     return len(doomed)
 
 

@@ -29,6 +29,14 @@ from workers.events.handlers import EventContext, handlers
 from workers.events.model import DomainEvent
 from workers.keys import Keys
 from workers.registry import Task, task
+from workers.scripts import LuaScript
+
+# Record a handler as run and renew the log's TTL in one step (a script, not MULTI, so that
+# it runs on a Cluster too). KEYS: the log. ARGV: the handler, the TTL in seconds.
+_MARK = LuaScript("""
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+""")
 
 
 def handled_key(key_prefix: str, event_id: str) -> str:
@@ -52,11 +60,9 @@ class RedisHandledLog:
         return {member.decode() for member in members}
 
     async def mark(self, event_id: str, handler: str) -> None:
-        key = handled_key(self.key_prefix, event_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(key, handler)
-            pipe.expire(key, self.ttl_seconds)
-            await pipe.execute()
+        await _MARK(
+            self.redis, [handled_key(self.key_prefix, event_id)], [handler, self.ttl_seconds]
+        )
 
 
 class EventHandled(BaseModel):
