@@ -20,6 +20,7 @@ from workers.dead_letter import DeadLetterStore
 from workers.indexed_delete import delete_indexed
 from workers.job_status import JobInfo, JobState, finished_state, read_job_infos
 from workers.keys import Keys
+from workers.scripts import RedisClient
 
 # Keys read per MGET when a listing has to look at every job of a state.
 CHUNK = 500
@@ -110,7 +111,7 @@ async def _queued(
 
 
 async def _finished(
-    redis: ArqRedis, keys: Keys, queue: QueueName, until_ms: float | str
+    redis: RedisClient, keys: Keys, queue: QueueName, until_ms: float | str
 ) -> list[tuple[str, JobState | None]]:
     """The queue's kept results finished up to `until_ms`, newest first, with their state
     (None for a result already expired but still indexed). A dead-lettered job's failed
@@ -129,7 +130,7 @@ async def _finished(
 
 
 async def clean_jobs(
-    redis: ArqRedis,
+    redis: RedisClient,
     keys: Keys,
     dead_letters: DeadLetterStore,
     queue: QueueName,
@@ -154,7 +155,7 @@ async def clean_jobs(
     return len(doomed)
 
 
-async def _mget(redis: ArqRedis, names: Sequence[str]) -> list[bytes | None]:
+async def _mget(redis: RedisClient, names: Sequence[str]) -> list[bytes | None]:
     values: list[bytes | None] = []
     for start in range(0, len(names), CHUNK):
         values += await redis.mget(names[start : start + CHUNK])

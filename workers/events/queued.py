@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from arq.connections import ArqRedis
 from pydantic import BaseModel, ValidationError
 
 from config.queues import QueueName
@@ -29,7 +28,7 @@ from workers.events.handlers import EventContext, handlers
 from workers.events.model import DomainEvent
 from workers.keys import Keys
 from workers.registry import Task, task
-from workers.scripts import LuaScript
+from workers.scripts import LuaScript, RedisClient
 
 # Record a handler as run and renew the log's TTL in one step (a script, not MULTI, so that
 # it runs on a Cluster too). KEYS: the log. ARGV: the handler, the TTL in seconds.
@@ -50,7 +49,7 @@ def dispatch_task_name(queue: QueueName) -> str:
 class RedisHandledLog:
     """The handled log in Redis, kept as long as the event's dead letter could be retried."""
 
-    def __init__(self, redis: ArqRedis, key_prefix: str, ttl_seconds: float) -> None:
+    def __init__(self, redis: RedisClient, key_prefix: str, ttl_seconds: float) -> None:
         self.redis = redis
         self.key_prefix = key_prefix
         self.ttl_seconds = max(int(ttl_seconds), 1)
