@@ -4,8 +4,8 @@ arq's `ArqRedis` talks to one server, so a Cluster gets redis-py's `RedisCluster
 each command to the node of its key's slot. Every script postroom sends touches one queue's
 slot (tests/test_cluster_scripts.py), so enqueueing, results, pause/resume, cancellation and
 stats work on it through the ordinary `PostroomClient`, and the workers run on it
-(redis_pool.py). The transactions of the client side (a bulk enqueue with a checkpoint, a
-dead letter's retry) are not: redis-py 5's Cluster client runs no MULTI.
+(redis_pool.py). What must be atomic (a bulk enqueue with a checkpoint, a dead letter's
+retry) is a script too: redis-py 5's Cluster client runs no MULTI.
 """
 
 from __future__ import annotations
