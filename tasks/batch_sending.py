@@ -23,9 +23,11 @@ from workers import Checkpoint, JobContext, Keys, MarkerRule, PostroomClient, ma
 CHECKPOINT_EXTRA_SECONDS = 86_400
 
 
-def checkpoint_key(key_prefix: str, batch_id: str) -> str:
-    """Set with each chunk's jobs, in their queue's slot: one transaction writes both."""
-    return Keys(key_prefix).of(send_message.queue).checkpoint(f"batch:{batch_id}")
+def checkpoint_key(keys: Keys, batch_id: str, conversation_id: str) -> str:
+    """Set with each chunk's jobs, in their partition's slot (one conversation's messages
+    share a partition): one transaction writes both."""
+    partition = keys.route(send_message.queue, conversation_id)
+    return partition.checkpoint(f"batch:{batch_id}")
 
 
 @marker_rule
@@ -35,7 +37,9 @@ def old_checkpoints(key_prefix: str) -> MarkerRule:
     start, end = f"{key_prefix}:batch:", ":done"
 
     def rename(old: str) -> str:
-        return checkpoint_key(key_prefix, old.removeprefix(start).removesuffix(end))
+        # The layout before hash tags had no partitions: its checkpoints go to the first.
+        batch_id = old.removeprefix(start).removesuffix(end)
+        return Keys(key_prefix).of(send_message.queue).checkpoint(f"batch:{batch_id}")
 
     return MarkerRule("batch checkpoint", f"{start}*{end}", rename)
 
@@ -49,11 +53,11 @@ def child_id(batch_id: str, recipient_id: str) -> str:
 async def batch_send(ctx: JobContext, batch: BatchSend) -> BatchSent:
     settings = ctx["settings"]
     batch_id = ctx["job_id"]
-    key = checkpoint_key(settings.key_prefix, batch_id)
     ttl_ms = int((settings.dead_letter_retention + CHECKPOINT_EXTRA_SECONDS) * 1000)
     client = PostroomClient(ctx["redis"], settings, metrics=ctx["runtime"].metrics.enqueue)
     priority = ctx["priority"]
     conversation_id = batch.conversation_id or f"broadcast:{batch_id}"
+    key = checkpoint_key(client.keys, batch_id, conversation_id)
     total = len(batch.recipient_ids)
     chunks = math.ceil(total / batch.chunk_size)
     done = int(await ctx["redis"].get(key) or 0)

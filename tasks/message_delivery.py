@@ -24,7 +24,9 @@ from tasks.store import (
 from workers import JobContext, task
 
 
-@task(queue=QueueName.DELIVERY, name="send-message")
+# On a partitioned queue a conversation's messages share a partition (and a batch's chunks
+# their checkpoint's slot).
+@task(queue=QueueName.DELIVERY, name="send-message", partition_by="message.conversationId")
 async def send_message(ctx: JobContext, message: SendMessage) -> MessageSent:
     """Store, record and publish one message for one recipient."""
     store = await service(ctx, message_store)

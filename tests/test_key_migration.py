@@ -30,6 +30,7 @@ from workers.key_migration import (
     migrate_keys,
     migrate_markers,
 )
+from workers.keys import Keys
 from workers.priority import Priority, ready_score, waiting_score
 from workers.registry import registry
 from workers.serialization import dumps
@@ -285,13 +286,15 @@ async def test_batch_checkpoints_move_into_their_queue_with_their_ttl_once(
     redis, prefix = client.redis, client.keys.prefix
     await redis.set(f"{prefix}:batch:b1:done", "50", px=HOUR_MS)
     await redis.set(f"{prefix}:batch:b2:done", "10", px=HOUR_MS)
-    await redis.set(checkpoint_key(prefix, "b2"), "20")  # a new worker got further already
+    await redis.set(
+        checkpoint_key(Keys(prefix), "b2", "any"), "20"
+    )  # a new worker got further already
     rules = marker_rules(prefix, registry)
     [_, batches] = await migrate_markers(redis, rules)
     assert batches.kind == "batch checkpoint" and batches.moved == 1
     assert batches.conflict == [f"{prefix}:batch:b2:done"]  # both kept: nothing overwritten
-    assert await redis.get(checkpoint_key(prefix, "b1")) == b"50"
-    assert 0 < await redis.pttl(checkpoint_key(prefix, "b1")) <= HOUR_MS
-    assert await redis.get(checkpoint_key(prefix, "b2")) == b"20"
+    assert await redis.get(checkpoint_key(Keys(prefix), "b1", "any")) == b"50"
+    assert 0 < await redis.pttl(checkpoint_key(Keys(prefix), "b1", "any")) <= HOUR_MS
+    assert await redis.get(checkpoint_key(Keys(prefix), "b2", "any")) == b"20"
     [_, again] = await migrate_markers(redis, rules)
     assert again.moved == 0 and again.conflict == batches.conflict

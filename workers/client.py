@@ -22,7 +22,7 @@ from workers.enqueue import Checkpoint, NewJob, write_jobs
 from workers.errors import PostroomError
 from workers.job_listing import CleanState, JobPage, clean_jobs, list_jobs
 from workers.job_status import JobInfo, JobState, read_job_info, read_job_payload
-from workers.keys import Keys
+from workers.keys import Keys, QueueKeys
 from workers.priority import Priority
 from workers.queue_stats import QueueStats, read_queue_stats, read_queues_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
@@ -52,6 +52,7 @@ class JobHandle(Generic[R]):
     task: Task[Any, R]
     created: bool
     client: PostroomClient
+    keys: QueueKeys | None = None  # its partition's, once known (every one is looked in)
 
     @property
     def redis(self) -> ArqRedis:
@@ -68,12 +69,23 @@ class JobHandle(Generic[R]):
     async def cancel(self) -> CancelOutcome:
         return await self.client.cancel(self.job_id)
 
+    async def _stored_result(self) -> bytes | None:
+        if self.keys is not None:
+            raw: bytes | None = await self.redis.get(self.keys.result(self.job_id))
+            return raw
+        parts = self.client.keys.partitions_of(self.task.queue)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for qk in parts:
+                pipe.get(qk.result(self.job_id))
+            found = [raw for raw in await pipe.execute() if raw is not None]
+        return found[0] if found else None
+
     async def result(self, timeout: float | None = None, poll: float = 0.02) -> R:  # noqa: ASYNC109
         """Wait for the result, validated as the task's return type; raises on failure."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
         while True:
-            raw = await self.redis.get(self.client.keys.of(self.task.queue).result(self.job_id))
+            raw = await self._stored_result()
             if raw is not None:
                 try:
                     stored = deserialize_result(raw, deserializer=loads)
@@ -109,7 +121,7 @@ class PostroomClient:
         self.tasks = tasks
         # Counts the jobs this client writes (postroom_jobs_enqueued_total), when given.
         self.metrics = metrics
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys.of_settings(settings)
         self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
 
     @classmethod
@@ -177,7 +189,7 @@ class PostroomClient:
                 (task.queue, task.name) for (_, task), new in zip(jobs, created, strict=True) if new
             )
         return [
-            JobHandle(job.job_id, task, new, self)
+            JobHandle(job.job_id, task, new, self, job.keys)
             for (job, task), new in zip(jobs, created, strict=True)
         ]
 
@@ -260,9 +272,10 @@ class PostroomClient:
                 else request.delay
             )
             due = now_ms + int(seconds * 1000)
+        job_id = request.job_id or uuid.uuid4().hex
         job = NewJob(
-            job_id=request.job_id or uuid.uuid4().hex,
-            keys=self.keys.of(task.queue),
+            job_id=job_id,
+            keys=self.keys.route(task.queue, request.route_key(job_id)),
             task=task.name,
             kwargs=request.kwargs,
             due_ms=due,

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from config.queues import QueueName
 from workers.enqueue import ENQUEUE_FUNCTION, NewJob, enqueue_call
 from workers.indexed_delete import delete_indexed
 from workers.job_record import malformed_payload
-from workers.keys import Keys
+from workers.keys import Keys, QueueKeys
 from workers.priority import Priority
 from workers.scripts import LuaScript, RedisClient
 from workers.serialization import dumps, loads
@@ -76,6 +76,8 @@ class DeadLetter(BaseModel):
     enqueued_at: float | None
     failed_at: float
     priority: Priority = Priority.NORMAL
+    # The queue's partition that holds it (set when read; 0 for an unpartitioned queue).
+    partition: int = Field(default=0, exclude=True)
     # Set when the stored letter itself cannot be read: why. The fields it would have
     # filled are then empty (reason "malformed", no task, no errors) and it cannot be retried.
     malformed: str | None = None
@@ -180,7 +182,7 @@ class DeadLetterStore:
     ) -> DeadLetter:
         """Store a dead letter with every try's error kept so far, in one script call. (A
         worker writes its runs' letters with their ends, in worker_scripts.FINISH.)"""
-        keys = self.keys.of(queue)
+        keys = self.keys.route(queue, job_id)
         earlier = await self.redis.lrange(keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
         errors = [read_try_error(raw, i + 1) for i, raw in enumerate(earlier)] + [last_error]
         letter = DeadLetter(
@@ -203,39 +205,54 @@ class DeadLetterStore:
         return letter
 
     async def count(self, queue: QueueName) -> int:
-        return int(await self.redis.zcard(self.keys.of(queue).dead_index))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys in self.keys.partitions_of(queue):
+                pipe.zcard(keys.dead_index)
+            return sum(await pipe.execute())
 
     async def list(
         self, queue: QueueName, *, offset: int = 0, limit: int = 50
     ) -> builtins.list[DeadLetter]:
-        """A page of a queue's dead letters, newest first (a malformed one says so)."""
-        keys = self.keys.of(queue)
-        entries = await self.redis.zrevrange(
-            keys.dead_index, offset, offset + limit - 1, withscores=True
-        )
+        """A page of a queue's dead letters, newest first (a malformed one says so); a
+        partitioned queue's merged from the same page of each partition."""
+        parts = self.keys.partitions_of(queue)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys in parts:
+                pipe.zrevrange(keys.dead_index, 0, offset + limit - 1, withscores=True)
+            pages = await pipe.execute()
+        entries = sorted(
+            ((at, i.decode(), part) for part, page in enumerate(pages) for i, at in page),
+            reverse=True,
+        )[offset : offset + limit]
         if not entries:
             return []
-        raws = await self.redis.mget([keys.dead_record(i.decode()) for i, _ in entries])
-        return [
-            read_dead_letter(i.decode(), raw, queue, at)
-            for (i, at), raw in zip(entries, raws, strict=True)
-            if raw is not None
-        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, job_id, part in entries:
+                pipe.get(parts[part].dead_record(job_id))
+            raws = await pipe.execute()
+        letters = []
+        for (at, job_id, part), raw in zip(entries, raws, strict=True):
+            if raw is not None:
+                letter = read_dead_letter(job_id, raw, queue, at)
+                letter.partition = part
+                letters.append(letter)
+        return letters
 
     async def get(self, job_id: str, queue: QueueName | None = None) -> DeadLetter | None:
         """The job's dead letter in `queue`, or in whichever queue holds one (job ids are
         unique per queue: the first queue in `QueueName` order wins); a malformed one says so."""
-        queues = list(QueueName) if queue is None else [queue]
+        parts = self.keys.every_partition(QueueName if queue is None else [queue])
         async with self.redis.pipeline(transaction=False) as pipe:
-            for q in queues:
-                pipe.get(self.keys.of(q).dead_record(job_id))
-                pipe.zscore(self.keys.of(q).dead_index, job_id)
+            for keys in parts:
+                pipe.get(keys.dead_record(job_id))
+                pipe.zscore(keys.dead_index, job_id)
             replies = await pipe.execute()
-        for at, q in enumerate(queues):
+        for at, keys in enumerate(parts):
             raw, failed_at = replies[2 * at : 2 * at + 2]
             if raw is None:
                 continue
-            letter = read_dead_letter(job_id, raw, q, failed_at or 0.0)
+            letter = read_dead_letter(job_id, raw, keys.queue_name, failed_at or 0.0)
+            letter.partition = keys.partition
             if letter.malformed is None or failed_at is not None:
                 return letter  # a malformed record no index lists is no queue's letter
         return None
@@ -244,14 +261,17 @@ class DeadLetterStore:
         letter = await self.get(job_id, queue)
         if letter is None:
             return False
-        keys = self.keys.of(letter.queue)
+        keys = self.keys.of(letter.queue, letter.partition)
         await delete_indexed(self.redis, keys.dead_index, [job_id], [keys.dead_record(job_id)])
         return True
 
     async def purge(self, queue: QueueName) -> int:
         """Delete all of a queue's dead letters; returns how many there were."""
-        ids = await self.redis.zrange(self.keys.of(queue).dead_index, 0, -1)
-        return await self._delete(queue, [i.decode() for i in ids])
+        deleted = 0
+        for keys in self.keys.partitions_of(queue):
+            ids = await self.redis.zrange(keys.dead_index, 0, -1)
+            deleted += await self._delete(keys, [i.decode() for i in ids])
+        return deleted
 
     async def trim(
         self, queue: QueueName, *, older_than: float | None = None, dry_run: bool = False
@@ -259,16 +279,22 @@ class DeadLetterStore:
         """Delete (or with `dry_run`, count) dead letters older than the retention (or
         `older_than` seconds)."""
         cutoff = time.time() - (self.retention if older_than is None else older_than)
-        index = self.keys.of(queue).dead_index
-        if dry_run:
-            return int(await self.redis.zcount(index, "-inf", cutoff))
-        ids = await self.redis.zrangebyscore(index, "-inf", cutoff)
-        return await self._delete(queue, [i.decode() for i in ids])
+        found = 0
+        for keys in self.keys.partitions_of(queue):
+            if dry_run:
+                found += int(await self.redis.zcount(keys.dead_index, "-inf", cutoff))
+                continue
+            ids = await self.redis.zrangebyscore(keys.dead_index, "-inf", cutoff)
+            found += await self._delete(keys, [i.decode() for i in ids])
+        return found
 
     async def retry_all(self, queue: QueueName) -> int:
         """Retry every dead letter of `queue`; returns how many were queued again."""
-        ids = await self.redis.zrange(self.keys.of(queue).dead_index, 0, -1)
-        return sum([await self.retry(i.decode(), queue) for i in ids])
+        retried = 0
+        for keys in self.keys.partitions_of(queue):
+            for i in await self.redis.zrange(keys.dead_index, 0, -1):
+                retried += await self.retry(i.decode(), queue)
+        return retried
 
     async def retry(self, job_id: str, queue: QueueName | None = None) -> bool:
         """Queue the job again under the same id with a fresh try budget; drop the letter.
@@ -279,7 +305,7 @@ class DeadLetterStore:
         letter = await self.get(job_id, queue)
         if letter is None or letter.task is None or not retryable(letter):
             return False
-        keys = self.keys.of(letter.queue)
+        keys = self.keys.of(letter.queue, letter.partition)
         now = int(time.time() * 1000)
         job = NewJob(
             job_id,
@@ -295,9 +321,8 @@ class DeadLetterStore:
         run_keys = [keys.tries(job_id), keys.recoveries(job_id), keys.running(job_id)]
         return bool(await _RETRY(self.redis, lease_keys + run_keys + job_keys, job_args))
 
-    async def _delete(self, queue: QueueName, ids: Sequence[str]) -> int:
+    async def _delete(self, keys: QueueKeys, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        keys = self.keys.of(queue)
         await delete_indexed(self.redis, keys.dead_index, ids, [keys.dead_record(i) for i in ids])
         return len(ids)

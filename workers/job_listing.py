@@ -19,7 +19,7 @@ from config.queues import QueueName
 from workers.dead_letter import DeadLetterStore
 from workers.indexed_delete import delete_indexed
 from workers.job_status import JobInfo, JobState, finished_state, read_job_infos
-from workers.keys import Keys
+from workers.keys import Keys, QueueKeys
 from workers.scripts import RedisClient
 
 # Keys read per MGET when a listing has to look at every job of a state.
@@ -60,41 +60,56 @@ async def list_jobs(
 async def _page(
     redis: ArqRedis, keys: Keys, queue: QueueName, state: JobState, offset: int, limit: int
 ) -> tuple[list[str], int]:
+    """A page of the state's jobs; a partitioned queue's partitions are listed one after
+    another, each in the state's order."""
+    ids: list[str] = []
+    seen = 0
+    for qk in keys.partitions_of(queue):
+        start = max(offset - seen, 0)
+        found, total = await _partition_page(redis, qk, state, start, limit - len(ids))
+        ids += found
+        seen += total
+    return ids, seen
+
+
+async def _partition_page(
+    redis: ArqRedis, qk: QueueKeys, state: JobState, offset: int, limit: int
+) -> tuple[list[str], int]:
     now = int(time.time() * 1000)
     if state is JobState.RUNNING:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(keys.of(queue).active, now, "+inf")
-            pipe.zrangebyscore(keys.of(queue).active, now, "+inf", start=offset, num=limit)
+            pipe.zcount(qk.active, now, "+inf")
+            pipe.zrangebyscore(qk.active, now, "+inf", start=offset, num=limit)
             total, ids = await pipe.execute()
         return _decoded(ids), int(total)
     if state is JobState.QUEUED:
-        return await _queued(redis, keys, queue, now, offset, limit)
+        return await _queued(redis, qk, now, offset, limit)
     if state in (JobState.DEFERRED, JobState.RETRYING):
-        ids = _decoded(await redis.zrangebyscore(keys.of(queue).queue, f"({now}", "+inf"))
-        tries = await _mget(redis, [keys.of(queue).tries(i) for i in ids])
+        ids = _decoded(await redis.zrangebyscore(qk.queue, f"({now}", "+inf"))
+        tries = await _mget(redis, [qk.tries(i) for i in ids])
         retrying = state is JobState.RETRYING
         matching = [i for i, t in zip(ids, tries, strict=True) if bool(t and int(t)) == retrying]
         return matching[offset : offset + limit], len(matching)
     if state is JobState.DEAD_LETTERED:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.of(queue).dead_index)
-            pipe.zrevrange(keys.of(queue).dead_index, offset, offset + limit - 1)
+            pipe.zcard(qk.dead_index)
+            pipe.zrevrange(qk.dead_index, offset, offset + max(limit, 1) - 1)
             total, ids = await pipe.execute()
-        return _decoded(ids), int(total)
-    matching = [i for i, s in await _finished(redis, keys, queue, "+inf") if s is state]
+        return _decoded(ids)[: max(limit, 0)], int(total)
+    matching = [i for i, s in await _finished(redis, qk, "+inf") if s is state]
     return matching[offset : offset + limit], len(matching)
 
 
 async def _queued(
-    redis: ArqRedis, keys: Keys, queue: QueueName, now: int, offset: int, limit: int
+    redis: ArqRedis, qk: QueueKeys, now: int, offset: int, limit: int
 ) -> tuple[list[str], int]:
     """Ready jobs not running. Running jobs keep their ready score until they finish, so the
     page's start rank skips every running job ranked before it."""
-    running = _decoded(await redis.zrangebyscore(keys.of(queue).active, now, "+inf"))
+    running = _decoded(await redis.zrangebyscore(qk.active, now, "+inf"))
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcount(keys.of(queue).queue, "-inf", now)
+        pipe.zcount(qk.queue, "-inf", now)
         for job_id in running:
-            pipe.zrank(keys.of(queue).queue, job_id)
+            pipe.zrank(qk.queue, job_id)
         ready, *ranks = await pipe.execute()
     skipped = sorted(r for r in ranks if r is not None and r < ready)
     start = offset
@@ -102,21 +117,18 @@ async def _queued(
         if rank > start:
             break
         start += 1
-    ids = await redis.zrangebyscore(
-        keys.of(queue).queue, "-inf", now, start=start, num=limit + len(skipped)
-    )
+    ids = await redis.zrangebyscore(qk.queue, "-inf", now, start=start, num=limit + len(skipped))
     busy = set(running)
     page = [i for i in _decoded(ids) if i not in busy][:limit]
     return page, max(int(ready) - len(skipped), 0)
 
 
 async def _finished(
-    redis: RedisClient, keys: Keys, queue: QueueName, until_ms: float | str
+    redis: RedisClient, qk: QueueKeys, until_ms: float | str
 ) -> list[tuple[str, JobState | None]]:
     """The queue's kept results finished up to `until_ms`, newest first, with their state
     (None for a result already expired but still indexed). A dead-lettered job's failed
     result counts as dead-lettered: it is listed and cleaned with the dead letters."""
-    qk = keys.of(queue)
     ids = _decoded(await redis.zrevrangebyscore(qk.results, until_ms, "-inf"))
     raws = await _mget(redis, [qk.result(i) for i in ids])
     states = [None if raw is None else finished_state(raw) for raw in raws]
@@ -144,15 +156,17 @@ async def clean_jobs(
     if state == "dead-lettered":
         return await dead_letters.trim(queue, older_than=older_than)
     cutoff = int((time.time() - older_than) * 1000)
-    found = await _finished(redis, keys, queue, cutoff)
-    doomed = [i for i, s in found if s is not None and s.value == state]
-    stale = [i for i, s in found if s is None]
-    if not doomed and not stale:
-        return 0
-    qk = keys.of(queue)
-    records = [key for i in doomed for key in (qk.result(i), qk.progress(i))]
-    await delete_indexed(redis, qk.results, [*doomed, *stale], records)
-    return len(doomed)
+    cleaned = 0
+    for qk in keys.partitions_of(queue):
+        found = await _finished(redis, qk, cutoff)
+        doomed = [i for i, s in found if s is not None and s.value == state]
+        stale = [i for i, s in found if s is None]
+        if not doomed and not stale:
+            continue
+        records = [key for i in doomed for key in (qk.result(i), qk.progress(i))]
+        await delete_indexed(redis, qk.results, [*doomed, *stale], records)
+        cleaned += len(doomed)
+    return cleaned
 
 
 async def _mget(redis: RedisClient, names: Sequence[str]) -> list[bytes | None]:

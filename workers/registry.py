@@ -72,6 +72,7 @@ class JobRequest(Generic[R]):
     delay: float | timedelta | None = None
     at: datetime | None = None
     priority: Priority = Priority.NORMAL
+    partition_key: str | None = None
 
     def with_options(
         self,
@@ -80,15 +81,23 @@ class JobRequest(Generic[R]):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         priority: Priority | None = None,
+        partition_key: str | None = None,
     ) -> JobRequest[R]:
-        """A copy with an idempotency key, a start time or a priority; unset ones are kept."""
+        """A copy with an idempotency key, a start time, a priority or a partition key
+        (default: the task's `partition_by` field, else the job id); unset ones are kept."""
         return replace(
             self,
             job_id=job_id if job_id is not None else self.job_id,
             delay=delay if delay is not None else self.delay,
             at=at if at is not None else self.at,
             priority=Priority(priority) if priority is not None else self.priority,
+            partition_key=partition_key if partition_key is not None else self.partition_key,
         )
+
+    def route_key(self, job_id: str) -> str:
+        """What picks the job's partition: its partition key, its task's `partition_by`
+        field, or its id."""
+        return self.partition_key or self.task.partition_key(self.kwargs) or job_id
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,9 @@ class Task(Generic[P, R]):
     max_tries: int | None = None
     backoff: BackoffPolicy | None = None
     cron: Cron | None = None
+    # The payload field (a dotted path of JSON names) whose value picks the job's partition
+    # on a partitioned queue; unset or absent, the job id does (keys.Keys.route).
+    partition_by: str | None = None
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)
     returns: TypeAdapter[R] = field(repr=False, default_factory=lambda: TypeAdapter(Any))
 
@@ -137,6 +149,17 @@ class Task(Generic[P, R]):
         """Turn a stored job's JSON arguments back into the typed values the function takes."""
         model = self._validate(stored)
         return {name: getattr(model, name) for name in type(model).model_fields}
+
+    def partition_key(self, kwargs: Mapping[str, Any]) -> str | None:
+        """The value of `partition_by` in a stored payload, or None."""
+        if self.partition_by is None:
+            return None
+        value: Any = kwargs
+        for name in self.partition_by.split("."):
+            if not isinstance(value, Mapping) or name not in value:
+                return None
+            value = value[name]
+        return None if value is None else str(value)
 
     def policy(self, queue: QueueConfig) -> QueueConfig:
         """The queue's policy with this task's overrides applied."""
@@ -225,12 +248,15 @@ class TaskRegistry:
         max_tries: int | None = None,
         backoff: BackoffPolicy | None = None,
         cron: str | Cron | None = None,
+        partition_by: str | None = None,
         **unknown: Never,
     ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
         """Register an `async def f(ctx, ...)` on `queue`, overriding the queue's policy.
 
         `cron` ("0 2 * * *" in UTC, or a `Cron` with a time zone and payload) also runs the
-        task on that schedule, once per tick across all worker processes.
+        task on that schedule, once per tick across all worker processes. `partition_by`
+        ("message.conversationId") names the payload field that picks a job's partition
+        when the queue is partitioned: jobs with the same value share a partition.
         """
         schedule = Cron(cron) if isinstance(cron, str) else cron
 
@@ -246,6 +272,7 @@ class TaskRegistry:
                 max_tries=max_tries,
                 backoff=backoff,
                 cron=schedule,
+                partition_by=partition_by,
                 arguments=_arguments_model(task_name, function),
                 returns=TypeAdapter(hints.get("return", Any)),
             )

@@ -117,7 +117,9 @@ async def test_a_batch_of_10000_killed_midway_resumes_and_sends_exactly_once(
     finally:
         batch_worker.kill()
         batch_worker.wait()
-    checkpoint = await task_client.redis.get(checkpoint_key(settings.key_prefix, handle.job_id))
+    checkpoint = await task_client.redis.get(
+        checkpoint_key(task_client.keys, handle.job_id, f"broadcast:{handle.job_id}")
+    )
     assert checkpoint is not None
     written_before_kill = int(checkpoint)
     async with running_worker(settings, queues=[QueueName.BATCH]):
