@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.encryption import EncryptionSettings
@@ -24,6 +33,17 @@ def _comma_list(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _address(value: Any) -> Any:
+    """`host:port` (IPv6 as `[::1]:26379`) as a (host, port) pair; pairs pass through."""
+    if not isinstance(value, str):
+        return value
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (a port from 1 to 65535)")
+    return (host, int(port))
 
 
 class PostroomSettings(BaseSettings):
@@ -49,9 +69,25 @@ class PostroomSettings(BaseSettings):
     # A Redis Cluster's nodes (`host:port,host:port`; one is enough, the rest are found from
     # it) for the client side (workers.cluster_client); REDIS_USERNAME/PASSWORD apply to it.
     redis_cluster: Annotated[list[str], NoDecode] = []
+    # Redis Sentinel (workers/connections.py): the sentinels' addresses, `host:port` comma
+    # separated, and the service they watch. REDIS_USERNAME/REDIS_PASSWORD/REDIS_DB are the
+    # data nodes'; the sentinels may have credentials of their own.
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1)
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: SecretStr | None = None
+    # TLS to every node (sentinels included); `rediss://` in REDIS_URL turns it on too.
+    redis_tls: bool = False
+    redis_ca_file: FilePath | None = None
+    # Opt-in: after each enqueue the client waits (WAIT) until this many replicas have the
+    # job, at most `enqueue_wait_timeout` seconds, else the enqueue raises NotReplicatedError.
+    enqueue_wait_replicas: int = Field(default=0, ge=0)
+    enqueue_wait_timeout: float = Field(default=1.0, gt=0)
 
     # Where the embedded Redis (and later the embedded stores) keep their data.
     data_dir: Path = Path(".postroom")
+    # This machine's name among the worker hosts sharing one Redis (workers/host_state.py).
+    host_name: str = Field(default_factory=socket.gethostname, min_length=1)
     embedded_redis_port: int = Field(default=6399, ge=1, le=65535)
 
     # Namespaces every key postroom owns, so several deployments (or tests) share one Redis.
@@ -119,6 +155,41 @@ class PostroomSettings(BaseSettings):
             host, _, port = address.rpartition(":")
             if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 raise ValueError(f"each node must be host:port, not {address!r}")
+        return value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: Any) -> Any:
+        listed = _comma_list(value)
+        return [_address(item) for item in listed] if isinstance(listed, list) else listed
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_alone(cls, value: list[tuple[str, int]], info: ValidationInfo) -> Any:
+        """One deployment at a time: a REDIS_URL beside sentinels would leave one ignored."""
+        others = (
+            ("REDIS_URL", "redis_url"),
+            ("REDIS_HOST", "redis_host"),
+            ("POSTROOM_REDIS_CLUSTER", "redis_cluster"),
+        )
+        for name, field in others:
+            if value and info.data.get(field):
+                raise ValueError(f"cannot be combined with {name}: set one of the two")
+        return value
+
+    @field_validator("enqueue_wait_replicas")
+    @classmethod
+    def _wait_needs_one_primary(cls, value: int, info: ValidationInfo) -> int:
+        if value and info.data.get("redis_cluster"):
+            raise ValueError("is for one server or Sentinel, not POSTROOM_REDIS_CLUSTER")
+        return value
+
+    @field_validator("redis_ca_file")
+    @classmethod
+    def _ca_needs_tls(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        tls = info.data.get("redis_tls") or str(info.data.get("redis_url")).startswith("rediss:")
+        if value is not None and not tls:
+            raise ValueError("needs TLS: set POSTROOM_REDIS_TLS=true or a rediss:// REDIS_URL")
         return value
 
     @field_validator("admin_token")

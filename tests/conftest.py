@@ -26,8 +26,13 @@ from workers.supervisor import Supervisor
 ROOT = Path(__file__).resolve().parent.parent
 
 # Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA, a Redis
-# Cluster.
-pytest_plugins = ["tests.databases", "tests.mail_server", "tests.servers.cluster"]
+# Cluster, a Sentinel set.
+pytest_plugins = [
+    "tests.databases",
+    "tests.mail_server",
+    "tests.servers.cluster",
+    "tests.servers.sentinel",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -214,3 +214,62 @@ async def test_outage_a_run_ending_while_redis_is_paused_keeps_its_outcome_and_t
     assert info is not None and info.tries == 2
     assert (stats.completed, stats.retried, stats.failed, stats.dead_lettered) == (1, 1, 1, 0)
     assert (stats.waiting, stats.active, stats.delayed) == (0, 0, 0)
+
+
+async def test_outage_a_worker_whose_runs_all_wait_to_write_their_ends_does_not_rerun_them(
+    restartable_redis: EmbeddedRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every slot is held by a run that cannot write its end or still runs, so the poll loop
+    makes no Redis call and never sees the outage; the leases lapse while Redis is down.
+    Redis back, a slot frees: the worker must not retake its own lapsed run, which is still
+    waiting to write its end (found by the chaos soak: the job ran twice in one process, and
+    the two runs of one id crashed the worker)."""
+    tasks = TaskRegistry()
+    runs: list[str] = []
+    gates = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    @tasks.task(queue=QueueName.DELIVERY)
+    async def held(ctx: JobContext, name: str) -> str:
+        runs.append(name)
+        await gates[name].wait()
+        return name
+
+    server = restartable_redis.start()
+    port = server.port
+    settings = load_settings(
+        redis_url=server.url,
+        key_prefix="outage",
+        data_dir=tmp_path,
+        shutdown_grace=5,
+        lease_seconds=1.0,
+        queues={"message_delivery": {"concurrency": 2}},
+    )
+    try:
+        async with (
+            await PostroomClient.connect(settings, tasks) as client,
+            running_worker(settings, tasks=tasks, queues=[QueueName.DELIVERY]),
+        ):
+            a, b = await client.enqueue(held.call("a")), await client.enqueue(held.call("b"))
+
+            async def both_run() -> bool:
+                return len(runs) == 2
+
+            await eventually(both_run, "both jobs run")
+            server.stop()
+            with caplog.at_level(logging.WARNING, logger="workers.claimed_run"):
+                gates["a"].set()
+
+                async def end_failed() -> bool:
+                    return f"job {a.job_id}: its end could not be written" in caplog.text
+
+                await eventually(end_failed, "a's end failed to be written")
+            await asyncio.sleep(2 * settings.lease_seconds)  # the leases lapse meanwhile
+            server = EmbeddedRedis(tmp_path / "redis", port=port).start()
+            gates["b"].set()  # b ends at once, freeing a slot while a's end still waits
+            assert await b.result(timeout=30) == "b"
+            assert await a.result(timeout=30) == "a"
+            stats = await client.queue_stats(QueueName.DELIVERY)
+    finally:
+        server.stop()
+    assert sorted(runs) == ["a", "b"]  # a ran once
+    assert (stats.completed, stats.waiting, stats.active, stats.delayed) == (2, 0, 0, 0)

@@ -16,6 +16,7 @@ import uvloop
 from arq.worker import func
 
 from config.settings import load_settings
+from workers.connections import arq_redis
 from workers.keys import Keys
 from workers.logs import configure_logging
 from workers.redis_server import resolve_redis
@@ -49,10 +50,20 @@ def build_arq_settings() -> dict[str, Any]:
         if server is not None:
             server.stop()
 
+    queue_name = Keys(settings.key_prefix).control_queue()
     return {
         "functions": [func(_control, name="postroom.control")],
-        "queue_name": Keys(settings.key_prefix).control_queue(),
+        "queue_name": queue_name,
         "redis_settings": redis_settings,
+        # arq's own Sentinel pool would drop the sentinels' credentials (connections.py).
+        "redis_pool": arq_redis(
+            redis_settings,
+            job_serializer=dumps,
+            job_deserializer=loads,
+            default_queue_name=queue_name,
+        )
+        if redis_settings.sentinel
+        else None,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "poll_delay": 5,

@@ -13,6 +13,7 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import load_settings
 from workers import admin_cli
+from workers.connections import describe
 from workers.logs import configure_logging
 from workers.process_pool import ChildCommand, ProcessPool, child_env
 from workers.redis_server import resolve_redis
@@ -70,7 +71,8 @@ def _worker(args: argparse.Namespace) -> int:
     if args.processes == 1:
         return run_worker_process(settings, queues, burst=args.burst)
     redis_settings, server = resolve_redis(settings)
-    url = settings.redis_dsn() or f"redis://127.0.0.1:{redis_settings.port}"
+    # Children find the sentinels in the environment they inherit; else the URL resolved here.
+    url = None if settings.redis_sentinels else settings.redis_dsn() or describe(redis_settings)
     command = ChildCommand([q.value for q in queues], settings.metrics_port)
     pool = ProcessPool(command, args.processes, child_env(url, settings))
     try:

@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.jobs import SerializationError, deserialize_result
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.cancellation import CancelOutcome, cancel_job
+from workers.connections import create_pool, describe, redis_settings
 from workers.dead_letter import DeadLetterStore
 from workers.enqueue import Checkpoint, NewJob, write_jobs
 from workers.errors import PostroomError
@@ -101,7 +102,10 @@ class JobHandle(Generic[R]):
 
 
 def redis_url(settings: PostroomSettings) -> str:
-    """The Redis a client talks to: `REDIS_URL` (or `REDIS_HOST`), else the embedded one."""
+    """The Redis a client talks to (for messages): the sentinels, `REDIS_URL` (or
+    `REDIS_HOST`), else the embedded one."""
+    if settings.redis_sentinels:
+        return describe(redis_settings(settings))
     return settings.redis_dsn() or f"redis://127.0.0.1:{settings.embedded_redis_port}"
 
 
@@ -133,16 +137,17 @@ class PostroomClient:
         retries: int | None = None,
         metrics: EnqueueMetrics | None = None,
     ) -> PostroomClient:
-        """Connect to `REDIS_URL`, or to the embedded Redis a local worker started.
+        """Connect to the sentinels' primary, `REDIS_URL`, or the embedded Redis a local
+        worker started.
 
         `retries` (arq's default 5, a second apart) bounds how long an unreachable Redis is
         waited for; a command-line tool passes 0 to fail at once.
         """
         settings = settings or load_settings()
-        redis_settings = RedisSettings.from_dsn(redis_url(settings))
+        target = redis_settings(settings)
         if retries is not None:
-            redis_settings.conn_retries = retries
-        redis = await create_pool(redis_settings, job_serializer=dumps, job_deserializer=loads)
+            target.conn_retries = retries
+        redis = await create_pool(target, job_serializer=dumps, job_deserializer=loads)
         return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:
@@ -179,11 +184,19 @@ class PostroomClient:
     ) -> list[JobHandle[Any]]:
         """Queue many jobs in one round trip (bulk sends); answers in the same order.
 
-        A `checkpoint` key is set in the same transaction (see `Checkpoint`).
+        A `checkpoint` key is set in the same transaction (see `Checkpoint`). With
+        `POSTROOM_ENQUEUE_WAIT_REPLICAS`, it answers once the jobs are on that many replicas
+        (else NotReplicatedError: retry with the same ids).
         """
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
-        created = await write_jobs(self.redis, [job for job, _ in jobs], checkpoint=checkpoint)
+        created = await write_jobs(
+            self.redis,
+            [job for job, _ in jobs],
+            checkpoint=checkpoint,
+            replicas=self.settings.enqueue_wait_replicas,
+            replica_timeout_ms=int(self.settings.enqueue_wait_timeout * 1000),
+        )
         if self.metrics is not None:
             self.metrics.enqueued(
                 (task.queue, task.name) for (_, task), new in zip(jobs, created, strict=True) if new

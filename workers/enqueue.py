@@ -3,6 +3,10 @@
 Writing a job that is ready now also leaves a wake token in its queue's wake list (at most
 one), which an idle worker waits on with BLPOP: it starts the job at once instead of at its
 next poll tick (see QueueWorker._wait).
+
+Redis replicates asynchronously: a primary that dies right after a write may take it along.
+With `replicas`, the write and a WAIT share one connection (WAIT counts the replicas that
+have every write of its own connection), so an answered enqueue is on that many replicas.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.jobs import serialize_job
+from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from workers.errors import NotReplicatedError
 from workers.keys import QueueKeys
 from workers.priority import Priority, job_score
 from workers.scripts import LuaScript, RedisClient, run_batch
@@ -136,16 +142,33 @@ class Checkpoint:
 
 
 async def write_jobs(
-    redis: RedisClient, jobs: Sequence[NewJob], *, checkpoint: Checkpoint | None = None
+    redis: RedisClient,
+    jobs: Sequence[NewJob],
+    *,
+    checkpoint: Checkpoint | None = None,
+    replicas: int = 0,
+    replica_timeout_ms: int = 1000,
 ) -> list[bool]:
     """Write `jobs` in one round trip; each answer says whether that job was new.
 
-    With a `checkpoint`, the jobs and the checkpoint are one script call (ENQUEUE_WITH_CHECKPOINT):
-    atomic, and so all of the checkpoint's queue's slot (ValueError otherwise), which runs on a
-    Cluster too.
+    With a `checkpoint`, the jobs and the checkpoint are one script call
+    (ENQUEUE_WITH_CHECKPOINT): atomic, and so all of the checkpoint's queue's slot (ValueError
+    otherwise), which runs on a Cluster too.
+    With `replicas`, it returns only once that many replicas have the writes, and raises
+    NotReplicatedError when they do not within `replica_timeout_ms` (one server only).
     """
     if not jobs:
         return []
+    if replicas:
+        if not isinstance(redis, Redis):  # a Cluster: WAIT would go to any node
+            raise ValueError("POSTROOM_ENQUEUE_WAIT_REPLICAS needs one server or Sentinel")
+        async with redis.client() as connection:  # one connection: see the module's doc
+            created = await write_jobs(connection, jobs, checkpoint=checkpoint)
+            confirmed = int(await connection.execute_command("WAIT", replicas, replica_timeout_ms))  # type: ignore[no-untyped-call]
+        if confirmed < replicas:
+            ids = [job.job_id for job in jobs]
+            raise NotReplicatedError(ids, replicas, confirmed, replica_timeout_ms)
+        return created
     if checkpoint is None:
         if len(jobs) == 1:
             return [bool(await ENQUEUE(redis, *enqueue_call(jobs[0])))]

@@ -5,7 +5,8 @@ PostroomError
 ├── TaskDefinitionError    (a @task declaration is wrong; raised at import)
 ├── UnknownTaskError       (a task name nobody registered)
 ├── PayloadValidationError (a payload does not match its task's signature)
-└── PermanentError         (raised by a task: retrying cannot help, dead-letter now)
+├── PermanentError         (raised by a task: retrying cannot help, dead-letter now)
+└── NotReplicatedError     (an enqueue reached the primary but not enough replicas in time)
 """
 
 from __future__ import annotations
@@ -47,3 +48,17 @@ __all__ = [
     "TaskDefinitionError",
     "UnknownTaskError",
 ]
+
+
+class NotReplicatedError(PostroomError):
+    """An enqueue the primary wrote but fewer replicas than `POSTROOM_ENQUEUE_WAIT_REPLICAS`
+    confirmed in time: a failover now could lose it. Retry with the same job ids."""
+
+    def __init__(self, job_ids: list[str], wanted: int, confirmed: int, timeout_ms: int) -> None:
+        self.job_ids = job_ids
+        self.confirmed = confirmed
+        super().__init__(
+            f"jobs {', '.join(job_ids[:3])}{' ...' if len(job_ids) > 3 else ''}: on the primary "
+            f"but confirmed by {confirmed} of POSTROOM_ENQUEUE_WAIT_REPLICAS={wanted} replicas "
+            f"within {timeout_ms} ms"
+        )

@@ -168,6 +168,10 @@ class Keys:
         """What every queue's health keys start with (`health` = this + `<queue>:<worker>`)."""
         return f"{self.prefix}:health:"
 
+    def worker_hosts(self) -> str:
+        """Hash of the hosts whose workers share this Redis, with what each keeps locally."""
+        return f"{self.prefix}:worker-hosts"
+
     def control_queue(self) -> str:
         """The queue of the host worker that `arq workers.Settings` starts; it runs no jobs."""
         return f"{self.prefix}:control"

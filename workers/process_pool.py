@@ -105,11 +105,11 @@ class ChildCommand:
         return line if port is None else [*line, "--metrics-port", str(port)]
 
 
-def child_env(redis_url: str, settings: PostroomSettings) -> dict[str, str]:
+def child_env(redis_url: str | None, settings: PostroomSettings) -> dict[str, str]:
     """The parent's environment, with the Redis it resolved and the settings its flags set."""
     return {
         **os.environ,
-        "REDIS_URL": redis_url,
+        **({"REDIS_URL": redis_url} if redis_url else {}),
         "POSTROOM_LOG_FORMAT": settings.log_format,
         "POSTROOM_METRICS_HOST": settings.metrics_host,
     }

