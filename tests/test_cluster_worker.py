@@ -9,14 +9,17 @@ import signal
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from config.queues import BackoffPolicy, QueueName
 from config.settings import PostroomSettings, load_settings
+from tests.admin.conftest import AUTH, TOKEN
 from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import sleep_until_released
 from tests.servers.cluster import LocalCluster
 from tests.test_job_semantics import stop
+from workers.admin import create_admin_app
 from workers.client import JobFailedError, PostroomClient
 from workers.cluster_client import connect_cluster_client
 from workers.context import JobContext
@@ -108,6 +111,19 @@ async def test_cluster_workers_run_the_six_queues_with_retries_dead_letters_canc
         assert (await waiting.result(timeout=30))["n"] == 99
 
         stats = {s.queue: s for s in await client.queues_stats()}
+        admin = create_admin_app(settings=cluster_settings, token=TOKEN)
+        async with (
+            admin.router.lifespan_context(admin),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=admin), base_url="http://admin", headers=AUTH
+            ) as api,
+        ):
+            delivery = (await api.get("/queues/message-delivery")).json()
+            page = (await api.get("/queues/message-delivery/failed")).json()
+            health = await api.get("/health/ready")  # live workers: a SCAN of every primary
+    assert (delivery["completed"], delivery["dead_lettered"]) == (1, 1)
+    assert [item["job_id"] for item in page["items"]] == [doomed.job_id]
+    assert health.status_code == 200, health.text
     assert stats[QueueName.DELIVERY].dead_lettered == 1
     assert stats[QueueName.NOTIFICATION].cancelled == 1
     for queue in QueueName:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from arq.connections import ArqRedis
 from arq.jobs import SerializationError, deserialize_result
@@ -17,6 +17,7 @@ from arq.jobs import SerializationError, deserialize_result
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.cancellation import CancelOutcome, cancel_job
+from workers.cluster_connection import connect_cluster
 from workers.connections import create_pool, describe, redis_settings
 from workers.dead_letter import DeadLetterStore
 from workers.enqueue import Checkpoint, NewJob, write_jobs
@@ -137,13 +138,18 @@ class PostroomClient:
         retries: int | None = None,
         metrics: EnqueueMetrics | None = None,
     ) -> PostroomClient:
-        """Connect to the sentinels' primary, `REDIS_URL`, or the embedded Redis a local
-        worker started.
+        """Connect to the Cluster, the sentinels' primary, `REDIS_URL`, or the embedded Redis a
+        local worker started.
 
         `retries` (arq's default 5, a second apart) bounds how long an unreachable Redis is
         waited for; a command-line tool passes 0 to fail at once.
         """
         settings = settings or load_settings()
+        if settings.redis_cluster:
+            # PostroomClient types its connection as ArqRedis; what it sends is what
+            # RedisCluster has too (every script and transaction in one queue's slot).
+            cluster = cast(ArqRedis, await connect_cluster(settings))
+            return cls(cluster, settings, tasks, metrics=metrics)
         target = redis_settings(settings)
         if retries is not None:
             target.conn_retries = retries

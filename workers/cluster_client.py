@@ -1,71 +1,21 @@
-"""The client side on a Redis Cluster (`POSTROOM_REDIS_CLUSTER`): enqueue into a Cluster.
-
-arq's `ArqRedis` talks to one server, so a Cluster gets redis-py's `RedisCluster`, which sends
-each command to the node of its key's slot. Every script postroom sends touches one queue's
-slot (tests/test_cluster_scripts.py), so enqueueing, results, pause/resume, cancellation and
-stats work on it through the ordinary `PostroomClient`, and the workers run on it
-(redis_pool.py). What must be atomic (a bulk enqueue with a checkpoint, a dead letter's
-retry) is a script too: redis-py 5's Cluster client runs no MULTI.
+"""The client side on a Redis Cluster: `PostroomClient.connect` with `POSTROOM_REDIS_CLUSTER`
+set connects to the Cluster (cluster_connection.py); this is its older spelling.
 """
 
 from __future__ import annotations
 
-from typing import cast
-
-from arq.connections import ArqRedis
-from redis.asyncio import RedisCluster
-from redis.asyncio.cluster import ClusterNode
-from redis.exceptions import RedisClusterException, RedisError
-
-from config.errors import ConfigError
 from config.settings import PostroomSettings
 from workers.client import PostroomClient
+from workers.cluster_connection import SETTING, connect_cluster
 from workers.registry import TaskRegistry, registry
 
-SETTING = "POSTROOM_REDIS_CLUSTER"
-
-
-def startup_nodes(settings: PostroomSettings) -> list[ClusterNode]:
-    """The nodes `POSTROOM_REDIS_CLUSTER` names (validated `host:port` by the settings)."""
-    nodes = []
-    for address in settings.redis_cluster:
-        host, _, port = address.rpartition(":")
-        nodes.append(ClusterNode(host, int(port)))
-    return nodes
-
-
-async def connect_cluster(settings: PostroomSettings) -> RedisCluster:
-    """A Cluster client that has read the slot map, or a ConfigError naming the setting:
-    unreachable nodes, or a standalone server where a Cluster was meant."""
-    if not settings.redis_cluster:
-        raise ConfigError(f"{SETTING} is not set: name a node of the Cluster (host:port,...)")
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    cluster: RedisCluster = RedisCluster(
-        startup_nodes=startup_nodes(settings),
-        username=settings.redis_username,
-        password=password,
-    )
-    named = ",".join(settings.redis_cluster)
-    try:
-        await cluster.initialize()
-    except (RedisClusterException, RedisError, OSError) as exc:
-        await cluster.aclose()
-        if "cluster mode is not enabled" in str(exc).lower():
-            raise ConfigError(
-                f"{SETTING}={named} is a standalone Redis, not a Cluster: "
-                "name it in REDIS_URL instead"
-            ) from exc
-        raise ConfigError(f"{SETTING}={named}: no Cluster answered ({exc})") from exc
-    return cluster
+__all__ = ["SETTING", "connect_cluster", "connect_cluster_client"]
 
 
 async def connect_cluster_client(
     settings: PostroomSettings, tasks: TaskRegistry = registry
 ) -> PostroomClient:
-    """A PostroomClient whose commands go to the Cluster `POSTROOM_REDIS_CLUSTER` names.
-
-    PostroomClient types its connection as ArqRedis; what it sends on its enqueue, result,
-    status, pause, cancel and stats paths is what RedisCluster has too (the cast says so
-    until the client's connection type names both).
-    """
-    return PostroomClient(cast(ArqRedis, await connect_cluster(settings)), settings, tasks)
+    """A PostroomClient whose commands go to the Cluster `POSTROOM_REDIS_CLUSTER` names."""
+    if not settings.redis_cluster:
+        await connect_cluster(settings)  # raises, naming the setting
+    return await PostroomClient.connect(settings, tasks)

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import RedisCluster
 
 from config.settings import PostroomSettings
-from workers.cluster_client import connect_cluster
+from workers.cluster_connection import connect_cluster
 from workers.connections import create_pool
 from workers.serialization import dumps
 
