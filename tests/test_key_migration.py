@@ -126,12 +126,11 @@ def _by_queue(reports: list[QueueMigration]) -> dict[QueueName, QueueMigration]:
 
 
 async def _old_keys_left(redis: Redis, prefix: str) -> list[str]:
-    """Every key of the old layout still there: the prefix's, and arq's of the test's ids
-    (not the new layout's keys outside any queue, such as the hosts its workers record)."""
+    """Every key of the old layout still there: the prefix's, and arq's of the test's ids."""
     keys = [k.decode() async for k in redis.scan_iter(f"{prefix}:*")]
     keys += [k.decode() async for k in redis.scan_iter("arq:*:old-*")]
-    current = {Keys(prefix).worker_hosts()}
-    return sorted(k for k in keys if not k.startswith("{") and k not in current)
+    hosts = Keys(prefix).worker_hosts()  # the new layout's, outside any queue
+    return sorted(k for k in keys if not k.startswith("{") and k != hosts)
 
 
 async def test_migration_moves_every_state_and_the_jobs_then_behave(

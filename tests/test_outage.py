@@ -4,6 +4,7 @@ lease while stopped leaves the job to the worker that took it over (fencing)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config.queues import BackoffPolicy, QueueName
-from config.settings import PostroomSettings, load_settings
+from config.settings import load_settings
 from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import sleep_until_released
 from tests.test_job_semantics import stop
@@ -24,48 +25,67 @@ from workers.redis_server import EmbeddedRedis
 from workers.registry import TaskRegistry
 
 
+@pytest.mark.parametrize("redis_restart", [False, True], ids=["redis-up", "redis-restarted"])
 async def test_outage_a_stopped_worker_past_its_lease_leaves_the_job_to_the_one_that_took_it(
-    settings: PostroomSettings, client: PostroomClient
+    tmp_path: Path, unused_tcp_port: int, redis_restart: bool
 ) -> None:
-    """SIGSTOPped past its lease, a worker's job is recovered elsewhere; resumed, the stopped
-    worker learns it lost the job, stops its run, writes nothing (the recovering worker's
-    lease and marker are untouched) and takes back the recovery it did not cause."""
-    settings = settings.model_copy(update={"lease_seconds": 2.0})
-    queue = client.keys.of(QueueName.DELIVERY)
+    """SIGSTOPped past its lease, a worker's job is recovered elsewhere (with, or without,
+    Redis restarted meanwhile); resumed, the stopped worker learns it lost the job, stops its
+    run, writes nothing (the recovering worker's lease and marker are untouched) and takes
+    back the recovery it did not cause."""
+    server = EmbeddedRedis(tmp_path / "redis", port=unused_tcp_port).start()
+    settings = load_settings(
+        redis_url=server.url,
+        key_prefix="stopped",
+        data_dir=tmp_path,
+        shutdown_grace=5,
+        lease_seconds=2.0,
+    )
     key = uuid.uuid4().hex
     stopped = postroom_worker(settings, "--queues", "message-delivery", POSTROOM_LEASE_SECONDS="2")
     try:
-        job = await client.enqueue(sleep_until_released.call(key))
-        await eventually(lambda: client.redis.exists(f"{key}:started"), "the job started")
-        os.kill(stopped.pid, signal.SIGSTOP)
-        async with running_worker(settings, queues=[QueueName.DELIVERY]) as here:
+        async with await PostroomClient.connect(settings) as client:
+            queue = client.keys.of(QueueName.DELIVERY)
+            job = await client.enqueue(sleep_until_released.call(key))
+            await eventually(lambda: client.redis.exists(f"{key}:started"), "the job started")
+            os.kill(stopped.pid, signal.SIGSTOP)
+            if redis_restart:
+                server.stop()
+                server = EmbeddedRedis(tmp_path / "redis", port=unused_tcp_port).start()
+                # The client's pooled connection died with the server: it raises once.
+                with contextlib.suppress(RedisConnectionError):
+                    await client.redis.ping()
+            async with running_worker(settings, queues=[QueueName.DELIVERY]) as here:
 
-            async def taken_over() -> bool:
-                return bool(await client.redis.llen(f"{key}:started") == 2)
+                async def taken_over() -> bool:
+                    return bool(await client.redis.llen(f"{key}:started") == 2)
 
-            await eventually(taken_over, "the job was taken over")
-            token = await client.redis.get(queue.running(job.job_id))
-            assert token is not None and token.decode().startswith(f"{here.runtime.worker_id}/")
-            assert await client.redis.get(queue.recoveries(job.job_id)) == b"1"
+                await eventually(taken_over, "the job was taken over")
+                token = await client.redis.get(queue.running(job.job_id))
+                assert token is not None
+                assert token.decode().startswith(f"{here.runtime.worker_id}/")
+                assert await client.redis.get(queue.recoveries(job.job_id)) == b"1"
 
-            os.kill(stopped.pid, signal.SIGCONT)
+                os.kill(stopped.pid, signal.SIGCONT)
 
-            async def recovery_taken_back() -> bool:
-                return bool(await client.redis.get(queue.recoveries(job.job_id)) == b"0")
+                async def recovery_taken_back() -> bool:
+                    return bool(await client.redis.get(queue.recoveries(job.job_id)) == b"0")
 
-            await eventually(recovery_taken_back, "the resumed worker learnt it lost the job")
-            assert await client.redis.get(queue.running(job.job_id)) == token
-            assert await client.redis.get(queue.lease(job.job_id)) == token
-            await client.redis.set(f"{key}:release", 1)
-            result = await job.result(timeout=30)
+                await eventually(recovery_taken_back, "the resumed worker learnt it lost the job")
+                assert await client.redis.get(queue.running(job.job_id)) == token
+                assert await client.redis.get(queue.lease(job.job_id)) == token
+                await client.redis.set(f"{key}:release", 1)
+                result = await job.result(timeout=30)
+            stats = await client.queue_stats(QueueName.DELIVERY)
+            orphans = await client.redis.zcard(queue.queue)
     finally:
         os.kill(stopped.pid, signal.SIGCONT)
         assert stop(stopped) == 0
+        server.stop()
     assert result == {"pid": os.getpid(), "try": 1}
-    stats = await client.queue_stats(QueueName.DELIVERY)
     assert (stats.completed, stats.failed, stats.retried) == (1, 0, 0)
     assert (stats.waiting, stats.active, stats.delayed) == (0, 0, 0)
-    assert await client.redis.zcard(queue.queue) == 0  # no orphan entry
+    assert orphans == 0  # no orphan entry
 
 
 @pytest.fixture

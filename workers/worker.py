@@ -109,7 +109,9 @@ class QueueWorker:
         self.parts = [Partition(k, results_kept, errors_kept_s) for k in keys.partitions_of(queue)]
         self._next_part = 0  # where the next claim starts
         self._pool: ArqRedis | None = None
-        # Each claimed job's run (from claim to its end written), and each run's ctx.
+        # Each claimed run (from claim to its end written) by lease token: a job can be
+        # claimed again here while its lapsed run still waits to write its end. Each run's
+        # ctx by job id (the newest run's).
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.running_ctx: dict[str, dict[str, Any]] = {}
         # The runs whose function is running: the only part of a run a cancel may stop.
@@ -242,10 +244,10 @@ class QueueWorker:
         self._wake.clear()  # before the claim: a slot freed after it ends the wait
         if self.allow_pick_jobs and free > 0:
             await self._claim_and_start(min(free, self.read_limit))
-        for job_id, task in list(self.tasks.items()):
+        for token, task in list(self.tasks.items()):
             if task.done():
-                del self.tasks[job_id]
-                _check_ended(job_id, task)
+                del self.tasks[token]
+                _check_ended(token, task)
         await self._record_health()
 
     async def _claim_and_start(self, count: int) -> None:
@@ -308,7 +310,7 @@ class QueueWorker:
             self.partition_of[claim.job_id] = partition
             task = asyncio.create_task(self._run_claimed(claim))
             task.add_done_callback(functools.partial(self._ended, claim.job_id, claim.token))
-            self.tasks[claim.job_id] = task
+            self.tasks[claim.token] = task
         return found
 
     def _ended(self, job_id: str, token: str, _: object) -> None:
@@ -375,7 +377,8 @@ class QueueWorker:
                 await self.hooks["on_job_end"](ctx)
             return outcome
         finally:
-            del self.running_ctx[job_id]
+            if self.running_ctx.get(job_id) is ctx:
+                del self.running_ctx[job_id]
 
     def _cannot_run(self, claim: Claim, reason: Reason, exc: BaseException) -> RunOutcome:
         return dead_lettered(
@@ -436,15 +439,15 @@ class QueueWorker:
         await self.pool.psetex(self.health_key, int((self.health_interval_s + 1) * 1000), info)
 
 
-def _check_ended(job_id: str, task: asyncio.Task[None]) -> None:
+def _check_ended(token: str, task: asyncio.Task[None]) -> None:
     """Log a run that raised past its own handling (a non-transient Redis error writing its
     end, say). The job is safe: its end unwritten, its lease lapses and it runs again."""
     if task.cancelled() or (exc := task.exception()) is None:
         return
     logger.error(
-        "job %s: its run raised outside the task (%s: %s); if its end was not written, it "
+        "run %s: it raised outside the task (%s: %s); if its end was not written, the job "
         "runs again once its lease lapses",
-        job_id,
+        token,
         type(exc).__name__,
         exc,
         exc_info=exc,
