@@ -24,6 +24,7 @@ from workers.client import JobFailedError, PostroomClient
 from workers.cluster_client import connect_cluster_client
 from workers.context import JobContext
 from workers.job_status import JobState
+from workers.priority import Priority
 from workers.registry import TaskRegistry, registry
 
 QUICK = BackoffPolicy(base=0.05, cap=0.05, jitter=False)
@@ -168,3 +169,50 @@ async def _state_is(job_id: str, client: PostroomClient, state: JobState) -> boo
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_cluster_cron_ticks_run_once_across_two_worker_processes(
+    cluster_settings: PostroomSettings,
+) -> None:
+    env = {"POSTROOM_TASK_MODULES": "tests.cron_tasks"}
+    workers = [
+        postroom_worker(cluster_settings, "--queues", "message-cleanup", **env) for _ in range(2)
+    ]
+    ticks_key = f"{cluster_settings.key_prefix}:ticks"
+    try:
+        async with await connect_cluster_client(cluster_settings, registry) as client:
+
+            async def four_ticks() -> bool:
+                return bool(await client.redis.llen(ticks_key) >= 4)
+
+            await eventually(four_ticks, "four cron ticks ran")
+            ran = [job_id.decode() for job_id in await client.redis.lrange(ticks_key, 0, -1)]
+    finally:
+        codes = [stop(worker) for worker in workers]
+    assert len(ran) == len(set(ran)), f"a tick ran twice: {ran}"
+    assert codes == [0, 0]
+
+
+async def test_cluster_queue_starts_its_ready_jobs_by_priority(
+    cluster_settings: PostroomSettings,
+) -> None:
+    tasks = TaskRegistry()
+    order = f"{cluster_settings.key_prefix}:order"
+
+    @tasks.task(queue=QueueName.CLEANUP, name="tests.in_order")  # concurrency 1
+    async def in_order(ctx: JobContext, label: str) -> None:
+        await ctx["redis"].rpush(order, label)
+
+    async with await connect_cluster_client(cluster_settings, tasks) as client:
+        await client.pause(QueueName.CLEANUP)
+        for priority in (Priority.LOW, Priority.NORMAL, Priority.URGENT, Priority.HIGH):
+            await client.enqueue(in_order.call(priority.name), priority=priority)
+        async with running_worker(cluster_settings, tasks=tasks, queues=[QueueName.CLEANUP]):
+            await client.resume(QueueName.CLEANUP)
+
+            async def all_ran() -> bool:
+                return bool(await client.redis.llen(order) == 4)
+
+            await eventually(all_ran, "the four jobs ran")
+        ran = [label.decode() for label in await client.redis.lrange(order, 0, -1)]
+    assert ran == ["URGENT", "HIGH", "NORMAL", "LOW"]

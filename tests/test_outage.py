@@ -10,12 +10,13 @@ import os
 import signal
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config.queues import BackoffPolicy, QueueName
-from config.settings import load_settings
+from config.settings import PostroomSettings, load_settings
 from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import sleep_until_released
 from tests.test_job_semantics import stop
@@ -34,13 +35,7 @@ async def test_outage_a_stopped_worker_past_its_lease_leaves_the_job_to_the_one_
     run, writes nothing (the recovering worker's lease and marker are untouched) and takes
     back the recovery it did not cause."""
     server = EmbeddedRedis(tmp_path / "redis", port=unused_tcp_port).start()
-    settings = load_settings(
-        redis_url=server.url,
-        key_prefix="stopped",
-        data_dir=tmp_path,
-        shutdown_grace=5,
-        lease_seconds=2.0,
-    )
+    settings = settings_on(server, tmp_path, "stopped", lease_seconds=2.0)
     key = uuid.uuid4().hex
     stopped = postroom_worker(settings, "--queues", "message-delivery", POSTROOM_LEASE_SECONDS="2")
     try:
@@ -88,6 +83,15 @@ async def test_outage_a_stopped_worker_past_its_lease_leaves_the_job_to_the_one_
     assert orphans == 0  # no orphan entry
 
 
+def settings_on(
+    server: EmbeddedRedis, data_dir: Path, prefix: str, **extra: Any
+) -> PostroomSettings:
+    """Settings of a test's own Redis `server`."""
+    return load_settings(
+        redis_url=server.url, key_prefix=prefix, data_dir=data_dir, shutdown_grace=5, **extra
+    )
+
+
 @pytest.fixture
 def restartable_redis(tmp_path: Path, unused_tcp_port: int) -> EmbeddedRedis:
     """A Redis of this test alone, on a fixed port and AOF, so it can stop and start again."""
@@ -113,9 +117,7 @@ async def test_outage_a_try_failing_while_redis_is_down_is_retried_once_redis_is
 
     server = restartable_redis.start()
     port = server.port
-    settings = load_settings(
-        redis_url=server.url, key_prefix="outage", data_dir=tmp_path, shutdown_grace=5
-    )
+    settings = settings_on(server, tmp_path, "outage")
     try:
         async with (
             await PostroomClient.connect(settings, tasks) as client,
@@ -157,9 +159,7 @@ async def test_outage_an_enqueue_that_raised_is_retried_safely_with_the_same_job
 
     server = restartable_redis.start()
     port = server.port
-    settings = load_settings(
-        redis_url=server.url, key_prefix="enqueue-outage", data_dir=tmp_path, shutdown_grace=5
-    )
+    settings = settings_on(server, tmp_path, "enqueue-outage")
     job_id, runs = f"send:{uuid.uuid4().hex}", f"runs:{uuid.uuid4().hex}"
     try:
         async with await PostroomClient.connect(settings, tasks) as client:
@@ -212,9 +212,7 @@ async def test_outage_a_run_ending_while_redis_is_paused_keeps_its_outcome_and_t
         return n * ctx["job_try"]
 
     server = restartable_redis.start()
-    settings = load_settings(
-        redis_url=server.url, key_prefix="paused", data_dir=tmp_path, shutdown_grace=5
-    )
+    settings = settings_on(server, tmp_path, "paused")
     try:
         async with (
             await PostroomClient.connect(settings, tasks) as client,
@@ -256,11 +254,10 @@ async def test_outage_a_worker_whose_runs_all_wait_to_write_their_ends_does_not_
 
     server = restartable_redis.start()
     port = server.port
-    settings = load_settings(
-        redis_url=server.url,
-        key_prefix="outage",
-        data_dir=tmp_path,
-        shutdown_grace=5,
+    settings = settings_on(
+        server,
+        tmp_path,
+        "outage",
         lease_seconds=1.0,
         queues={"message_delivery": {"concurrency": 2}},
     )
