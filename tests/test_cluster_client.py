@@ -12,6 +12,8 @@ from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from tests.servers.cluster import LocalCluster
 from workers.cluster_client import connect_cluster, connect_cluster_client
+from workers.dead_letter import try_error
+from workers.enqueue import Checkpoint
 from workers.job_status import JobState
 from workers.redis_server import EmbeddedRedis
 from workers.registry import registry
@@ -49,6 +51,32 @@ async def test_cluster_client_enqueues_into_all_six_queues(
     assert stats[QueueName.DELIVERY].waiting == 0
     assert stats[QueueName.DELIVERY].cancelled == 1
     assert all(stats[q].waiting == 1 for q in QueueName if q is not QueueName.DELIVERY)
+
+
+async def test_cluster_client_writes_a_checkpointed_chunk_and_retries_a_dead_letter(
+    redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The client's atomic steps are scripts, so they run on a Cluster (no MULTI there)."""
+    host, port = redis_cluster.startup_nodes[0]
+    settings = cluster_settings(f"{host}:{port}", tmp_path)
+    probe = registry.get(f"tests.probe.{QueueName.BATCH.value}")
+    async with await connect_cluster_client(settings) as client:
+        keys = client.keys.of(QueueName.BATCH)
+        mark = Checkpoint(keys.checkpoint("batch:b"), "2", 60_000)
+        chunk = [probe.call().with_options(job_id=f"chunk-{i}") for i in (1, 2)]
+        handles = await client.enqueue_many(chunk, checkpoint=mark)
+        assert [h.created for h in handles] == [True, True]
+        assert await client.redis.get(mark.key) == b"2"
+
+        await client.dead_letters.add(
+            job_id="dead", task=probe.name, queue=QueueName.BATCH, payload={},
+            reason="permanent", tries=1, last_error=try_error(1, RuntimeError("boom")),
+            enqueued_at=None,
+        )  # fmt: skip
+        assert await client.dead_letters.count(QueueName.BATCH) == 1
+        assert await client.dead_letters.retry("dead", QueueName.BATCH)
+        assert await client.dead_letters.count(QueueName.BATCH) == 0
+        assert await client.job("dead", probe).status() is JobState.QUEUED
 
 
 async def test_cluster_setting_naming_a_standalone_server_is_refused(

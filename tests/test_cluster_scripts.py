@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from arq.connections import ArqRedis
 from arq.jobs import serialize_result
 from redis.asyncio import RedisCluster
 from redis.crc import key_slot
@@ -32,6 +31,7 @@ from workers import key_migration
 from workers.cancellation import cancel_job
 from workers.dead_letter import DeadLetter, DeadLetterStore, TryError
 from workers.enqueue import Checkpoint, NewJob, write_jobs
+from workers.events.queued import RedisHandledLog, handled_key
 from workers.job_listing import clean_jobs
 from workers.keys import Keys, QueueKeys
 from workers.progress import ProgressReporter
@@ -57,6 +57,11 @@ RUN_ON_CLUSTER = {
     "workers.worker_scripts.PARTITIONS_USED",
     "workers.progress._REPORT",
     "workers.cancellation._CANCEL",
+    "workers.enqueue.ENQUEUE_WITH_CHECKPOINT",
+    "workers.dead_letter._ADD",
+    "workers.dead_letter._RETRY",
+    "workers.indexed_delete._DELETE_INDEXED",
+    "workers.events.queued._MARK",
 }
 # `postroom migrate-keys` moves jobs out of the layout before hash tags, whose keys (arq's
 # global `arq:job:<id>`, `<prefix>:queue:<queue>`) carry no tag: its scripts span slots by
@@ -122,12 +127,6 @@ def new_job(keys: QueueKeys, job_id: str, *, delay_ms: int = 0, **extra: Any) ->
     return NewJob(job_id, keys, "send-message", {"n": job_id}, now + delay_ms, now, **extra)
 
 
-def node_client(cluster: LocalCluster, keys: QueueKeys) -> ArqRedis:
-    """A plain connection to the primary that owns the queue's slot (transactions go there)."""
-    node = cluster.node_of_slot(key_slot(keys.queue.encode()))
-    return ArqRedis(host="127.0.0.1", port=node.port)
-
-
 async def claim(redis: RedisCluster, keys: QueueKeys, want: int) -> list[tuple[str, str]]:
     """CLAIM with the arguments a QueueWorker sends; (job id, lease token) per claimed job."""
     now = int(time.time() * 1000)
@@ -183,9 +182,7 @@ def try_error() -> bytes:
     return dumps(TryError(attempt=1, type="ValueError", message="boom", traceback="", at=0.0))
 
 
-async def queue_life(
-    redis: RedisCluster, cluster: LocalCluster, prefix: str, queue: QueueName
-) -> None:
+async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None:
     """One queue's scripts and transactions, in the order a job's life sends them."""
     keys = Keys(prefix).of(queue)
     # ENQUEUE: one job alone, three in one pipeline, a cron tick's job with its "once" marker.
@@ -234,32 +231,46 @@ async def queue_life(
 
     assert await accepted("_CANCEL", cancel_job(redis, Keys(prefix), "later", 60)) == "cancelled"
 
-    node = node_client(cluster, keys)
-    try:
-        letters = DeadLetterStore(node, Keys(prefix), 3600)
-        assert await accepted("DeadLetterStore.retry", letters.retry("c", queue))
-        assert await redis.zscore(keys.queue, "c") is not None
+    letters = DeadLetterStore(redis, Keys(prefix), 3600)
+    # Refused while a worker still holds the dying run; the letter stays.
+    await redis.set(keys.lease("c"), "other-worker")
+    assert not await accepted("DeadLetterStore.retry", letters.retry("c", queue))
+    assert await redis.exists(keys.dead_record("c"))
+    await redis.delete(keys.lease("c"))
+    assert await accepted("DeadLetterStore.retry", letters.retry("c", queue))
+    assert await redis.zscore(keys.queue, "c") is not None
+    assert not await redis.exists(keys.dead_record("c"), keys.result("c"), keys.tries("c"))
+    assert await letters.count(queue) == 0
+    for job_id in ("d", "e", "f"):
+        await redis.rpush(keys.try_errors(job_id), try_error())
         await accepted(
             "DeadLetterStore.add",
             letters.add(
-                job_id="d", task="send-message", queue=queue, payload={}, reason="permanent",
-                tries=1, last_error=TryError.model_validate_json(try_error()), enqueued_at=None,
+                job_id=job_id, task="send-message", queue=queue, payload={}, reason="permanent",
+                tries=2, last_error=TryError.model_validate_json(try_error()), enqueued_at=None,
             ),
         )  # fmt: skip
-        assert await accepted("DeadLetterStore.remove", letters.remove("d", queue))
-        cleaned = clean_jobs(node, Keys(prefix), letters, queue, "complete", 0)
-        assert await accepted("clean_jobs", cleaned) == 1
-        chunk = [new_job(keys, "chunk-1"), new_job(keys, "chunk-2")]
-        mark = Checkpoint(keys.checkpoint("batch:x"), "2", 60_000)
-        assert await accepted(
-            "write_jobs+checkpoint", write_jobs(node, chunk, checkpoint=mark)
-        ) == [
-            True,
-            True,
-        ]
-        assert await redis.get(mark.key) == b"2"
-    finally:
-        await node.aclose()
+    stored = await letters.get("d", queue)
+    assert stored is not None and len(stored.errors) == 2
+    assert not await redis.exists(keys.try_errors("d"))
+    assert await accepted("DeadLetterStore.remove", letters.remove("d", queue))
+    assert await accepted("DeadLetterStore.purge", letters.purge(queue)) == 2
+    assert await letters.count(queue) == 0
+    assert not await redis.exists(*(keys.dead_record(i) for i in "def"))
+
+    cleaned = clean_jobs(redis, Keys(prefix), letters, queue, "complete", 0)
+    assert await accepted("clean_jobs", cleaned) == 1
+    assert not await redis.exists(keys.result("a"), keys.progress("a"))
+    assert await redis.zscore(keys.results, "a") is None
+
+    chunk = [new_job(keys, "chunk-1"), new_job(keys, "chunk-2")]
+    chunk.append(new_job(keys, "chunk-tick", once_key=keys.cron_tick("x", 1), once_ttl_ms=60_000))
+    chunk.append(new_job(keys, "c"))  # queued again by its retry: its id is taken
+    mark = Checkpoint(keys.checkpoint("batch:x"), "2", 60_000)
+    written = await accepted("write_jobs+checkpoint", write_jobs(redis, chunk, checkpoint=mark))
+    assert written == [True, True, True, False]
+    assert await redis.get(mark.key) == b"2"
+    assert await redis.exists(keys.cron_tick("x", 1))
 
 
 async def test_cluster_runs_every_script_of_two_queues(
@@ -268,7 +279,25 @@ async def test_cluster_runs_every_script_of_two_queues(
     queues = (QueueName.DELIVERY, QueueName.NOTIFICATION)
     prefix = prefix_over_two_primaries(redis_cluster, queues)
     for queue in queues:
-        await queue_life(cluster_client, redis_cluster, prefix, queue)
+        await queue_life(cluster_client, prefix, queue)
+
+
+async def test_cluster_marks_handled_events_on_two_primaries(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """The events handled log's keys are outside any queue: two land on different primaries."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    ports: dict[int, str] = {}
+    while len(ports) < 2:
+        event_id = uuid.uuid4().hex
+        key = handled_key(prefix, event_id)
+        ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, event_id)
+    log = RedisHandledLog(cluster_client, prefix, 60)
+    for event_id in ports.values():
+        await accepted("_MARK", log.mark(event_id, "first"))
+        await accepted("_MARK", log.mark(event_id, "second"))
+        assert await log.handled(event_id) == {"first", "second"}
+        assert 0 < await cluster_client.ttl(handled_key(prefix, event_id)) <= 60
 
 
 def test_cluster_test_covers_every_script() -> None:

@@ -9,21 +9,45 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
-from arq.connections import ArqRedis
 from pydantic import BaseModel, Field, ValidationError
-from redis.exceptions import WatchError
 
 from config.queues import QueueName
-from workers.enqueue import NewJob, queue_job
+from workers.enqueue import ENQUEUE_FUNCTION, NewJob, enqueue_call
+from workers.indexed_delete import delete_indexed
 from workers.job_record import malformed_payload
 from workers.keys import Keys, QueueKeys
 from workers.priority import Priority
+from workers.scripts import LuaScript, RedisClient
 from workers.serialization import dumps, loads
 
 # "malformed": its job record could not be read (not JSON, or a field of the wrong type or
 # range); "undeliverable": a well-formed record naming no task of its queue; "expired": its
 # record had expired (a job queued past its expiry) when a worker claimed it.
 Reason = Literal["max-tries", "permanent", "undeliverable", "malformed", "stalled", "expired"]
+
+# Store a letter: KEYS record, index, the job's try errors; ARGV the letter, when it died, id.
+_ADD = LuaScript("""
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('DEL', KEYS[3])
+""")
+
+# Queue a dead letter's job again and drop the letter, unless a worker still holds the dying
+# run (its lease: finishing, it would delete the new job) or the letter is gone (retried
+# meanwhile). The failed result and try counter would block the id and spend the new budget.
+# KEYS: lease, dead record, dead index, tries, recoveries, running, then ENQUEUE's job, result,
+# queue, wake. ARGV: ENQUEUE's payload, TTL, score, id. Returns 1 if queued, else 0.
+_RETRY = LuaScript(
+    ENQUEUE_FUNCTION
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[4])
+return 1
+"""
+)
 
 # A traceback longer than this is cut from the middle of the text; the ends carry the story.
 TRACEBACK_LIMIT = 8_000
@@ -138,7 +162,7 @@ def try_error(attempt: int, exc: BaseException) -> TryError:
 class DeadLetterStore:
     """Dead letters per queue: a sorted index (newest last) and one JSON record per job."""
 
-    def __init__(self, redis: ArqRedis, keys: Keys, retention: float) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, retention: float) -> None:
         self.redis = redis
         self.keys = keys
         self.retention = retention
@@ -156,7 +180,7 @@ class DeadLetterStore:
         enqueued_at: float | None,
         priority: Priority = Priority.NORMAL,
     ) -> DeadLetter:
-        """Store a dead letter with every try's error kept so far, in one transaction. (A
+        """Store a dead letter with every try's error kept so far, in one script call. (A
         worker writes its runs' letters with their ends, in worker_scripts.FINISH.)"""
         keys = self.keys.route(queue, job_id)
         earlier = await self.redis.lrange(keys.try_errors(job_id), 0, -1)  # type: ignore[misc]
@@ -173,11 +197,11 @@ class DeadLetterStore:
             failed_at=time.time(),
             priority=priority,
         )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.dead_record(job_id), dumps(letter))
-            pipe.zadd(keys.dead_index, {job_id: letter.failed_at})
-            pipe.delete(keys.try_errors(job_id))
-            await pipe.execute()
+        await _ADD(
+            self.redis,
+            [keys.dead_record(job_id), keys.dead_index, keys.try_errors(job_id)],
+            [dumps(letter), repr(letter.failed_at), job_id],
+        )
         return letter
 
     async def count(self, queue: QueueName) -> int:
@@ -238,10 +262,7 @@ class DeadLetterStore:
         if letter is None:
             return False
         keys = self.keys.of(letter.queue, letter.partition)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.dead_record(job_id))
-            pipe.zrem(keys.dead_index, job_id)
-            await pipe.execute()
+        await delete_indexed(self.redis, keys.dead_index, [job_id], [keys.dead_record(job_id)])
         return True
 
     async def purge(self, queue: QueueName) -> int:
@@ -295,33 +316,13 @@ class DeadLetterStore:
             enqueue_ms=now,
             priority=letter.priority,
         )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(keys.lease(job_id))
-            if await pipe.exists(keys.lease(job_id)):
-                return False
-            pipe.multi()  # type: ignore[no-untyped-call]
-            # The failed result and try counter would block the id and spend the new budget.
-            pipe.delete(
-                keys.result(job_id),
-                keys.tries(job_id),
-                keys.job(job_id),
-                keys.recoveries(job_id),
-                keys.running(job_id),
-            )
-            await queue_job(self.redis, pipe, job)
-            pipe.delete(keys.dead_record(job_id))
-            pipe.zrem(keys.dead_index, job_id)
-            try:
-                await pipe.execute()
-            except WatchError:
-                return False
-        return True
+        job_keys, job_args = enqueue_call(job)
+        lease_keys = [keys.lease(job_id), keys.dead_record(job_id), keys.dead_index]
+        run_keys = [keys.tries(job_id), keys.recoveries(job_id), keys.running(job_id)]
+        return bool(await _RETRY(self.redis, lease_keys + run_keys + job_keys, job_args))
 
     async def _delete(self, keys: QueueKeys, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*(keys.dead_record(i) for i in ids))
-            pipe.zrem(keys.dead_index, *ids)
-            await pipe.execute()
+        await delete_indexed(self.redis, keys.dead_index, ids, [keys.dead_record(i) for i in ids])
         return len(ids)

@@ -26,20 +26,54 @@ from workers.scripts import LuaScript, RedisClient, run_batch
 from workers.serialization import dumps
 
 # A job id is taken while its job or its result exists (arq's own rule); taking it is one
-# atomic step instead of arq's WATCH/EXISTS/MULTI, so a bulk enqueue can pipeline it.
-# KEYS: job, result, queue, its wake list, and optionally a "once" marker (a cron tick) that
-# outlives the job and result. ARGV: payload, its TTL, score, id, the marker's TTL. A ready
-# job's score is negative (see priority.py).
-ENQUEUE = LuaScript("""
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-if #KEYS > 4 and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[5]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-if tonumber(ARGV[3]) < 0 and redis.call('LLEN', KEYS[4]) == 0 then
-    redis.call('LPUSH', KEYS[4], '1')
+# atomic step instead of arq's WATCH/EXISTS/MULTI, so a bulk enqueue can pipeline it. `once`,
+# if given, is a marker (a cron tick) that outlives the job and result. A ready job's score is
+# negative (see priority.py). Returns 1 if written, 0 if the id (or the marker) was taken.
+# The other scripts that queue a job (a checkpointed chunk below, a dead letter's retry)
+# start with this function.
+ENQUEUE_FUNCTION = """
+local function enqueue(job, result, queue, wake, payload, ttl, score, id, once, once_ttl)
+    if redis.call('EXISTS', job, result) > 0 then return 0 end
+    if once and not redis.call('SET', once, '1', 'NX', 'PX', once_ttl) then return 0 end
+    redis.call('SET', job, payload, 'PX', ttl)
+    redis.call('ZADD', queue, score, id)
+    if tonumber(score) < 0 and redis.call('LLEN', wake) == 0 then
+        redis.call('LPUSH', wake, '1')
+    end
+    return 1
 end
-return 1
-""")
+"""
+
+# KEYS: job, result, queue, its wake list, and optionally the "once" marker. ARGV: payload,
+# its TTL, score, id, the marker's TTL.
+ENQUEUE = LuaScript(
+    ENQUEUE_FUNCTION
+    + """
+return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+               KEYS[5], ARGV[5])
+"""
+)
+
+# Jobs and their checkpoint in one atomic step: each job as ENQUEUE, then the checkpoint set.
+# KEYS: the checkpoint, then each job's ENQUEUE keys (4, or 5 with a marker). ARGV: the
+# checkpoint's value and TTL, then 5 per job: ENQUEUE's, the marker's TTL '' when it has none.
+# Returns each job's 1 or 0.
+ENQUEUE_WITH_CHECKPOINT = LuaScript(
+    ENQUEUE_FUNCTION
+    + """
+local written = {}
+local k = 2
+for a = 3, #ARGV, 5 do
+    local once = nil
+    if ARGV[a + 4] ~= '' then once = KEYS[k + 4] end
+    written[#written + 1] = enqueue(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a],
+                                    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], once, ARGV[a + 4])
+    k = k + (once and 5 or 4)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return written
+"""
+)
 
 # How long a queued job's data outlives its start time: far beyond any retry schedule, so
 # that a job waiting behind a long outage is still there (arq's default is one day).
@@ -70,7 +104,8 @@ class NewJob:
         return job_score(self.priority, self.due_ms, self.enqueue_ms)
 
 
-def _call(job: NewJob) -> tuple[list[str], list[Any]]:
+def enqueue_call(job: NewJob) -> tuple[list[str], list[Any]]:
+    """ENQUEUE's KEYS and ARGV for `job`."""
     keys = [job.keys.job(job.job_id), job.keys.result(job.job_id), job.keys.queue, job.keys.wake]
     args: list[Any] = [job.payload(), job.ttl_ms(), repr(job.score()), job.job_id]
     if job.once_key is not None:
@@ -79,19 +114,9 @@ def _call(job: NewJob) -> tuple[list[str], list[Any]]:
     return keys, args
 
 
-async def queue_job(redis: RedisClient, pipe: Any, job: NewJob) -> None:
-    """Add `job`'s enqueue to a MULTI pipeline; its reply is 1 if written, 0 if the id was taken.
-
-    Inside MULTI a NOSCRIPT would fail this command alone while the others run, so the script
-    is loaded first (one round trip; the transactional paths are the rare ones).
-    """
-    await ENQUEUE.load(redis)
-    ENQUEUE.queue(pipe, *_call(job))
-
-
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A key set in the same transaction as a bulk enqueue: "these jobs are written".
+    """A key set in the same atomic step as a bulk enqueue: "these jobs are written".
 
     A task that fans out in chunks (batch-send) records its progress this way, so a retry
     resumes after the last chunk written, never re-sending one whose children already ran and
@@ -103,15 +128,15 @@ class Checkpoint:
     ttl_ms: int
 
     def check_slot(self, jobs: Sequence[NewJob]) -> None:
-        """A transaction stays within one Redis Cluster slot: the jobs' queue's, which must
-        hold the checkpoint too (keys.QueueKeys.checkpoint)."""
+        """A script stays within one Redis Cluster slot: the jobs' queue's, which must hold
+        the checkpoint too (keys.QueueKeys.checkpoint)."""
         slot = key_slot(self.key.encode())
         for job in jobs:
             if key_slot(job.keys.queue.encode()) != slot:
                 raise ValueError(
                     f"checkpoint {self.key!r} is not under the hash tag of queue "
                     f"{job.keys.queue_name.value} ({job.keys.tag}): a checkpoint and its jobs "
-                    "are one transaction, so they must be keys of one queue "
+                    "are written by one script, so they must be keys of one queue "
                     "(use keys.QueueKeys.checkpoint)"
                 )
 
@@ -126,8 +151,9 @@ async def write_jobs(
 ) -> list[bool]:
     """Write `jobs` in one round trip; each answer says whether that job was new.
 
-    With a `checkpoint`, the jobs and the checkpoint are one MULTI/EXEC: all or nothing, and
-    so all of the checkpoint's queue (ValueError otherwise), which a Cluster runs on one node.
+    With a `checkpoint`, the jobs and the checkpoint are one script call
+    (ENQUEUE_WITH_CHECKPOINT): atomic, and so all of the checkpoint's queue's slot (ValueError
+    otherwise), which runs on a Cluster too.
     With `replicas`, it returns only once that many replicas have the writes, and raises
     NotReplicatedError when they do not within `replica_timeout_ms` (one server only).
     """
@@ -145,13 +171,16 @@ async def write_jobs(
         return created
     if checkpoint is None:
         if len(jobs) == 1:
-            return [bool(await ENQUEUE(redis, *_call(jobs[0])))]
-        return [bool(reply) for reply in await run_batch(redis, ENQUEUE, [_call(j) for j in jobs])]
+            return [bool(await ENQUEUE(redis, *enqueue_call(jobs[0])))]
+        return [
+            bool(reply)
+            for reply in await run_batch(redis, ENQUEUE, [enqueue_call(j) for j in jobs])
+        ]
     checkpoint.check_slot(jobs)
-    await ENQUEUE.load(redis)  # see queue_job
-    async with redis.pipeline(transaction=True) as pipe:
-        for job in jobs:
-            ENQUEUE.queue(pipe, *_call(job))
-        pipe.set(checkpoint.key, checkpoint.value, px=checkpoint.ttl_ms)
-        replies = await pipe.execute()
-    return [bool(reply) for reply in replies[: len(jobs)]]
+    keys: list[str] = [checkpoint.key]
+    args: list[Any] = [checkpoint.value, checkpoint.ttl_ms]
+    for job in jobs:
+        job_keys, job_args = enqueue_call(job)
+        keys += job_keys
+        args += job_args if job.once_key is not None else [*job_args, ""]
+    return [bool(reply) for reply in await ENQUEUE_WITH_CHECKPOINT(redis, keys, args)]

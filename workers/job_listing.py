@@ -17,8 +17,10 @@ from pydantic import BaseModel
 
 from config.queues import QueueName
 from workers.dead_letter import DeadLetterStore
+from workers.indexed_delete import delete_indexed
 from workers.job_status import JobInfo, JobState, finished_state, read_job_infos
 from workers.keys import Keys, QueueKeys
+from workers.scripts import RedisClient
 
 # Keys read per MGET when a listing has to look at every job of a state.
 CHUNK = 500
@@ -122,7 +124,7 @@ async def _queued(
 
 
 async def _finished(
-    redis: ArqRedis, qk: QueueKeys, until_ms: float | str
+    redis: RedisClient, qk: QueueKeys, until_ms: float | str
 ) -> list[tuple[str, JobState | None]]:
     """The queue's kept results finished up to `until_ms`, newest first, with their state
     (None for a result already expired but still indexed). A dead-lettered job's failed
@@ -140,7 +142,7 @@ async def _finished(
 
 
 async def clean_jobs(
-    redis: ArqRedis,
+    redis: RedisClient,
     keys: Keys,
     dead_letters: DeadLetterStore,
     queue: QueueName,
@@ -161,16 +163,13 @@ async def clean_jobs(
         stale = [i for i, s in found if s is None]
         if not doomed and not stale:
             continue
-        async with redis.pipeline(transaction=True) as pipe:
-            for job_id in doomed:
-                pipe.delete(qk.result(job_id), qk.progress(job_id))
-            pipe.zrem(qk.results, *doomed, *stale)
-            await pipe.execute()
+        records = [key for i in doomed for key in (qk.result(i), qk.progress(i))]
+        await delete_indexed(redis, qk.results, [*doomed, *stale], records)
         cleaned += len(doomed)
     return cleaned
 
 
-async def _mget(redis: ArqRedis, names: Sequence[str]) -> list[bytes | None]:
+async def _mget(redis: RedisClient, names: Sequence[str]) -> list[bytes | None]:
     values: list[bytes | None] = []
     for start in range(0, len(names), CHUNK):
         values += await redis.mget(names[start : start + CHUNK])

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from arq.connections import ArqRedis
 from pydantic import BaseModel, ValidationError
 
 from config.queues import QueueName
@@ -29,6 +28,14 @@ from workers.events.handlers import EventContext, handlers
 from workers.events.model import DomainEvent
 from workers.keys import Keys
 from workers.registry import Task, task
+from workers.scripts import LuaScript, RedisClient
+
+# Record a handler as run and renew the log's TTL in one step (a script, not MULTI, so that
+# it runs on a Cluster too). KEYS: the log. ARGV: the handler, the TTL in seconds.
+_MARK = LuaScript("""
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+""")
 
 
 def handled_key(key_prefix: str, event_id: str) -> str:
@@ -42,7 +49,7 @@ def dispatch_task_name(queue: QueueName) -> str:
 class RedisHandledLog:
     """The handled log in Redis, kept as long as the event's dead letter could be retried."""
 
-    def __init__(self, redis: ArqRedis, key_prefix: str, ttl_seconds: float) -> None:
+    def __init__(self, redis: RedisClient, key_prefix: str, ttl_seconds: float) -> None:
         self.redis = redis
         self.key_prefix = key_prefix
         self.ttl_seconds = max(int(ttl_seconds), 1)
@@ -52,11 +59,9 @@ class RedisHandledLog:
         return {member.decode() for member in members}
 
     async def mark(self, event_id: str, handler: str) -> None:
-        key = handled_key(self.key_prefix, event_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(key, handler)
-            pipe.expire(key, self.ttl_seconds)
-            await pipe.execute()
+        await _MARK(
+            self.redis, [handled_key(self.key_prefix, event_id)], [handler, self.ttl_seconds]
+        )
 
 
 class EventHandled(BaseModel):
