@@ -69,9 +69,9 @@ class PostroomSettings(BaseSettings):
     # A Redis Cluster's nodes (`host:port,host:port`; one is enough, the rest are found from
     # it) for the client side (workers.cluster_client); REDIS_USERNAME/PASSWORD apply to it.
     redis_cluster: Annotated[list[str], NoDecode] = []
-    # Redis Sentinel (workers/connections.py): the sentinels' addresses, `host:port` comma
-    # separated, and the service they watch. REDIS_USERNAME/REDIS_PASSWORD/REDIS_DB are the
-    # data nodes'; the sentinels may have credentials of their own.
+    # Redis Sentinel (workers/connection/connections.py): the sentinels' addresses,
+    # `host:port` comma separated, and the service they watch. REDIS_USERNAME/REDIS_PASSWORD/
+    # REDIS_DB are the data nodes'; the sentinels may have credentials of their own.
     redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
     redis_sentinel_username: str | None = None
@@ -86,7 +86,7 @@ class PostroomSettings(BaseSettings):
 
     # Where the embedded Redis (and later the embedded stores) keep their data.
     data_dir: Path = Path(".postroom")
-    # This machine's name among the worker hosts sharing one Redis (workers/host_state.py).
+    # This machine's name among the worker hosts sharing one Redis (workers/store/host_state.py).
     host_name: str = Field(default_factory=socket.gethostname, min_length=1)
     embedded_redis_port: int = Field(default=6399, ge=1, le=65535)
 

@@ -35,8 +35,8 @@ from config.settings import PostroomSettings, load_settings
 from tests.servers.cluster import LocalCluster
 from tests.servers.processes import free_port
 from workers.client import PostroomClient
-from workers.keys import Keys
-from workers.queue_stats import read_partition_stats
+from workers.store.keys import Keys
+from workers.store.queue_stats import read_partition_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 8

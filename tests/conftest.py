@@ -18,10 +18,10 @@ import pytest
 import tests.sample_tasks  # noqa: F401 - registers the tasks the tests enqueue
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient
-from workers.redis_server import EmbeddedRedis, resolve_redis
+from workers.connection.redis_server import EmbeddedRedis, resolve_redis
 from workers.registry import registry
+from workers.runner.supervisor import Supervisor
 from workers.runtime import Runtime
-from workers.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 

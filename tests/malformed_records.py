@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from workers.serialization import UNDELIVERABLE_TASK
+from workers.store.serialization import UNDELIVERABLE_TASK
 
 GOOD_KWARGS = {"greeting": {"messageId": "m-1", "text": "hello"}}
 

@@ -11,8 +11,8 @@ import time
 from arq.connections import ArqRedis
 
 from config.queues import QueueName
-from workers.keys import Keys
-from workers.priority import Priority, job_score
+from workers.store.keys import Keys
+from workers.store.priority import Priority, job_score
 
 # Far beyond any test, as the client's own TTL is.
 RECORD_TTL_MS = 600_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.queues import BackoffPolicy, QueueTable
-from workers.backoff import nominal_delay, retry_delay
+from workers.runner.backoff import nominal_delay, retry_delay
 
 
 def test_delivery_delays_double_from_two_seconds_before_jitter() -> None:

@@ -17,9 +17,9 @@ from chaos.worker_logs import Recovery
 
 from config.queues import QueueName
 from tests.conftest import ROOT
-from workers.dead_letter import DeadLetter
-from workers.job_status import JobInfo, JobState
-from workers.queue_stats import QueueStats
+from workers.store.dead_letter import DeadLetter
+from workers.store.job_status import JobInfo, JobState
+from workers.store.queue_stats import QueueStats
 
 
 def test_chaos_soak_short_run_loses_nothing() -> None:

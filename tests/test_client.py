@@ -15,7 +15,7 @@ from tests.conftest import running_worker
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError
-from workers.job_status import JobState
+from workers.store.job_status import JobState
 
 
 def _unique_id() -> str:

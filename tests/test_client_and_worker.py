@@ -9,7 +9,7 @@ from config.settings import PostroomSettings
 from tests.conftest import running_worker
 from tests.sample_tasks import Greeting, echo, occupy
 from workers.client import PostroomClient
-from workers.keys import Keys
+from workers.store.keys import Keys
 
 
 async def test_enqueued_job_runs_in_worker_and_result_is_readable(

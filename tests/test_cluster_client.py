@@ -12,11 +12,11 @@ from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from tests.servers.cluster import LocalCluster
 from workers.cluster_client import connect_cluster, connect_cluster_client
-from workers.dead_letter import try_error
-from workers.enqueue import Checkpoint
-from workers.job_status import JobState
-from workers.redis_server import EmbeddedRedis
+from workers.connection.redis_server import EmbeddedRedis
 from workers.registry import registry
+from workers.store.dead_letter import try_error
+from workers.store.enqueue import Checkpoint
+from workers.store.job_status import JobState
 
 
 def cluster_settings(nodes: str, data_dir: Path) -> PostroomSettings:

@@ -2,7 +2,7 @@
 
 Run against a real three-primary cluster (tests/servers/cluster.py). A Cluster client refuses
 a script whose declared KEYS span slots (CROSSSLOT), and since every script carries the
-`#!lua` shebang (workers/scripts.py) the node running it refuses any key it touches outside
+`#!lua` shebang (workers/store/scripts.py) the node running it refuses any key it touches outside
 the slot of its KEYS, declared or built in Lua. Transactions (MULTI/EXEC, WATCH) go to the node
 that owns the queue's slot, which refuses them if one command strays from it. Each queue's
 life (enqueue, claim, progress, renew, finish, cancel, dead-letter retry, clean, a bulk enqueue
@@ -27,17 +27,17 @@ from redis.exceptions import RedisClusterException, RedisError
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
-from workers import key_migration
-from workers.cancellation import cancel_job
-from workers.dead_letter import DeadLetter, DeadLetterStore, TryError
-from workers.enqueue import Checkpoint, NewJob, write_jobs
 from workers.events.queued import RedisHandledLog, handled_key
-from workers.job_listing import clean_jobs
-from workers.keys import Keys, QueueKeys
-from workers.progress import ProgressReporter
-from workers.scripts import LuaScript
-from workers.serialization import dumps
-from workers.worker_scripts import (
+from workers.store import key_migration
+from workers.store.cancellation import cancel_job
+from workers.store.dead_letter import DeadLetter, DeadLetterStore, TryError
+from workers.store.enqueue import Checkpoint, NewJob, write_jobs
+from workers.store.job_listing import clean_jobs
+from workers.store.keys import Keys, QueueKeys
+from workers.store.progress import ProgressReporter
+from workers.store.scripts import LuaScript
+from workers.store.serialization import dumps
+from workers.store.worker_scripts import (
     CLAIM,
     CLAIMED_FIELDS,
     FINISH_FIELDS,
@@ -51,16 +51,16 @@ T = TypeVar("T")
 
 # The scripts the queue life below runs on the cluster, by "<module>.<name>".
 RUN_ON_CLUSTER = {
-    "workers.enqueue.ENQUEUE",
-    "workers.worker_scripts.CLAIM",
-    "workers.worker_scripts.RENEW",
-    "workers.worker_scripts.PARTITIONS_USED",
-    "workers.progress._REPORT",
-    "workers.cancellation._CANCEL",
-    "workers.enqueue.ENQUEUE_WITH_CHECKPOINT",
-    "workers.dead_letter._ADD",
-    "workers.dead_letter._RETRY",
-    "workers.indexed_delete._DELETE_INDEXED",
+    "workers.store.enqueue.ENQUEUE",
+    "workers.store.worker_scripts.CLAIM",
+    "workers.store.worker_scripts.RENEW",
+    "workers.store.worker_scripts.PARTITIONS_USED",
+    "workers.store.progress._REPORT",
+    "workers.store.cancellation._CANCEL",
+    "workers.store.enqueue.ENQUEUE_WITH_CHECKPOINT",
+    "workers.store.dead_letter._ADD",
+    "workers.store.dead_letter._RETRY",
+    "workers.store.indexed_delete._DELETE_INDEXED",
     "workers.events.queued._MARK",
 }
 # `postroom migrate-keys` moves jobs out of the layout before hash tags, whose keys (arq's
@@ -69,16 +69,16 @@ RUN_ON_CLUSTER = {
 # been refused), so there is nothing to migrate there. The test below shows the cluster
 # refusing them, so this list cannot hide a script that would need to run there.
 SINGLE_NODE_ONLY = {
-    "workers.key_migration.MOVE_JOB",
-    "workers.key_migration.CARRY_PAUSE",
-    "workers.key_migration.FINISH_QUEUE",
-    "workers.key_migration.MOVE_MARKER",
+    "workers.store.key_migration.MOVE_JOB",
+    "workers.store.key_migration.CARRY_PAUSE",
+    "workers.store.key_migration.FINISH_QUEUE",
+    "workers.store.key_migration.MOVE_MARKER",
 }
 
 
 def postroom_scripts() -> dict[str, LuaScript]:
     """Every module-level LuaScript of workers/ and tasks/ (finish_script builds one per
-    queue at run time and is run below as "workers.worker_scripts.finish_script")."""
+    queue at run time and is run below as "workers.store.worker_scripts.finish_script")."""
     found: dict[str, LuaScript] = {}
     for package in ("workers", "tasks"):
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -330,7 +330,7 @@ async def test_cluster_refuses_the_migration_scripts(cluster_client: RedisCluste
             ["1"],
         ),
     }
-    assert {f"workers.key_migration.{name}" for name in calls} == SINGLE_NODE_ONLY
+    assert {f"workers.store.key_migration.{name}" for name in calls} == SINGLE_NODE_ONLY
     for script, keys, args in calls.values():
         with pytest.raises(RedisClusterException, match="same key slot"):
             await script(cluster_client, keys, args)

@@ -19,13 +19,13 @@ from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import sleep_until_released
 from tests.servers.cluster import LocalCluster
 from tests.test_job_semantics import stop
-from workers.admin import create_admin_app
 from workers.client import JobFailedError, PostroomClient
 from workers.cluster_client import connect_cluster_client
 from workers.context import JobContext
-from workers.job_status import JobState
-from workers.priority import Priority
+from workers.ops.admin import create_admin_app
 from workers.registry import TaskRegistry, registry
+from workers.store.job_status import JobState
+from workers.store.priority import Priority
 
 QUICK = BackoffPolicy(base=0.05, cap=0.05, jitter=False)
 

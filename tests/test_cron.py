@@ -14,12 +14,12 @@ from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import postroom_worker
 from workers.client import PostroomClient
-from workers.cron import CronScheduler
 from workers.crontab import Cron
 from workers.errors import TaskDefinitionError
-from workers.keys import Keys
-from workers.priority import Priority, ready_score
 from workers.registry import TaskRegistry
+from workers.runner.cron import CronScheduler
+from workers.store.keys import Keys
+from workers.store.priority import Priority, ready_score
 
 
 def _minutely_registry() -> TaskRegistry:

@@ -15,10 +15,10 @@ from tests.conftest import running_worker
 from tests.sample_tasks import Greeting, echo
 from workers.client import JobFailedError, PostroomClient
 from workers.context import JobContext
-from workers.enqueue import NewJob, write_jobs
 from workers.errors import PermanentError
-from workers.job_status import JobState
 from workers.registry import Task, TaskRegistry
+from workers.store.enqueue import NewJob, write_jobs
+from workers.store.job_status import JobState
 
 # Short enough that three tries take a moment; the cap must not be below the base.
 QUICK = BackoffPolicy(base=0.05, cap=0.05, jitter=False)

@@ -13,10 +13,10 @@ from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
 from workers.client import PostroomClient
-from workers.redis_server import resolve_redis
+from workers.connection.redis_server import resolve_redis
 from workers.registry import registry
+from workers.runner.supervisor import Supervisor
 from workers.runtime import Runtime
-from workers.supervisor import Supervisor
 
 SHARED = {
     "database_url": "postgresql://postgres@127.0.0.1/test",

@@ -13,15 +13,15 @@ import workers
 ROOT = Path(__file__).resolve().parent.parent
 # The worker side: what enqueueing must never load.
 WORKER_SIDE = (
-    "workers.supervisor",
-    "workers.worker",
-    "workers.queue_worker",
-    "workers.claimed_run",
-    "workers.execution",
-    "workers.arq_settings",
-    "workers.metrics_server",
-    "workers.admin",
-    "workers.cli",
+    "workers.runner.supervisor",
+    "workers.runner.worker",
+    "workers.runner.queue_worker",
+    "workers.runner.claimed_run",
+    "workers.runner.execution",
+    "workers.runner.arq_settings",
+    "workers.observe.metrics_server",
+    "workers.ops.admin",
+    "workers.ops.cli",
     "prometheus_client",
     "uvicorn",
     "fastapi",
@@ -55,7 +55,7 @@ def test_enqueueing_does_not_load_the_worker_side() -> None:
 
 def test_settings_for_arq_still_builds_the_worker_side_on_first_use() -> None:
     loaded = _loaded_after("import workers\nassert isinstance(workers.Settings, dict)")
-    assert "workers.supervisor" in loaded
+    assert "workers.runner.supervisor" in loaded
 
 
 def test_every_public_name_resolves_from_the_module_type_checkers_see() -> None:

@@ -13,8 +13,8 @@ from config.settings import PostroomSettings
 from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import PostroomClient
-from workers.job_status import JobState
-from workers.keys import Keys
+from workers.store.job_status import JobState
+from workers.store.keys import Keys
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:

@@ -14,8 +14,8 @@ from tests.conftest import eventually, running_worker
 from workers.client import JobFailedError, PostroomClient
 from workers.context import JobContext
 from workers.errors import PermanentError
-from workers.job_status import JobState
 from workers.registry import Task, TaskRegistry
+from workers.store.job_status import JobState
 
 HOUR = BackoffPolicy(kind="fixed", base=3600, cap=3600, jitter=False)
 

@@ -1,4 +1,5 @@
-"""Every key lives under its deployment's prefix and its queue's hash tag (workers/keys.py)."""
+"""Every key lives under its deployment's prefix and its queue's hash tag
+(workers/store/keys.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from tests.conftest import eventually, running_worker
 from tests.sample_tasks import Greeting, echo
 from tests.test_cron import _minutely_registry
 from workers.client import PostroomClient
-from workers.cron import CronScheduler
-from workers.keys import Keys
+from workers.runner.cron import CronScheduler
+from workers.store.keys import Keys
 
 
 def _deployment(settings: PostroomSettings) -> PostroomSettings:

@@ -1,5 +1,5 @@
 """`postroom migrate-keys`: a deployment written in the layout before hash tags (commit 59b556a)
-is moved to workers/keys.py's and then behaves: queued jobs run, dead letters retry, kept
+is moved to workers/store/keys.py's and then behaves: queued jobs run, dead letters retry, kept
 results and counters answer, a paused queue stays paused; a second run moves nothing."""
 
 from __future__ import annotations
@@ -21,20 +21,20 @@ from tasks.batch_sending import checkpoint_key
 from tests.conftest import ROOT, eventually, running_worker, worker_env
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
-from workers.dead_letter import DeadLetter, TryError
-from workers.enqueue import NewJob
-from workers.key_migration import (
+from workers.registry import registry
+from workers.runner.supervisor import Supervisor
+from workers.store.dead_letter import DeadLetter, TryError
+from workers.store.enqueue import NewJob
+from workers.store.key_migration import (
     OldKeys,
     QueueMigration,
     marker_rules,
     migrate_keys,
     migrate_markers,
 )
-from workers.keys import Keys
-from workers.priority import Priority, ready_score, waiting_score
-from workers.registry import registry
-from workers.serialization import dumps
-from workers.supervisor import Supervisor
+from workers.store.keys import Keys
+from workers.store.priority import Priority, ready_score, waiting_score
+from workers.store.serialization import dumps
 
 DELIVERY, PAUSED = QueueName.DELIVERY, list(QueueName)[-1]
 HOUR_MS = 3_600_000
@@ -233,7 +233,7 @@ async def test_worker_warns_at_start_when_its_queues_have_old_layout_keys(
 ) -> None:
     old = OldKeys(settings.key_prefix)
     await client.redis.zadd(old.dead_index(PAUSED), {"old": 1.0})
-    caplog.set_level(logging.WARNING, logger="workers.key_migration")
+    caplog.set_level(logging.WARNING, logger="workers.store.key_migration")
 
     def warnings() -> list[str]:
         return [r.getMessage() for r in caplog.records if "migrate-keys" in r.getMessage()]
@@ -290,7 +290,7 @@ async def test_batch_checkpoints_move_into_their_queue_with_their_ttl_once(
     await redis.set(
         checkpoint_key(Keys(prefix), "b2", "any"), "20"
     )  # a new worker got further already
-    rules = marker_rules(prefix, registry)
+    rules = marker_rules(prefix, {t.name: t.queue for t in registry})
     [_, batches] = await migrate_markers(redis, rules)
     assert batches.kind == "batch checkpoint" and batches.moved == 1
     assert batches.conflict == [f"{prefix}:batch:b2:done"]  # both kept: nothing overwritten

@@ -21,7 +21,7 @@ from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
 from tests.test_processes import children, exit_code, logged_worker, terminate
 from workers.client import JobFailedError, JobHandle, PostroomClient
-from workers.logs import JsonFormatter, PlainFormatter
+from workers.observe.logs import JsonFormatter, PlainFormatter
 
 TASKS = "tests.sample_tasks,tests.observed_tasks"
 OK, FLAKY, DOOMED = (
@@ -71,7 +71,7 @@ async def test_each_job_end_is_one_line_with_its_fields_and_never_its_payload(
     secrets = Secrets()
     async with running_worker(settings, queues=[QueueName.DELIVERY]):
         jobs = await run_three_jobs(client, secrets, f"{settings.key_prefix}:flaky")
-    job_lines = [vars(r) for r in caplog.records if r.name == "workers.observation"]
+    job_lines = [vars(r) for r in caplog.records if r.name == "workers.runner.observation"]
     ends = [
         (r["task"], r["job_try"], r["outcome"], r["levelname"], r.get("error_type"))
         for r in job_lines

@@ -9,8 +9,8 @@ from config.settings import PostroomSettings
 from tasks.maintenance import trim_dead_letters
 from tests.conftest import running_worker
 from workers.client import PostroomClient
-from workers.dead_letter import try_error
 from workers.registry import TaskRegistry
+from workers.store.dead_letter import try_error
 
 DAY = 86_400.0
 

@@ -25,13 +25,13 @@ from tests.conftest import eventually, postroom_worker
 from tests.malformed_records import ANY_RECORD, GOOD_KWARGS, NAMED_CASES, record
 from tests.raw_records import write_raw_job
 from tests.sample_tasks import Greeting, echo
-from workers.admin import create_admin_app
-from workers.cli import main as postroom_cli
 from workers.client import PostroomClient
-from workers.dead_letter import DeadLetter
-from workers.job_record import MalformedJobRecord, check_job_record, parse_job_record
-from workers.job_status import JobState
-from workers.serialization import UNDELIVERABLE_TASK, dumps, job_decoder
+from workers.ops.admin import create_admin_app
+from workers.ops.cli import main as postroom_cli
+from workers.store.dead_letter import DeadLetter
+from workers.store.job_record import MalformedJobRecord, check_job_record, parse_job_record
+from workers.store.job_status import JobState
+from workers.store.serialization import UNDELIVERABLE_TASK, dumps, job_decoder
 
 QUEUE = QueueName.DELIVERY
 TOKEN = "malformed-records-token-0123456789"

@@ -21,8 +21,8 @@ from tests.raw_records import (
 from tests.sample_tasks import echo
 from tests.test_malformed_records import admin_api
 from workers.client import JobFailedError, PostroomClient
-from workers.dead_letter import try_error
-from workers.job_status import JobState
+from workers.store.dead_letter import try_error
+from workers.store.job_status import JobState
 
 QUEUE = QueueName.DELIVERY
 PICKLE = pickle.dumps({"job_id": "x", "reason": "permanent"})

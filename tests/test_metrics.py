@@ -22,9 +22,9 @@ from tests.conftest import ROOT, eventually, running_worker, worker_env
 from tests.metrics_text import Samples, parse, value
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import JobFailedError, PostroomClient
-from workers.cluster_metrics import render_cluster_metrics
-from workers.metrics import EnqueueMetrics, WorkerMetrics
-from workers.supervisor import Supervisor
+from workers.observe.metrics import EnqueueMetrics, WorkerMetrics
+from workers.ops.cluster_metrics import render_cluster_metrics
+from workers.runner.supervisor import Supervisor
 
 
 async def scrape(url: str) -> Samples:
@@ -241,7 +241,7 @@ def test_worker_exits_2_naming_the_flag_when_its_metrics_port_is_taken(
 async def test_job_put_back_by_a_shutdown_counts_no_outcome_and_leaves_nothing_in_flight(
     settings: PostroomSettings, client: PostroomClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="workers.observation")
+    caplog.set_level(logging.INFO, logger="workers.runner.observation")
     quick = settings.model_copy(update={"shutdown_grace": 0})
     key = f"{settings.key_prefix}:held"
     async with running_worker(quick, queues=[QueueName.DELIVERY]) as supervisor:

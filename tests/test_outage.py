@@ -21,8 +21,8 @@ from tests.conftest import eventually, postroom_worker, running_worker
 from tests.sample_tasks import sleep_until_released
 from tests.test_job_semantics import stop
 from workers.client import PostroomClient
+from workers.connection.redis_server import EmbeddedRedis
 from workers.context import JobContext
-from workers.redis_server import EmbeddedRedis
 from workers.registry import TaskRegistry
 
 
@@ -127,7 +127,7 @@ async def test_outage_a_try_failing_while_redis_is_down_is_retried_once_redis_is
             lease = client.keys.of(QueueName.DELIVERY).lease(job.job_id)
             await eventually(lambda: client.redis.exists(lease), "the job runs")
             server.stop()
-            with caplog.at_level(logging.WARNING, logger="workers.claimed_run"):
+            with caplog.at_level(logging.WARNING, logger="workers.runner.claimed_run"):
                 failing.set()
 
                 async def end_failed() -> bool:
@@ -273,7 +273,7 @@ async def test_outage_a_worker_whose_runs_all_wait_to_write_their_ends_does_not_
 
             await eventually(both_run, "both jobs run")
             server.stop()
-            with caplog.at_level(logging.WARNING, logger="workers.claimed_run"):
+            with caplog.at_level(logging.WARNING, logger="workers.runner.claimed_run"):
                 gates["a"].set()
 
                 async def end_failed() -> bool:

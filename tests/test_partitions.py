@@ -23,9 +23,9 @@ from tests.servers.cluster import LocalCluster
 from workers.client import JobFailedError, PostroomClient
 from workers.cluster_client import connect_cluster_client
 from workers.context import JobContext
-from workers.job_status import JobState
-from workers.queue_stats import read_partition_stats
 from workers.registry import TaskRegistry
+from workers.store.job_status import JobState
+from workers.store.queue_stats import read_partition_stats
 
 QUICK = BackoffPolicy(base=0.05, cap=0.05, jitter=False)
 

@@ -20,13 +20,13 @@ from tests.conftest import eventually, running_worker
 from tests.payload_strategies import seed_tasks, task_calls
 from workers.client import PostroomClient
 from workers.context import JobContext
-from workers.enqueue import NewJob, write_jobs
 from workers.errors import PayloadValidationError
-from workers.job_record import parse_job_record
-from workers.job_status import JobState
-from workers.keys import Keys
 from workers.registry import Task, TaskRegistry
-from workers.serialization import UNDELIVERABLE_TASK, dumps, job_decoder
+from workers.store.enqueue import NewJob, write_jobs
+from workers.store.job_record import parse_job_record
+from workers.store.job_status import JobState
+from workers.store.keys import Keys
+from workers.store.serialization import UNDELIVERABLE_TASK, dumps, job_decoder
 
 
 def worker_runs(task: Task[Any, Any], stored: bytes) -> bool:

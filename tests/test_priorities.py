@@ -11,9 +11,9 @@ from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
 from workers.client import PostroomClient
 from workers.context import JobContext
-from workers.keys import Keys
-from workers.priority import Priority, is_waiting, priority_of
 from workers.registry import TaskRegistry
+from workers.store.keys import Keys
+from workers.store.priority import Priority, is_waiting, priority_of
 
 RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
 

@@ -21,8 +21,8 @@ from config.settings import PostroomSettings
 from tests.conftest import ROOT, eventually, postroom_worker, running_worker, spawn, worker_env
 from tests.sample_tasks import Greeting, echo, sleep_until_released
 from workers.client import JobHandle, PostroomClient
-from workers.job_status import JobState
-from workers.keys import Keys
+from workers.store.job_status import JobState
+from workers.store.keys import Keys
 
 DEADLINE = 30.0
 

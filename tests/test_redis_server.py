@@ -7,7 +7,7 @@ from pathlib import Path
 import redis
 
 from config.settings import load_settings
-from workers.redis_server import EmbeddedRedis, resolve_redis
+from workers.connection.redis_server import EmbeddedRedis, resolve_redis
 
 
 def test_embedded_redis_keeps_its_data_across_a_restart(tmp_path: Path) -> None:

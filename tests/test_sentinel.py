@@ -32,11 +32,11 @@ from tests.servers.processes import free_port
 from tests.servers.sentinel import SERVICE, SentinelSet
 from workers import JobContext, task
 from workers.client import PostroomClient
-from workers.connections import arq_redis, redis_settings
+from workers.connection.connections import arq_redis, redis_settings
+from workers.connection.redis_server import resolve_redis
+from workers.connection.transient import is_transient
 from workers.errors import NotReplicatedError
-from workers.job_status import JobState
-from workers.redis_server import resolve_redis
-from workers.transient import is_transient
+from workers.store.job_status import JobState
 
 # Runs of each job id in this process (the in-loop worker's), to count repeated runs.
 RUNS: Counter[str] = Counter()

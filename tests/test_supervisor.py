@@ -15,10 +15,10 @@ from config.settings import PostroomSettings, load_settings
 from tests.conftest import running_worker
 from tests.sample_tasks import Greeting, echo, occupy
 from workers.client import PostroomClient
-from workers.redis_server import EmbeddedRedis, _answers_ping
+from workers.connection.redis_server import EmbeddedRedis, _answers_ping
 from workers.registry import registry
+from workers.runner.supervisor import Supervisor
 from workers.runtime import Runtime
-from workers.supervisor import Supervisor
 
 
 async def test_queue_concurrency_from_settings_bounds_jobs_running_at_once(

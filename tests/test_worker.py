@@ -10,10 +10,10 @@ from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
 from tests.sample_tasks import Greeting, echo
 from workers.client import PostroomClient
-from workers.enqueue import Checkpoint
-from workers.keys import Keys
-from workers.queue_stats import read_queue_stats
-from workers.worker_scripts import lua_string
+from workers.store.enqueue import Checkpoint
+from workers.store.keys import Keys
+from workers.store.queue_stats import read_queue_stats
+from workers.store.worker_scripts import lua_string
 
 # Far longer than any test may run: a job that starts at all was started by a wake-up.
 NEVER = 3600.0

@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time (test_imports)
     from config.queues import BackoffPolicy, QueueName
-    from workers.arq_settings import Settings
     from workers.client import JobFailedError, JobHandle, PostroomClient
     from workers.context import JobContext
     from workers.crontab import Cron
-    from workers.enqueue import Checkpoint
     from workers.errors import (
         ConfigError,
         PayloadValidationError,
@@ -28,23 +26,25 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
         TaskDefinitionError,
         UnknownTaskError,
     )
-    from workers.job_status import JobInfo, JobState
-    from workers.key_migration import MarkerRule, marker_rule
-    from workers.keys import Keys
-    from workers.priority import Priority
-    from workers.progress import Progress
-    from workers.queue_stats import QueueStats
     from workers.registry import JobRequest, Task, TaskRegistry, registry, task
     from workers.resources import ResourceFactory
+    from workers.runner.arq_settings import Settings
+    from workers.store.enqueue import Checkpoint
+    from workers.store.job_status import JobInfo, JobState
+    from workers.store.key_migration import MarkerRule, marker_rule
+    from workers.store.keys import Keys
+    from workers.store.priority import Priority
+    from workers.store.progress import Progress
+    from workers.store.queue_stats import QueueStats
 
 # Each public name's module.
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "config.queues": ("BackoffPolicy", "QueueName"),
-    "workers.arq_settings": ("Settings",),
+    "workers.runner.arq_settings": ("Settings",),
     "workers.client": ("JobFailedError", "JobHandle", "PostroomClient"),
     "workers.context": ("JobContext",),
     "workers.crontab": ("Cron",),
-    "workers.enqueue": ("Checkpoint",),
+    "workers.store.enqueue": ("Checkpoint",),
     "workers.errors": (
         "ConfigError",
         "PayloadValidationError",
@@ -53,12 +53,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "TaskDefinitionError",
         "UnknownTaskError",
     ),
-    "workers.job_status": ("JobInfo", "JobState"),
-    "workers.key_migration": ("MarkerRule", "marker_rule"),
-    "workers.keys": ("Keys",),
-    "workers.priority": ("Priority",),
-    "workers.progress": ("Progress",),
-    "workers.queue_stats": ("QueueStats",),
+    "workers.store.job_status": ("JobInfo", "JobState"),
+    "workers.store.key_migration": ("MarkerRule", "marker_rule"),
+    "workers.store.keys": ("Keys",),
+    "workers.store.priority": ("Priority",),
+    "workers.store.progress": ("Progress",),
+    "workers.store.queue_stats": ("QueueStats",),
     "workers.registry": ("JobRequest", "Task", "TaskRegistry", "registry", "task"),
     "workers.resources": ("ResourceFactory",),
 }

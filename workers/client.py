@@ -16,23 +16,23 @@ from arq.jobs import SerializationError, deserialize_result
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from workers.cancellation import CancelOutcome, cancel_job
-from workers.cluster_connection import connect_cluster
-from workers.connections import create_pool, describe, redis_settings
-from workers.dead_letter import DeadLetterStore
-from workers.enqueue import Checkpoint, NewJob, write_jobs
+from workers.connection.cluster_connection import connect_cluster
+from workers.connection.connections import create_pool, describe, redis_settings
 from workers.errors import PostroomError
-from workers.job_listing import CleanState, JobPage, clean_jobs, list_jobs
-from workers.job_status import JobInfo, JobState, read_job_info, read_job_payload
-from workers.keys import Keys, QueueKeys
-from workers.priority import Priority
-from workers.queue_stats import QueueStats, read_queue_stats, read_queues_stats
 from workers.registry import JobRequest, Task, TaskRegistry, registry
-from workers.serialization import dumps, loads
-from workers.worker_health import live_workers
+from workers.store.cancellation import CancelOutcome, cancel_job
+from workers.store.dead_letter import DeadLetterStore
+from workers.store.enqueue import Checkpoint, NewJob, write_jobs
+from workers.store.job_listing import CleanState, JobPage, clean_jobs, list_jobs
+from workers.store.job_status import JobInfo, JobState, read_job_info, read_job_payload
+from workers.store.keys import Keys, QueueKeys
+from workers.store.priority import Priority
+from workers.store.queue_stats import QueueStats, read_queue_stats, read_queues_stats
+from workers.store.serialization import dumps, loads
+from workers.store.worker_health import live_workers
 
 if TYPE_CHECKING:  # only the worker side counts enqueues: the client need not load prometheus
-    from workers.metrics import EnqueueMetrics
+    from workers.observe.metrics import EnqueueMetrics
 
 R = TypeVar("R")
 

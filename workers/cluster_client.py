@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from config.settings import PostroomSettings
 from workers.client import PostroomClient
-from workers.cluster_connection import SETTING, connect_cluster
+from workers.connection.cluster_connection import SETTING, connect_cluster
 from workers.registry import TaskRegistry, registry
 
 __all__ = ["SETTING", "connect_cluster", "connect_cluster_client"]

@@ -9,11 +9,11 @@ from arq.connections import ArqRedis
 
 from config.queues import QueueName
 from config.settings import PostroomSettings
-from workers.priority import Priority
+from workers.store.priority import Priority
 
 if TYPE_CHECKING:
-    from workers.progress import ProgressReporter
     from workers.runtime import Runtime
+    from workers.store.progress import ProgressReporter
 
 
 class JobContext(TypedDict):

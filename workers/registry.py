@@ -15,8 +15,8 @@ from config.queues import BackoffPolicy, QueueConfig, QueueName
 from workers.context import JobContext
 from workers.crontab import Cron
 from workers.errors import PayloadValidationError, TaskDefinitionError, UnknownTaskError
-from workers.priority import Priority
-from workers.serialization import dumps, loads
+from workers.store.priority import Priority
+from workers.store.serialization import dumps, loads
 
 P = ParamSpec("P")
 R = TypeVar("R")

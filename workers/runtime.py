@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from config.settings import PostroomSettings
-from workers.metrics import WorkerMetrics
+from workers.observe.metrics import WorkerMetrics
 from workers.resources import Resources
 
 

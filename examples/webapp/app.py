@@ -23,8 +23,8 @@ import tasks  # noqa: F401 - registers the task functions the routes enqueue
 from config.settings import PostroomSettings, load_settings
 from examples.webapp import realtime, routes
 from tasks.store import MessageStore
-from workers.admin import create_admin_app
 from workers.integrations.asgi import PostroomLifespan
+from workers.ops.admin import create_admin_app
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from tasks.message_notification import send_notification
 from tasks.payloads import BatchSend, IndexingJob, SendMessage, SendNotification
 from tasks.store import MessageStore, get_message, save_message, search
 from workers.integrations.asgi import PostroomClientDep
-from workers.job_status import JobInfo
-from workers.priority import Priority
 from workers.registry import JobRequest
+from workers.store.job_status import JobInfo
+from workers.store.priority import Priority
 
 router = APIRouter()
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from tasks.payloads import BatchSend, Id, Payload
-from workers.priority import Priority
+from workers.store.priority import Priority
 
 
 class PostMessage(Payload):

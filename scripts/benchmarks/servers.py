@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import redis
 
-from workers.redis_server import EmbeddedRedis
+from workers.connection.redis_server import EmbeddedRedis
 
 
 @contextmanager

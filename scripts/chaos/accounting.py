@@ -25,7 +25,7 @@ from typing import Any
 from chaos.ledger import Ledger, Run
 from chaos.snapshot import Snapshot
 from chaos.worker_logs import Recovery
-from workers.job_status import JobInfo, JobState
+from workers.store.job_status import JobInfo, JobState
 
 _QUEUED = {JobState.QUEUED, JobState.DEFERRED, JobState.RUNNING, JobState.RETRYING}
 

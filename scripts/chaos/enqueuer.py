@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from chaos.ledger import LedgerFile
 from chaos.task import soak
 from workers.client import PostroomClient
-from workers.transient import is_transient
+from workers.connection.transient import is_transient
 
 
 def job_id(n: int) -> str:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from config.queues import QueueName
 from workers.client import PostroomClient
-from workers.dead_letter import DeadLetter
-from workers.job_status import JobInfo, read_job_infos
-from workers.queue_stats import QueueStats
+from workers.store.dead_letter import DeadLetter
+from workers.store.job_status import JobInfo, read_job_infos
+from workers.store.queue_stats import QueueStats
 
 QUEUE = QueueName.DELIVERY
 _PAGE = 500

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from chaos.ledger import LEDGER_ENV, LedgerFile, runs_file
 from config.queues import QueueName
 from workers import JobContext, task
-from workers.keys import Keys
+from workers.store.keys import Keys
 
 _ledger: LedgerFile | None = None
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 import tests.admin.tasks  # noqa: F401 - registers the tasks the admin tests enqueue
 from config.settings import PostroomSettings
-from workers.admin import create_admin_app
+from workers.ops.admin import create_admin_app
 
 TOKEN = "admin-token-of-the-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from config.errors import ConfigError
 from config.settings import PostroomSettings, load_settings
 from tests.admin.conftest import TOKEN
-from workers.admin import create_admin_app
+from workers.ops.admin import create_admin_app
 
 
 def _paths(app: FastAPI) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from tests.admin.conftest import AUTH, TOKEN
 from tests.conftest import eventually, running_worker
-from workers.admin import create_admin_app
+from workers.ops.admin import create_admin_app
 
 
 async def test_not_ready_names_the_queues_without_a_worker_and_ready_once_served(

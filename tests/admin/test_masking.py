@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.masking import MASK, mask
+from workers.observe.masking import MASK, mask
 
 
 def test_message_bodies_are_masked_and_ids_kept() -> None:

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from config.settings import PostroomSettings
 from tests.admin.conftest import AUTH, TOKEN
 from tests.admin.tasks import note
-from workers.admin import create_admin_app
 from workers.client import PostroomClient
+from workers.ops.admin import create_admin_app
 
 
 @asynccontextmanager

@@ -25,9 +25,9 @@ from config.settings import PostroomSettings, load_settings
 from tests.admin.conftest import TOKEN
 from tests.admin.tasks import note
 from tests.conftest import eventually, running_worker
-from workers.admin import create_admin_app
 from workers.client import PostroomClient
-from workers.redis_server import EmbeddedRedis
+from workers.connection.redis_server import EmbeddedRedis
+from workers.ops.admin import create_admin_app
 
 # A job the seed dead-letters; every generated `job_id` is this one, so the job and
 # dead-letter operations answer about a real job, not only with 404s.

@@ -23,12 +23,12 @@ from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from tests.conftest import eventually, running_worker
 from tests.live_server import live_server
-from workers.admin import create_admin_app
 from workers.client import PostroomClient
 from workers.context import JobContext
 from workers.errors import PermanentError
-from workers.job_status import JobState
+from workers.ops.admin import create_admin_app
 from workers.registry import Task, TaskRegistry
+from workers.store.job_status import JobState
 
 TOKEN = "dashboard-test-token"
 SECRET_BODY = "meet me at the old mill at midnight"

@@ -13,10 +13,10 @@ from tests.events.handlers import Followed, Greeted, Unheard, flaky_greeting, ra
 from tests.sample_tasks import echo
 from tests.tasks.conftest import fast_retries
 from workers.client import PostroomClient
-from workers.dead_letter import DeadLetter
 from workers.events import QueuedEventBus, handler_name
 from workers.events.queued import DISPATCH_TASKS, EventHandled
-from workers.job_status import JobState
+from workers.store.dead_letter import DeadLetter
+from workers.store.job_status import JobState
 
 QUEUE = QueueName.NOTIFICATION
 

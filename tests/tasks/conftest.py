@@ -30,7 +30,7 @@ from tasks.store import MessageStore, create_engine
 from tests.conftest import eventually, running_worker
 from tests.mail_server import SMTP_PASSWORD, SMTP_USER, SmtpServer
 from workers.client import PostroomClient
-from workers.supervisor import Supervisor
+from workers.runner.supervisor import Supervisor
 
 KEY_A = os.urandom(32)
 KEY_B = os.urandom(32)

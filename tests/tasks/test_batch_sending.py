@@ -14,8 +14,8 @@ from tests.conftest import eventually, postroom_worker, running_worker
 from tests.tasks.conftest import inbox, with_settings
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError
-from workers.priority import Priority
-from workers.supervisor import Supervisor
+from workers.runner.supervisor import Supervisor
+from workers.store.priority import Priority
 
 
 async def test_a_batch_reaches_each_recipient_once_with_their_variables(

@@ -21,9 +21,9 @@ from tasks.store import (
 )
 from tasks.store.models import Attachment, Conversation, Message
 from workers.client import PostroomClient
-from workers.dead_letter import try_error
 from workers.registry import registry
-from workers.supervisor import Supervisor
+from workers.runner.supervisor import Supervisor
+from workers.store.dead_letter import try_error
 
 NOW = datetime.now(UTC)
 

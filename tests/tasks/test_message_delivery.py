@@ -14,7 +14,7 @@ from tasks.store import DeliveryStatus, MessageStore, get_delivery, get_message
 from tests.tasks.conftest import inbox
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError
-from workers.supervisor import Supervisor
+from workers.runner.supervisor import Supervisor
 
 SECRET = "meet me at the usual place"
 

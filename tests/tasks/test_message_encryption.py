@@ -14,7 +14,7 @@ from tasks.store import MessageStore, get_message, save_message
 from tests.conftest import running_worker
 from tests.tasks.conftest import KEY_A, KEY_B, b64, with_settings
 from workers.client import PostroomClient
-from workers.supervisor import Supervisor
+from workers.runner.supervisor import Supervisor
 
 TEXTS = {f"m-{n}": f"secret number {n}" for n in range(3)}
 

@@ -11,7 +11,7 @@ from tests.conftest import running_worker
 from tests.store.helpers import found
 from tests.tasks.conftest import with_settings
 from workers.client import PostroomClient
-from workers.supervisor import Supervisor
+from workers.runner.supervisor import Supervisor
 
 
 async def run(client: PostroomClient, job: IndexingJob) -> tuple[bool, str | None]:

@@ -14,8 +14,8 @@ from tests.mail_server import SmtpServer
 from tests.tasks.conftest import inbox
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError
-from workers.job_status import JobState
-from workers.supervisor import Supervisor
+from workers.runner.supervisor import Supervisor
+from workers.store.job_status import JobState
 
 BODY = "Hi $name, you have a new message from $sender"
 

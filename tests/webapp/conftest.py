@@ -19,7 +19,7 @@ import pytest
 
 from config.settings import PostroomSettings, load_settings
 from tests.conftest import ROOT
-from workers.redis_server import EmbeddedRedis
+from workers.connection.redis_server import EmbeddedRedis
 
 STARTUP_DEADLINE = 60.0
 STOP_DEADLINE = 30.0

@@ -26,9 +26,9 @@ from workers.context import JobContext
 from workers.errors import PayloadValidationError
 from workers.events.handlers import EventContext, handlers
 from workers.events.model import DomainEvent
-from workers.keys import Keys
 from workers.registry import Task, task
-from workers.scripts import LuaScript, RedisClient
+from workers.store.keys import Keys
+from workers.store.scripts import LuaScript, RedisClient
 
 # Record a handler as run and renew the log's TTL in one step (a script, not MULTI, so that
 # it runs on a Cluster too). KEYS: the log. ARGV: the handler, the TTL in seconds.

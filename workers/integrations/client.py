@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient
-from workers.redis_server import EmbeddedRedis, resolve_redis
+from workers.connection.redis_server import EmbeddedRedis, resolve_redis
 from workers.registry import TaskRegistry, registry
 
 

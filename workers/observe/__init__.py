@@ -1,0 +1,1 @@
+"""Metrics, their HTTP endpoint and the log formats."""

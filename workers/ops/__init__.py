@@ -1,0 +1,1 @@
+"""Operating postroom: the admin API and dashboard, the CLI."""

@@ -1,0 +1,70 @@
+"""Queues: their numbers, their jobs by state, pausing and cleaning."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from config.queues import QueueName
+from workers.client import PostroomClient
+from workers.observe.masking import mask
+from workers.ops.admin.params import BAD_BODY, NOT_FOUND, Limit, Offset, Queue
+from workers.ops.admin.schemas import CleanRequest, Removed
+from workers.ops.admin.state import admin_client
+from workers.store.job_listing import JobPage
+from workers.store.job_status import JobState
+from workers.store.queue_stats import QueueStats
+
+router = APIRouter(tags=["queues"])
+Client = Annotated[PostroomClient, Depends(admin_client)]
+
+
+@router.get("/queues", summary="Numbers of every queue")
+async def all_queues(client: Client) -> list[QueueStats]:
+    return await client.queues_stats(QueueName)
+
+
+@router.get("/queues/{queue}", summary="Numbers of one queue", responses=NOT_FOUND)
+async def one_queue(queue: Queue, client: Client) -> QueueStats:
+    return await client.queue_stats(queue)
+
+
+@router.get("/queues/{queue}/jobs", summary="A queue's jobs in one state", responses=NOT_FOUND)
+async def queue_jobs(
+    queue: Queue,
+    client: Client,
+    state: Annotated[JobState, Query()] = JobState.QUEUED,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> JobPage:
+    """Queued jobs in the order they will start; deferred and retrying ones by when they are
+    due; complete, failed, cancelled and dead-lettered ones newest first."""
+    page = await client.list_jobs(queue, state, offset=offset, limit=limit)
+    for item in page.items:
+        item.result = mask(item.result)
+    return page
+
+
+@router.post(
+    "/queues/{queue}/clean",
+    summary="Delete old finished jobs of a state",
+    responses={**NOT_FOUND, **BAD_BODY},
+)
+async def clean(queue: Queue, request: CleanRequest, client: Client) -> Removed:
+    """Results (complete, failed, cancelled) or dead letters that ended more than
+    `older_than` seconds ago."""
+    return Removed(removed=await client.clean(queue, request.state, request.older_than))
+
+
+@router.post("/queues/{queue}/pause", summary="Stop starting the queue's jobs", responses=NOT_FOUND)
+async def pause(queue: Queue, client: Client) -> QueueStats:
+    """Workers stop starting its jobs within a second; running ones finish, enqueueing works."""
+    await client.pause(queue)
+    return await client.queue_stats(queue)
+
+
+@router.post("/queues/{queue}/resume", summary="Start the queue's jobs again", responses=NOT_FOUND)
+async def resume(queue: Queue, client: Client) -> QueueStats:
+    await client.resume(queue)
+    return await client.queue_stats(queue)
