@@ -12,7 +12,7 @@ from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from tests.servers.cluster import LocalCluster
 from workers.cluster_client import connect_cluster, connect_cluster_client
-from workers.connection.redis_server import EmbeddedRedis
+from workers.connection.redis_server import EmbeddedRedis, resolve_redis
 from workers.registry import registry
 from workers.store.dead_letter import try_error
 from workers.store.enqueue import Checkpoint
@@ -96,3 +96,12 @@ async def test_cluster_setting_naming_no_server_is_refused(tmp_path: Path) -> No
 def test_cluster_setting_must_list_host_ports(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"POSTROOM_REDIS_CLUSTER: .*host:port, not 'b:x'"):
         cluster_settings("a:1, b:x", tmp_path)
+
+
+def test_redis_url_naming_a_cluster_node_is_refused_naming_the_setting(
+    redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The reverse mix-up: one connection to one node would reach only its slots."""
+    settings = load_settings(redis_url=redis_cluster.url, data_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"REDIS_URL: .* is a node of a Redis Cluster"):
+        resolve_redis(settings)

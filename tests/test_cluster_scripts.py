@@ -82,7 +82,7 @@ def postroom_scripts() -> dict[str, LuaScript]:
     found: dict[str, LuaScript] = {}
     for package in ("workers", "tasks"):
         for path in sorted((ROOT / package).rglob("*.py")):
-            if "LuaScript(" not in path.read_text():
+            if "LuaScript" not in path.read_text():
                 continue
             name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
             module = importlib.import_module(name)

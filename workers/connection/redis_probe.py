@@ -124,7 +124,8 @@ def _node_kwargs(target: PostroomRedisSettings) -> dict[str, Any]:
 
 
 def check_server(target: PostroomRedisSettings, variable: str) -> None:
-    """A REDIS_URL that is in fact a sentinel is refused; an unreachable one is waited for."""
+    """A REDIS_URL that is in fact a sentinel or a Cluster node is refused; an unreachable one
+    is waited for."""
     try:
         with redis.Redis(host=str(target.host), port=target.port, **_node_kwargs(target)) as client:
             mode = _mode(client)
@@ -135,6 +136,12 @@ def check_server(target: PostroomRedisSettings, variable: str) -> None:
         raise ConfigError(
             f"{variable}: {target.host}:{target.port} is a Redis Sentinel, not a data server: "
             f"set {SENTINELS}={target.host}:{target.port} and {SENTINEL_MASTER} instead"
+        )
+    if mode == "cluster":
+        raise ConfigError(
+            f"{variable}: {target.host}:{target.port} is a node of a Redis Cluster, whose other "
+            f"slots one connection cannot reach: set POSTROOM_REDIS_CLUSTER="
+            f"{target.host}:{target.port} instead"
         )
 
 

@@ -32,10 +32,7 @@ from workers.store.scripts import LuaScript, RedisClient
 
 # Record a handler as run and renew the log's TTL in one step (a script, not MULTI, so that
 # it runs on a Cluster too). KEYS: the log. ARGV: the handler, the TTL in seconds.
-_MARK = LuaScript("""
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-""")
+_MARK = LuaScript.file("mark_handled")
 
 
 def handled_key(key_prefix: str, event_id: str) -> str:

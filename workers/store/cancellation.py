@@ -29,19 +29,7 @@ REQUEST_TTL_MS = 60_000
 # KEYS: queue, lease, job, try counter, result, cancel requests, stats, result index (all of
 # one queue: keys.QueueKeys).
 # ARGV: job id, the cancelled result, its ttl ms, now ms.
-_CANCEL = LuaScript("""
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
-    return 2
-end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4])
-redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
-redis.call('HINCRBY', KEYS[7], 'cancelled', 1)
-redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1])
-return 1
-""")
+_CANCEL = LuaScript.file("cancel")
 
 
 class JobCancelledError(PostroomError):

@@ -12,7 +12,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from config.queues import QueueName
-from workers.store.enqueue import ENQUEUE_FUNCTION, NewJob, enqueue_call
+from workers.store.enqueue import NewJob, enqueue_call
 from workers.store.indexed_delete import delete_indexed
 from workers.store.job_record import malformed_payload
 from workers.store.keys import Keys, QueueKeys
@@ -26,28 +26,14 @@ from workers.store.serialization import dumps, loads
 Reason = Literal["max-tries", "permanent", "undeliverable", "malformed", "stalled", "expired"]
 
 # Store a letter: KEYS record, index, the job's try errors; ARGV the letter, when it died, id.
-_ADD = LuaScript("""
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-redis.call('DEL', KEYS[3])
-""")
+_ADD = LuaScript.file("add_dead_letter")
 
 # Queue a dead letter's job again and drop the letter, unless a worker still holds the dying
 # run (its lease: finishing, it would delete the new job) or the letter is gone (retried
 # meanwhile). The failed result and try counter would block the id and spend the new budget.
 # KEYS: lease, dead record, dead index, tries, recoveries, running, then ENQUEUE's job, result,
 # queue, wake. ARGV: ENQUEUE's payload, TTL, score, id. Returns 1 if queued, else 0.
-_RETRY = LuaScript(
-    ENQUEUE_FUNCTION
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
-enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[4])
-return 1
-"""
-)
+_RETRY = LuaScript.file("enqueue_function", "retry_dead_letter")
 
 # A traceback longer than this is cut from the middle of the text; the ends carry the story.
 TRACEBACK_LIMIT = 8_000

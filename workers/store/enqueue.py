@@ -30,50 +30,18 @@ from workers.store.serialization import dumps
 # if given, is a marker (a cron tick) that outlives the job and result. A ready job's score is
 # negative (see priority.py). Returns 1 if written, 0 if the id (or the marker) was taken.
 # The other scripts that queue a job (a checkpointed chunk below, a dead letter's retry)
-# start with this function.
-ENQUEUE_FUNCTION = """
-local function enqueue(job, result, queue, wake, payload, ttl, score, id, once, once_ttl)
-    if redis.call('EXISTS', job, result) > 0 then return 0 end
-    if once and not redis.call('SET', once, '1', 'NX', 'PX', once_ttl) then return 0 end
-    redis.call('SET', job, payload, 'PX', ttl)
-    redis.call('ZADD', queue, score, id)
-    if tonumber(score) < 0 and redis.call('LLEN', wake) == 0 then
-        redis.call('LPUSH', wake, '1')
-    end
-    return 1
-end
-"""
+# start with this function (lua/enqueue_function.lua).
+
 
 # KEYS: job, result, queue, its wake list, and optionally the "once" marker. ARGV: payload,
 # its TTL, score, id, the marker's TTL.
-ENQUEUE = LuaScript(
-    ENQUEUE_FUNCTION
-    + """
-return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
-               KEYS[5], ARGV[5])
-"""
-)
+ENQUEUE = LuaScript.file("enqueue_function", "enqueue")
 
 # Jobs and their checkpoint in one atomic step: each job as ENQUEUE, then the checkpoint set.
 # KEYS: the checkpoint, then each job's ENQUEUE keys (4, or 5 with a marker). ARGV: the
 # checkpoint's value and TTL, then 5 per job: ENQUEUE's, the marker's TTL '' when it has none.
 # Returns each job's 1 or 0.
-ENQUEUE_WITH_CHECKPOINT = LuaScript(
-    ENQUEUE_FUNCTION
-    + """
-local written = {}
-local k = 2
-for a = 3, #ARGV, 5 do
-    local once = nil
-    if ARGV[a + 4] ~= '' then once = KEYS[k + 4] end
-    written[#written + 1] = enqueue(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a],
-                                    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], once, ARGV[a + 4])
-    k = k + (once and 5 or 4)
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return written
-"""
-)
+ENQUEUE_WITH_CHECKPOINT = LuaScript.file("enqueue_function", "enqueue_with_checkpoint")
 
 # How long a queued job's data outlives its start time: far beyond any retry schedule, so
 # that a job waiting behind a long outage is still there (arq's default is one day).

@@ -13,10 +13,7 @@ from workers.store.scripts import LuaScript, RedisClient
 
 # KEYS: the index, then the records to delete. ARGV: the members to drop from the index.
 # One command per key and member: Lua's unpack would overflow its stack on a large purge.
-_DELETE_INDEXED = LuaScript("""
-for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
-for i = 1, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
-""")
+_DELETE_INDEXED = LuaScript.file("delete_indexed")
 
 
 async def delete_indexed(

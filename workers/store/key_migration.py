@@ -128,84 +128,17 @@ _PER_JOB = (
 # taken in the new layout: left), 'ready', 'delayed', 'completed', 'dead' or 'stale' (only an
 # index entry whose key expired; dropped); recovered is 1 for a job whose old run's worker died
 # (its lease lapsed): the new worker that claims it sees the running marker and recovers it.
-MOVE_JOB = LuaScript(f"""
-local n_idx, n_job = {len(_INDEXES)}, {len(_PER_JOB)}
-local id, dry = ARGV[1], ARGV[2] == '1'
-local function old_idx(i) return KEYS[2 + i] end
-local function new_idx(i) return KEYS[2 + n_idx + i] end
-local function old_key(i) return KEYS[2 + 2 * n_idx + i] end
-local function new_key(i) return KEYS[2 + 2 * n_idx + n_job + i] end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {{'running', 0}} end
-local score = redis.call('ZSCORE', old_idx(1), id)
-local has_result = redis.call('EXISTS', old_key(2)) == 1
-local has_dead = redis.call('EXISTS', old_key(4)) == 1
-local what = 'stale'
-if score then
-    what = tonumber(score) < 0 and 'ready' or 'delayed'
-elseif has_dead then
-    what = 'dead'
-elseif has_result then
-    what = 'completed'
-end
-if what == 'stale' then  -- only index entries whose keys expired: drop them, touch nothing new
-    if not dry then
-        for i = 1, n_idx do redis.call('ZREM', old_idx(i), id) end
-        redis.call('ZREM', KEYS[2], id)
-    end
-    return {{what, 0}}
-end
--- queued, finished or dead in the new layout already: never overwrite it
-if redis.call('ZSCORE', new_idx(1), id) or redis.call('EXISTS', new_key(1), new_key(2),
-        new_key(4)) > 0 then
-    return {{'conflict', 0}}
-end
-local recovered = 0
-if score and (redis.call('ZSCORE', KEYS[2], id) or redis.call('EXISTS', old_key(6)) == 1) then
-    recovered = 1
-end
-if dry then return {{what, recovered}} end
-local keep = {{[1] = score ~= false, [2] = has_result, [3] = has_dead, [4] = true}}
-for i = 1, n_idx do
-    local s = redis.call('ZSCORE', old_idx(i), id)
-    if s and keep[i] then redis.call('ZADD', new_idx(i), s, id) end
-    redis.call('ZREM', old_idx(i), id)
-end
-redis.call('ZREM', KEYS[2], id)
-for i = 1, n_job do
-    local ttl = redis.call('PTTL', old_key(i))
-    if ttl ~= -2 then
-        if ttl == -1 then ttl = 0 end
-        redis.call('RESTORE', new_key(i), ttl, redis.call('DUMP', old_key(i)), 'REPLACE')
-        redis.call('DEL', old_key(i))
-    end
-end
-return {{what, recovered}}
-""")
+MOVE_JOB = LuaScript.file("migrate_move_job", INDEXES=len(_INDEXES), PER_JOB=len(_PER_JOB))
 
 # KEYS: old paused, new paused. Copies the pause flag (with its TTL) before any job moves, so
 # that a paused queue stays paused in the new layout throughout.
-CARRY_PAUSE = LuaScript("""
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then return 0 end
-if ttl == -1 then ttl = 0 end
-redis.call('RESTORE', KEYS[2], ttl, redis.call('DUMP', KEYS[1]), 'REPLACE')
-return 1
-""")
+CARRY_PAUSE = LuaScript.file("migrate_carry_pause")
 
 # KEYS: old stats, new stats, old paused, old queue, old wake, new wake. ARGV: '1' if ready
 # jobs were moved (leave the new queue's idle workers a wake token). Adds the old counters to
 # the new and deletes them; drops the old pause flag and wake list once the old queue is empty
 # (while jobs are left there, old workers must stay paused). Returns the counters added.
-FINISH_QUEUE = LuaScript("""
-local counters = redis.call('HGETALL', KEYS[1])
-for i = 1, #counters, 2 do
-    redis.call('HINCRBY', KEYS[2], counters[i], counters[i + 1])
-end
-redis.call('DEL', KEYS[1])
-if redis.call('ZCARD', KEYS[4]) == 0 then redis.call('DEL', KEYS[3], KEYS[5]) end
-if ARGV[1] == '1' and redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], '1') end
-return counters
-""")
+FINISH_QUEUE = LuaScript.file("migrate_finish_queue")
 
 # What MOVE_JOB reports, in the order the summary shows them.
 MOVED = ("ready", "delayed", "completed", "dead")
@@ -401,18 +334,7 @@ def cron_rule(prefix: str, queue_of: Mapping[str, QueueName]) -> MarkerRule:
 # KEYS: old marker, new (strings). ARGV: '1' for a dry run. Returns 'moved' (when the new key
 # holds the same value already, the old one is just dropped), 'conflict' (another value: both
 # are left) or 'gone' (expired meanwhile).
-MOVE_MARKER = LuaScript("""
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then return 'gone' end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-    if redis.call('GET', KEYS[1]) ~= redis.call('GET', KEYS[2]) then return 'conflict' end
-elseif ARGV[1] ~= '1' then
-    if ttl == -1 then ttl = 0 end
-    redis.call('RESTORE', KEYS[2], ttl, redis.call('DUMP', KEYS[1]))
-end
-if ARGV[1] ~= '1' then redis.call('DEL', KEYS[1]) end
-return 'moved'
-""")
+MOVE_MARKER = LuaScript.file("migrate_move_marker")
 
 
 @dataclass

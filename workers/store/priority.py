@@ -61,20 +61,9 @@ def is_waiting(score: float) -> bool:
     return score >= 0
 
 
-# Lua shared by the scripts that move jobs between the two forms; `band(s)` reads the offset
-# of a ready score or the tag of a waiting one, and returns the offset to use.
-LUA_BANDS = f"""
-local BAND = {BAND_MS}
-local OFFSET_OF_TAG = {{[0] = {OFFSET[Priority.NORMAL]}, [1] = {OFFSET[Priority.URGENT]},
-                       [2] = {OFFSET[Priority.HIGH]}, [3] = {OFFSET[Priority.LOW]}}}
-local TAG_OF_OFFSET = {{[{OFFSET[Priority.NORMAL]}] = 0, [{OFFSET[Priority.URGENT]}] = 1,
-                       [{OFFSET[Priority.HIGH]}] = 2, [{OFFSET[Priority.LOW]}] = 3}}
-local function offset_of(score)
-    if score >= 0 then
-        local tag = math.floor((score - math.floor(score)) * 8 + 0.5)
-        return OFFSET_OF_TAG[tag] or OFFSET_OF_TAG[0]
-    end
-    return math.ceil(-score / BAND) * BAND
-end
-local function fmt(score) return string.format('%.3f', score) end
-"""
+# The constants of lua/bands.lua, the Lua shared by the scripts that move jobs between the
+# two forms (its `offset_of(score)` reads the band of a ready score or the tag of a waiting one).
+LUA_BAND_VALUES = {
+    "BAND": BAND_MS,
+    **{f"OFFSET_{priority.name}": OFFSET[priority] for priority in Priority},
+}

@@ -13,11 +13,7 @@ from workers.store.serialization import dumps
 
 # KEYS: the progress key, the job's running marker. ARGV: the report, its TTL ms, the run's
 # lease token. A run that lost its job to another worker must not overwrite its progress.
-_REPORT = LuaScript("""
-if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-""")
+_REPORT = LuaScript.file("report_progress")
 
 
 class LeaseLostError(PostroomError):

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import string
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -27,6 +29,15 @@ from redis.exceptions import NoScriptError
 RedisClient = Redis | RedisCluster
 
 SHEBANG = "#!lua\n"
+# The scripts' sources: one file each, and the preludes some of them start with.
+LUA_DIR = Path(__file__).with_name("lua")
+
+
+def lua_source(*names: str, **values: object) -> str:
+    """The Lua of `names` (files of LUA_DIR, joined in order: preludes first), its `$NAME`
+    placeholders filled from `values` (constants kept in Python, as priority bands)."""
+    text = "".join((LUA_DIR / f"{name}.lua").read_text() for name in names)
+    return string.Template(text).substitute(values) if values else text
 
 
 class LuaScript:
@@ -38,6 +49,11 @@ class LuaScript:
     def __init__(self, source: str) -> None:
         self.source = source if source.startswith("#!") else SHEBANG + source.lstrip("\n")
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    @classmethod
+    def file(cls, *names: str, **values: object) -> LuaScript:
+        """The script of lua/<names[-1]>.lua after its preludes (see `lua_source`)."""
+        return cls(lua_source(*names, **values))
 
     async def load(self, redis: RedisClient) -> None:
         await redis.script_load(self.source)

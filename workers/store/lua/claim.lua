@@ -1,0 +1,54 @@
+local queue, active, now, want = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local scan, lease = tonumber(ARGV[3]), ARGV[4]
+local lock, job, retry, running, recovered = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local worker, serial, marker_ttl, retry_ttl = ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
+local retake = ARGV[15] == '1'
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[14])
+local leased, live = {}, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', active, '(' .. now, '+inf')) do
+    leased[id] = true
+    live = live + 1
+end
+local due = redis.call('ZRANGEBYSCORE', queue, 0, now, 'WITHSCORES', 'LIMIT', 0, 1000)
+for i = 1, #due, 2 do
+    local score = tonumber(due[i + 1])
+    redis.call('ZADD', queue, fmt(math.floor(score) - offset_of(score)), due[i])
+end
+local claimed, leases, count, seen = {}, {}, 0, 0
+local lease_end = tonumber(now) + tonumber(lease)
+while count < want and seen < scan do
+    -- Enough for the jobs still wanted and the running ones that may come first, no more.
+    local page = math.min(want - count + live, 200, scan - seen)
+    local batch = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', seen, page)
+    if #batch == 0 then break end
+    for i = 1, #batch, 2 do
+        local id = batch[i]
+        local free = count < want and not leased[id]
+        if free and not retake and redis.call('EXISTS', running .. id) == 1 then free = false end
+        local token = worker .. '/' .. (serial + count)
+        if free and redis.call('SET', lock .. id, token, 'NX', 'PX', lease) then
+            count = count + 1
+            local lost_by = redis.call('SET', running .. id, token, 'PX', marker_ttl, 'GET')
+            local try, recoveries = nil, 0
+            if lost_by then
+                try = tonumber(redis.call('GET', retry .. id))
+                recoveries = redis.call('INCR', recovered .. id)
+                redis.call('PEXPIRE', recovered .. id, marker_ttl)
+            end
+            if not try then try = redis.call('INCR', retry .. id) end
+            redis.call('EXPIRE', retry .. id, retry_ttl)
+            claimed[#claimed + 1] = id
+            claimed[#claimed + 1] = batch[i + 1]
+            claimed[#claimed + 1] = redis.call('GET', job .. id)
+            claimed[#claimed + 1] = try
+            claimed[#claimed + 1] = lost_by
+            claimed[#claimed + 1] = token
+            claimed[#claimed + 1] = recoveries
+            leases[#leases + 1] = lease_end
+            leases[#leases + 1] = id
+        end
+    end
+    seen = seen + #batch / 2
+end
+if count > 0 then redis.call('ZADD', active, unpack(leases)) end
+return claimed

@@ -1,0 +1,6 @@
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+enqueue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[4])
+return 1
