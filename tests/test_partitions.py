@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from config.errors import ConfigError
@@ -37,6 +38,12 @@ def partitioned(partitions: int, **settings: Any) -> dict[str, Any]:
         "shutdown_grace": 5,
         **settings,
     }
+
+
+def count_keys(node: redis.Redis, pattern: str) -> int:
+    """How many keys of `pattern` one Cluster node holds (its share of the queue)."""
+    with node:
+        return sum(1 for _ in node.scan_iter(pattern, count=1000))
 
 
 def with_partitions(settings: PostroomSettings, partitions: int) -> PostroomSettings:
@@ -85,6 +92,9 @@ async def test_cluster_partitions_of_a_queue_spread_over_every_primary_and_all_d
             for qk in client.keys.partitions_of(QueueName.DELIVERY)
         )
         assert len(primaries) == 3, primaries  # the eight partitions on all three primaries
+        tag = f"{{{settings.key_prefix}:{QueueName.DELIVERY.value}"
+        jobs_per_node = [count_keys(node.client(), f"{tag}*:job:*") for node in redis_cluster.nodes]
+        assert sum(jobs_per_node) == 240 and all(jobs_per_node), jobs_per_node
 
         async with running_worker(settings, tasks=tasks, queues=[QueueName.DELIVERY]):
             results = [await h.result(timeout=60) for h in handles]
