@@ -116,9 +116,9 @@ class QueueWorker:
         self.running_ctx: dict[str, dict[str, Any]] = {}
         # The runs whose function is running: the only part of a run a cancel may stop.
         self.function_tasks: dict[str, asyncio.Task[None]] = {}
-        # Each running job's lease token and partition; the next token's number.
-        self.tokens: dict[str, str] = {}
-        self.partition_of: dict[str, int] = {}
+        # The newest claim of each job running here (its lease token, its partition); the
+        # next token's number.
+        self.claims: dict[str, Claim] = {}
         self._serial = 0
         self.main_task: asyncio.Task[None] | None = None
         self._in_flight = 0  # claimed runs not yet ended: the slots taken
@@ -306,17 +306,16 @@ class QueueWorker:
                 partition,
             )
             self._in_flight += 1
-            self.tokens[claim.job_id] = claim.token
-            self.partition_of[claim.job_id] = partition
+            self.claims[claim.job_id] = claim
             task = asyncio.create_task(self._run_claimed(claim))
             task.add_done_callback(functools.partial(self._ended, claim.job_id, claim.token))
             self.tasks[claim.token] = task
         return found
 
     def _ended(self, job_id: str, token: str, _: object) -> None:
-        if self.tokens.get(job_id) == token:  # not yet claimed again by a newer run here
-            del self.tokens[job_id]
-            del self.partition_of[job_id]
+        claim = self.claims.get(job_id)
+        if claim is not None and claim.token == token:  # not claimed again by a newer run
+            del self.claims[job_id]
         self._in_flight -= 1
         self._wake.set()
 
@@ -412,8 +411,8 @@ class QueueWorker:
         """Renew the leases of the jobs running here; returns those lost to another worker
         (or ended without this run) while this worker could not reach Redis."""
         by_partition: dict[int, list[str | int]] = {}
-        for job_id, token in self.tokens.items():
-            by_partition.setdefault(self.partition_of[job_id], []).extend((token, job_id))
+        for job_id, claim in self.claims.items():
+            by_partition.setdefault(claim.partition, []).extend((claim.token, job_id))
         lost: list[str] = []
         for partition, runs in by_partition.items():
             keys = self.parts[partition].keys

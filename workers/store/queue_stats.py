@@ -46,7 +46,7 @@ async def read_queues_stats(
     redis: ArqRedis, keys: Keys, queues: Sequence[QueueName]
 ) -> list[QueueStats]:
     """Many queues' numbers in one round trip, in the order asked; a partitioned queue's
-    summed over its partitions (`partitions` has each partition's own)."""
+    summed over its partitions (`read_partition_stats` gives each partition's)."""
     return [sum_stats(queue, parts) for queue, parts in await _read(redis, keys, queues)]
 
 
@@ -84,11 +84,9 @@ async def _read(
 
 
 def sum_stats(queue: QueueName, parts: Sequence[QueueStats]) -> QueueStats:
-    summed = {
-        name: sum(getattr(part, name) for part in parts)
-        for name, info in QueueStats.model_fields.items()
-        if info.annotation in (int, "int")
-    }
+    """A queue's numbers from its partitions': every count summed (the pause flag is one)."""
+    counts = [part.model_dump(exclude={"queue", "paused"}) for part in parts]
+    summed = {name: sum(c[name] for c in counts) for name in counts[0]}
     return QueueStats(queue=queue, paused=parts[0].paused, **summed)
 
 
