@@ -7,7 +7,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from tasks.encryption.errors import MalformedEnvelope
+from workers.keyring.errors import MalformedEnvelope
 
 VERSION = "v1"
 NONCE_BYTES = 12  # 96 bits, GCM's native nonce size

@@ -1,7 +1,9 @@
 """AES-256-GCM with several keys by id: one active key encrypts, any held key decrypts.
 
-Each envelope binds its message id as associated data, so a ciphertext copied onto another
-message (a swapped column, a bad migration) fails to authenticate instead of decrypting.
+One keyring for every sealed thing: stored messages (bound to their message id) and the
+jobs' payloads in Redis (bound to job id, queue and field, workers/store/sealing.py). The
+associated data makes a ciphertext copied elsewhere (a swapped column, another job's key)
+fail to authenticate instead of decrypting.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
 
-from tasks.encryption.envelope import KEY_ID_PATTERN, NONCE_BYTES, Envelope, valid_key_id
-from tasks.encryption.errors import DecryptionError, UnknownKeyError
-from tasks.encryption.gcm import seal, unseal
+from workers.keyring.envelope import KEY_ID_PATTERN, NONCE_BYTES, Envelope, valid_key_id
+from workers.keyring.errors import DecryptionError, UnknownKeyError
+from workers.keyring.gcm import seal, unseal
 
 KEY_BYTES = 32  # AES-256
 
@@ -51,30 +53,43 @@ class Keyring:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
-    def encrypt(self, plaintext: bytes | str, *, message_id: str) -> Envelope:
-        """Encrypt under the active key with a fresh random 96-bit nonce; str is UTF-8 encoded."""
-        data = plaintext.encode("utf-8") if isinstance(plaintext, str) else plaintext
+    def seal(self, data: bytes, associated_data: bytes) -> Envelope:
+        """Encrypt under the active key with a fresh random 96-bit nonce, bound to
+        `associated_data` (which opening must present again)."""
         nonce = os.urandom(NONCE_BYTES)
         key = self._keys[self._active_key_id]
-        ciphertext = seal(key, nonce, data, _associated_data(message_id))
-        return Envelope(self._active_key_id, nonce, ciphertext)
+        return Envelope(self._active_key_id, nonce, seal(key, nonce, data, associated_data))
 
-    def decrypt(self, envelope: Envelope, *, message_id: str) -> bytes:
-        """Decrypt with the key the envelope names; DecryptionError if it does not authenticate."""
-        associated_data = _associated_data(message_id)
+    def open(
+        self, envelope: Envelope, associated_data: bytes, what: str, *, bound_to: str
+    ) -> bytes:
+        """Decrypt with the key the envelope names; DecryptionError naming `what` (never the
+        data) if the key is not held or it does not authenticate (`bound_to`: what the
+        associated data names, for the message)."""
         key = self._keys.get(envelope.key_id)
         if key is None:
             raise UnknownKeyError(
-                f"cannot decrypt message {message_id!r}: key id {envelope.key_id!r} is not in "
+                f"cannot decrypt {what}: key id {envelope.key_id!r} is not in "
                 f"the keyring (holds {', '.join(sorted(self._keys))})"
             )
         try:
             return unseal(key, envelope.nonce, envelope.ciphertext, associated_data)
         except InvalidTag:
             raise DecryptionError(
-                f"cannot decrypt message {message_id!r} with key {envelope.key_id!r}: "
-                "authentication failed (tampered, or encrypted for another message id)"
+                f"cannot decrypt {what} with key {envelope.key_id!r}: "
+                f"authentication failed (tampered, or encrypted for another {bound_to})"
             ) from None
+
+    def encrypt(self, plaintext: bytes | str, *, message_id: str) -> Envelope:
+        """Encrypt under the active key with a fresh random 96-bit nonce; str is UTF-8 encoded."""
+        data = plaintext.encode("utf-8") if isinstance(plaintext, str) else plaintext
+        return self.seal(data, _associated_data(message_id))
+
+    def decrypt(self, envelope: Envelope, *, message_id: str) -> bytes:
+        """Decrypt with the key the envelope names; DecryptionError if it does not authenticate."""
+        return self.open(
+            envelope, _associated_data(message_id), f"message {message_id!r}", bound_to="message id"
+        )
 
     def rotate(self, envelope: Envelope, *, message_id: str) -> Envelope:
         """Re-encrypt under the active key; an envelope already under it is returned as is."""
