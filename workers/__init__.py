@@ -18,6 +18,14 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
     from workers.client import JobFailedError, JobHandle, PostroomClient
     from workers.context import JobContext
     from workers.crontab import Cron
+    from workers.errors import (
+        ConfigError,
+        PayloadValidationError,
+        PermanentError,
+        PostroomError,
+        TaskDefinitionError,
+        UnknownTaskError,
+    )
     from workers.keyring.envelope import Envelope
     from workers.keyring.errors import (
         DecryptionError,
@@ -27,14 +35,6 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
     )
     from workers.keyring.keyring import Keyring
     from workers.keyring.loading import GENERATED_KEY_ID, decode_key, load_keyring
-    from workers.errors import (
-        ConfigError,
-        PayloadValidationError,
-        PermanentError,
-        PostroomError,
-        TaskDefinitionError,
-        UnknownTaskError,
-    )
     from workers.registry import JobRequest, Task, TaskRegistry, registry, task
     from workers.resources import ResourceFactory
     from workers.runner.arq_settings import Settings

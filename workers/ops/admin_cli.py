@@ -224,7 +224,7 @@ def _text(value: Any) -> str:
 async def _failed(client: PostroomClient, args: argparse.Namespace) -> Result:
     letters = await client.dead_letters.list(args.queue, offset=args.offset, limit=args.limit)
     total = await client.dead_letters.count(args.queue)
-    letters = [masked_letter(x) for x in letters]
+    letters = [masked_letter(x, client.sealer) for x in letters]
     rows = [
         [x.job_id, x.task, x.reason, x.tries, x.failed_at,
          x.malformed or (f"{x.errors[-1].type}: {x.errors[-1].message}" if x.errors else None)]

@@ -8,6 +8,7 @@ the worker writes the outcome with all its bookkeeping in one script call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any, cast
@@ -48,12 +49,19 @@ class JobExecution:
         self.tasks = {task.name: (task, task.policy(config)) for task in tasks}
 
     async def run(
-        self, ctx: dict[str, Any], keys: QueueKeys, name: str, kwargs: dict[str, Any]
+        self,
+        ctx: dict[str, Any],
+        keys: QueueKeys,
+        name: str,
+        kwargs: dict[str, Any],
+        stored: Any = None,
     ) -> RunOutcome:
         """Run the job of task `name` in the partition `keys` (from serialization.job_decoder:
         a registered task, or
         UNDELIVERABLE_TASK for a record that cannot run); never raises, but for a cancel of
-        the calling task after its function returned (there is no await after it)."""
+        the calling task after its function returned (there is no await after it). `stored`:
+        the kwargs as stored (sealed), what a dead letter keeps (default `kwargs`)."""
+        stored = kwargs if stored is None else stored
         if name == UNDELIVERABLE_TASK:
             # Counted under the internal task's name: the stored one may be anything at all.
             started = self.observer.started(UNDELIVERABLE_TASK, ctx)
@@ -67,25 +75,44 @@ class JobExecution:
                 keys.progress(ctx["job_id"]),
                 self.runtime.settings.keep_result,
                 fence=(keys.running(ctx["job_id"]), ctx[LEASE_TOKEN]),
+                seal=functools.partial(
+                    self.runtime.sealer.seal,
+                    job_id=ctx["job_id"],
+                    queue=self.queue,
+                    field="progress",
+                ),
             )
             started = self.observer.started(name, ctx)
-            outcome = await self._run(task, policy, ctx, kwargs)
+            outcome = await self._run(task, policy, ctx, kwargs, stored)
         self.observer.ended(started, ctx, outcome)
         return outcome
 
     def _undeliverable(
-        self, ctx: dict[str, Any], task: str | None, reason: str, payload: Any, malformed: bool
+        self,
+        ctx: dict[str, Any],
+        task: str | None,
+        reason: str,
+        payload: Any,
+        malformed: bool,
+        unsealable: bool = False,
     ) -> RunOutcome:
         kind: Reason = "malformed" if malformed else "undeliverable"
+        if unsealable:
+            kind = "unsealable"
         return self._dead_letter(ctx, task, payload, kind, PermanentError(reason))
 
     async def _run(
-        self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
+        self,
+        task: Task[Any, Any],
+        policy: QueueConfig,
+        ctx: dict[str, Any],
+        kwargs: dict[str, Any],
+        stored: Any,
     ) -> RunOutcome:
         # The claim set the running marker, which outlives a dead worker: finding one there
         # means the last run never finished (see worker_scripts.CLAIM).
         lost_by: str | None = ctx.pop(LOST_BY, None)
-        if lost_by is not None and (stalled := self._recovered(task, ctx, kwargs, lost_by)):
+        if lost_by is not None and (stalled := self._recovered(task, ctx, stored, lost_by)):
             return stalled
         job_try: int = ctx["job_try"]
         try:
@@ -95,12 +122,12 @@ class JobExecution:
         except asyncio.CancelledError:
             return self._stopped(ctx)
         except (PermanentError, PayloadValidationError) as exc:
-            return self._dead_letter(ctx, task.name, kwargs, "permanent", exc)
+            return self._dead_letter(ctx, task.name, stored, "permanent", exc)
         except Exception as exc:
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
             if job_try >= policy.max_tries:
-                return self._dead_letter(ctx, task.name, kwargs, "max-tries", exc)
+                return self._dead_letter(ctx, task.name, stored, "max-tries", exc)
             delay = retry_delay(policy.backoff, job_try)
             if isinstance(exc, Retry) and exc.defer_score:  # arq's own way to ask for a retry
                 delay = exc.defer_score / 1000
@@ -123,7 +150,7 @@ class JobExecution:
         return RunOutcome("cancelled", exception=JobCancelledError("cancelled while running"))
 
     def _recovered(
-        self, task: Task[Any, Any], ctx: dict[str, Any], kwargs: dict[str, Any], lost_by: str
+        self, task: Task[Any, Any], ctx: dict[str, Any], stored: Any, lost_by: str
     ) -> RunOutcome | None:
         """A crash is counted apart from tries (the claim did both); too many and the job is
         dead-lettered. A run whose worker lived on but lost its lease (Redis unreachable) is
@@ -140,7 +167,7 @@ class JobExecution:
         if recoveries <= limit:
             return None
         error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
-        return self._dead_letter(ctx, task.name, kwargs, "stalled", error)
+        return self._dead_letter(ctx, task.name, stored, "stalled", error)
 
     def _dead_letter(
         self,

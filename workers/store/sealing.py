@@ -147,19 +147,22 @@ class PayloadSealer:
             return value
         sealing = self if self.seals else PayloadSealer(self.keyring, seals=True)
         if text:
-            return sealing.seal_text(self.open_text(value, job_id, queue, field), job_id, queue, field)
+            return sealing.seal_text(
+                self.open_text(value, job_id, queue, field), job_id, queue, field
+            )
         return sealing.seal(self.open(value, job_id, queue, field), job_id, queue, field)
 
     def _open(self, text: str, job_id: str, queue: QueueName, field: SealedField) -> bytes:
         what = f"the sealed {field} of job {job_id!r} in {queue.value}"
         if self.keyring is None:
-            raise SealError(
-                f"cannot open {what}: no key is configured (POSTROOM_ENCRYPTION__KEYS)"
-            )
+            raise SealError(f"cannot open {what}: no key is configured (POSTROOM_ENCRYPTION__KEYS)")
         try:
             envelope = Envelope.from_text(text)
             return self.keyring.open(
-                envelope, associated_data(job_id, queue, field), what, bound_to="job, queue or field"
+                envelope,
+                associated_data(job_id, queue, field),
+                what,
+                bound_to="job, queue or field",
             )
         except EncryptionError as exc:
             raise SealError(str(exc) if "cannot" in str(exc) else f"{what}: {exc}") from None
