@@ -1,5 +1,6 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, enqueue, migrate-keys, serve): tables by default, `--json` for scripts.
+clean, pause, resume, enqueue, migrate-keys, reseal, serve): tables by default, `--json` for
+scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
 unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message.
@@ -39,10 +40,11 @@ from workers.store.key_migration import (
     migrate_markers,
 )
 from workers.store.priority import Priority
+from workers.store.resealing import reseal_queue
 
 COMMANDS = (
     "stats", "jobs", "job", "failed", "retry", "remove", "purge", "clean", "pause", "resume",
-    "enqueue", "migrate-keys", "serve",
+    "enqueue", "migrate-keys", "reseal", "serve",
 )  # fmt: skip
 KNOWN = ", ".join(q.value for q in QueueName)
 
@@ -124,6 +126,13 @@ def add_commands(commands: Any) -> None:
                               "move with a run over every queue)")  # fmt: skip
     migrate.add_argument("--dry-run", action="store_true", help="count what would move")
     _output(migrate)
+    reseal = commands.add_parser(
+        "reseal", help="seal queued jobs, results and dead letters again under the active key"
+    )
+    reseal.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE",
+                        help="only these queues (default every queue)")  # fmt: skip
+    reseal.add_argument("--dry-run", action="store_true", help="count what would be sealed")
+    _output(reseal)
     serve = commands.add_parser("serve", help="run the admin HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
@@ -375,6 +384,32 @@ def _migration_summary(
     return "\n".join(lines)
 
 
+async def _reseal(client: PostroomClient, args: argparse.Namespace) -> Result:
+    sealer = client.sealer
+    if sealer.keyring is None:
+        raise CommandError(
+            "no keys are configured (POSTROOM_ENCRYPTION__KEYS): there is nothing to seal with"
+        )
+    reports = [
+        await reseal_queue(client.redis, client.keys, queue, sealer, dry_run=args.dry_run)
+        for queue in args.queues or QueueName
+    ]
+    rows = [[r.queue.value, r.resealed, r.current, r.changed, len(r.unopenable)] for r in reports]
+    text = table(["queue", "resealed", "current", "changed", "unopenable"], rows)
+    verb = "would seal" if args.dry_run else "sealed"
+    lines = [f"{verb} {sum(r.resealed for r in reports)} record(s) under key "
+             f"{sealer.active_key_id!r}"]  # fmt: skip
+    for r in reports:
+        if r.unopenable:
+            lines.append(
+                f"{r.queue.value}: {len(r.unopenable)} job(s) whose seal does not open with "
+                f"the keys held ({', '.join(r.unopenable[:5])}); a worker dead-letters them"
+            )
+    data = {"dry_run": args.dry_run, "active_key_id": sealer.active_key_id,
+            "queues": [r.as_dict() for r in reports]}  # fmt: skip
+    return data, f"{text}\n" + "\n".join(lines)
+
+
 HANDLERS: dict[str, Handler] = {
     "stats": _stats,
     "jobs": _jobs,
@@ -388,6 +423,7 @@ HANDLERS: dict[str, Handler] = {
     "resume": _resume,
     "enqueue": _enqueue,
     "migrate-keys": _migrate_keys,
+    "reseal": _reseal,
 }
 
 
