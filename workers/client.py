@@ -94,7 +94,8 @@ class JobHandle(Generic[R]):
                     stored = deserialize_result(raw, deserializer=loads)
                 except SerializationError as exc:
                     raise JobFailedError(self.job_id, f"malformed result record: {exc}") from exc
-                result = self.client.sealer.shown(
+                # SealError (naming the job) when its seal does not open with the keys held.
+                result = self.client.sealer.open(
                     stored.result, self.job_id, self.task.queue, "result"
                 )
                 if not stored.success:
