@@ -25,6 +25,7 @@ from workers.connection.redis_server import EmbeddedRedis
 from workers.observe.masking import MASK, masked_letter
 from workers.store.job_status import JobState
 from workers.store.keys import Keys
+from workers.store.resealing import reseal_queue
 from workers.store.sealing import SEALED, TEXT_MARK, sealed_key_id
 
 DELIVERY = QueueName.DELIVERY
@@ -298,3 +299,31 @@ def test_payload_encryption_reseal_without_keys_says_so(settings: PostroomSettin
     )  # fmt: skip
     assert done.returncode == 2
     assert "POSTROOM_ENCRYPTION__KEYS" in done.stderr
+
+
+async def test_payload_encryption_reseal_covers_every_partition(settings: PostroomSettings) -> None:
+    old, new = new_key(), new_key()
+    partitioned = {"message_delivery": {"partitions": 4}}
+    before = with_keys(
+        settings, {"old": old}, "old", queues=settings.queues.model_validate(partitioned)
+    )
+    rotated = before.model_copy(
+        update={"encryption": with_keys(settings, {"old": old, "new": new}, "new").encryption}
+    )
+    async with await PostroomClient.connect(before) as client:
+        handles = await client.enqueue_many(
+            [carry.call(note(before, f"partitioned {n}")) for n in range(12)]
+        )
+    keys = Keys.of_settings(before)
+    used = {h.keys.partition for h in handles if h.keys is not None}
+    assert len(used) > 1  # the jobs are spread over the partitions
+    async with await PostroomClient.connect(rotated) as client:
+        report = await reseal_queue(client.redis, client.keys, DELIVERY, client.sealer)
+        assert (report.resealed, report.unopenable) == (12, [])
+        for handle in handles:
+            assert handle.keys is not None
+            record = orjson.loads(await client.redis.get(handle.keys.job(handle.job_id)))
+            assert sealed_key_id(record["k"]) == "new"
+            opened = client.sealer.open(record["k"], handle.job_id, DELIVERY, "kwargs")
+            assert opened["note"]["text"].startswith("partitioned")
+    assert keys.count(DELIVERY) == 4

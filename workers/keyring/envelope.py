@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
@@ -20,17 +19,28 @@ def valid_key_id(key_id: str) -> bool:
     return KEY_ID_PATTERN.fullmatch(key_id) is not None
 
 
+# binascii's standard alphabet to and from base64url; every job payload passes through here
+# (workers/store/sealing.py), so no regex and no base64-module wrappers on the way.
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+_FROM_URL = bytes.maketrans(b"-_", b"+/")
+_NOT_URL = b"+/=\n\r\t "  # what standard base64 (and its lenient decoders) would take
+
+
 def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=").decode()
 
 
 def _b64decode(text: str, part: str) -> bytes:
-    # Strict: a stray character means a corrupted column, not something to guess around.
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
-        raise MalformedEnvelope(f"envelope {part} is not base64url")
+    # Strict: a stray character means a corrupted column, not something to guess around
+    # (the standard alphabet's own '+' and '/' are dropped first, so the length tells, and
+    # strict mode refuses anything else outside the alphabet).
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        raw = text.encode("ascii")
+        standard = raw.translate(_FROM_URL, _NOT_URL)
+        if len(standard) != len(raw):
+            raise ValueError(part)
+        return binascii.a2b_base64(standard + b"=" * (-len(raw) % 4), strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
         raise MalformedEnvelope(f"envelope {part} is not base64url") from None
 
 

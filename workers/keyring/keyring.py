@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from workers.keyring.envelope import KEY_ID_PATTERN, NONCE_BYTES, Envelope, valid_key_id
 from workers.keyring.errors import DecryptionError, UnknownKeyError
@@ -43,6 +44,7 @@ class Keyring:
         if active_key_id not in keys:
             raise ValueError(f"active key id {active_key_id!r} is not among the keys")
         self._keys = {key_id: bytes(key) for key_id, key in keys.items()}
+        self._aead = {key_id: AESGCM(key) for key_id, key in self._keys.items()}
         self._active_key_id = active_key_id
 
     @property
@@ -57,8 +59,9 @@ class Keyring:
         """Encrypt under the active key with a fresh random 96-bit nonce, bound to
         `associated_data` (which opening must present again)."""
         nonce = os.urandom(NONCE_BYTES)
-        key = self._keys[self._active_key_id]
-        return Envelope(self._active_key_id, nonce, seal(key, nonce, data, associated_data))
+        key_id = self._active_key_id
+        sealed = seal(self._keys[key_id], nonce, data, associated_data, self._aead[key_id])
+        return Envelope(key_id, nonce, sealed)
 
     def open(
         self, envelope: Envelope, associated_data: bytes, what: str, *, bound_to: str
@@ -73,7 +76,8 @@ class Keyring:
                 f"the keyring (holds {', '.join(sorted(self._keys))})"
             )
         try:
-            return unseal(key, envelope.nonce, envelope.ciphertext, associated_data)
+            aead = self._aead[envelope.key_id]
+            return unseal(key, envelope.nonce, envelope.ciphertext, associated_data, aead)
         except InvalidTag:
             raise DecryptionError(
                 f"cannot decrypt {what} with key {envelope.key_id!r}: "

@@ -101,8 +101,9 @@ class PayloadSealer:
         return None if self.keyring is None else self.keyring.active_key_id
 
     def seal(self, value: Any, job_id: str, queue: QueueName, field: SealedField) -> Any:
-        """`value` sealed as `{"$sealed": ...}` (as is when this sealer does not seal)."""
-        if not self.seals:
+        """`value` sealed as `{"$sealed": ...}` (as is when this sealer does not seal, and
+        `None`, which tells nothing: most tasks return it)."""
+        if not self.seals or value is None:
             return value
         assert self.keyring is not None
         envelope = self.keyring.seal(dumps(value), associated_data(job_id, queue, field))

