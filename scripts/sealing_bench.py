@@ -197,10 +197,11 @@ def report(runs: list[Run]) -> str:
         by_mode["plain"], "worker_us_per_job"
     )
     rate = median(by_mode["sealed"], "enqueue_per_s") / median(by_mode["plain"], "enqueue_per_s")
+    verdict = {True: "met", False: "NOT met"}
     lines += [
         "",
-        f"- worker CPU per job {cost - 1:+.1%} (goal ≤ +15 %): {'met' if cost <= 1.15 else 'NOT met'}",
-        f"- enqueue rate {rate - 1:+.1%} (goal ≥ -15 %): {'met' if rate >= 0.85 else 'NOT met'}",
+        f"- worker CPU per job {cost - 1:+.1%} (goal ≤ +15 %): {verdict[cost <= 1.15]}",
+        f"- enqueue rate {rate - 1:+.1%} (goal ≥ -15 %): {verdict[rate >= 0.85]}",
     ]
     return "\n".join(lines)
 
