@@ -74,9 +74,7 @@ def mode_env(mode: str, key: str) -> dict[str, str]:
 
 def settings_of(url: str, mode: str, key: str, data_dir: Path) -> PostroomSettings:
     encryption = {"keys": {"bench": key}} if mode == "sealed" else {}
-    return load_settings(
-        redis_url=url, key_prefix=PREFIX, data_dir=data_dir, encryption=encryption
-    )
+    return load_settings(redis_url=url, key_prefix=PREFIX, data_dir=data_dir, encryption=encryption)
 
 
 def tree_cpu(pid: int) -> float:
