@@ -283,7 +283,7 @@ async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None
     resealed = await accepted("reseal_queue", reseal_queue(redis, Keys(prefix), queue, sealer))
     assert resealed.resealed >= 4 and resealed.changed == 0 and resealed.unopenable == []
     assert sealed_key_id(loads(await redis.get(keys.job("chunk-1")))["k"]) == "k"
-    [error] = await redis.lrange(keys.try_errors("chunk-1"), 0, -1)  # type: ignore[misc]
+    [error] = await redis.lrange(keys.try_errors("chunk-1"), 0, -1)
     assert sealed_key_id(loads(error)["message"]) == "k"
 
 
