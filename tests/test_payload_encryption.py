@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -23,6 +24,7 @@ from tests.sealed_tasks import Note, carry, fail, reject
 from workers.client import PostroomClient
 from workers.connection.redis_server import EmbeddedRedis
 from workers.observe.masking import MASK, masked_letter
+from workers.ops.admin import create_admin_app
 from workers.store.job_status import JobState
 from workers.store.keys import Keys
 from workers.store.resealing import reseal_queue
@@ -327,3 +329,38 @@ async def test_payload_encryption_reseal_covers_every_partition(settings: Postro
             opened = client.sealer.open(record["k"], handle.job_id, DELIVERY, "kwargs")
             assert opened["note"]["text"].startswith("partitioned")
     assert keys.count(DELIVERY) == 4
+
+
+async def test_payload_encryption_admin_api_shows_the_payload_opened_and_masked(
+    settings: PostroomSettings,
+) -> None:
+    sealed = with_keys(settings, {"k1": new_key()}, "k1")
+    token = "admin-token-of-the-sealing-tests-0123"
+    app = create_admin_app(settings=sealed, token=token)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://admin",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as api,
+        await PostroomClient.connect(sealed) as client,
+    ):
+        job = await client.enqueue(reject.call(note(sealed, "shown to the admin")))
+        queued = (await api.get(f"/jobs/{job.job_id}")).json()
+        assert queued["payload"]["note"] == {
+            "key": queued["payload"]["note"]["key"],
+            "text": MASK,
+            "email": "shown to the admin@example.com",
+        }
+        async with running_worker(sealed):
+            await _dead_letter(client, job.job_id)
+        letter = (await api.get(f"/queues/{DELIVERY.value}/failed/{job.job_id}")).json()
+        assert letter["reason"] == "permanent"
+        assert letter["payload"]["note"]["email"] == "shown to the admin@example.com"
+        assert letter["errors"][-1]["message"] == "rejected by the provider"
+
+    # Without the key the payload stays sealed, and says so.
+    async with await PostroomClient.connect(settings) as keyless:
+        payload = await keyless.job_payload(job.job_id)
+        assert payload is not None and "no key is configured" in payload["sealed"]
