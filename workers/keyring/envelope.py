@@ -44,6 +44,26 @@ def _b64decode(text: str, part: str) -> bytes:
         raise MalformedEnvelope(f"envelope {part} is not base64url") from None
 
 
+def envelope_text(key_id: str, nonce: bytes, ciphertext: bytes) -> str:
+    """An envelope's text form from its parts (a valid key id, as the keyring's are)."""
+    return ":".join((VERSION, key_id, _b64encode(nonce), _b64encode(ciphertext)))
+
+
+def envelope_parts(text: str) -> tuple[str, bytes, bytes] | None:
+    """(key id, nonce, ciphertext) of a well-formed envelope text, None for any other text
+    (`Envelope.from_text` then says what is wrong): the quick path of every job's payload."""
+    parts = text.split(":")
+    if len(parts) != 4 or parts[0] != VERSION:
+        return None
+    try:
+        nonce, ciphertext = _b64decode(parts[2], "nonce"), _b64decode(parts[3], "ciphertext")
+    except MalformedEnvelope:
+        return None
+    if len(nonce) != NONCE_BYTES or len(ciphertext) < TAG_BYTES:
+        return None
+    return parts[1], nonce, ciphertext
+
+
 @dataclass(frozen=True, repr=False)
 class Envelope:
     """AES-256-GCM output: which key, the nonce, and the ciphertext with its 16-byte tag.
@@ -69,7 +89,7 @@ class Envelope:
             )
 
     def to_text(self) -> str:
-        return ":".join((VERSION, self.key_id, _b64encode(self.nonce), _b64encode(self.ciphertext)))
+        return envelope_text(self.key_id, self.nonce, self.ciphertext)
 
     @classmethod
     def from_text(cls, text: str) -> Envelope:

@@ -21,7 +21,6 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from workers.errors import PermanentError
-from workers.keyring.envelope import Envelope
 from workers.keyring.errors import EncryptionError
 from workers.keyring.keyring import Keyring
 from workers.keyring.loading import load_keyring
@@ -58,7 +57,15 @@ def sealed_key_id(value: Any) -> str | None:
 
 
 def associated_data(job_id: str, queue: QueueName, field: SealedField) -> bytes:
-    return "\x00".join(("postroom-job/v1", queue.value, job_id, field)).encode()
+    """What a seal is bound to: `postroom-job/v1 NUL <queue> NUL <job id> NUL <field>`."""
+    return _QUEUE_AAD[queue] + job_id.encode() + _FIELD_AAD[field]
+
+
+_QUEUE_AAD = {queue: f"postroom-job/v1\x00{queue.value}\x00".encode() for queue in QueueName}
+_FIELD_AAD: dict[str, bytes] = {
+    field: f"\x00{field}".encode() for field in ("kwargs", "result", "progress", "error")
+}
+BOUND_TO = "job, queue or field"
 
 
 class PayloadSealer:
@@ -106,15 +113,15 @@ class PayloadSealer:
         if not self.seals or value is None:
             return value
         assert self.keyring is not None
-        envelope = self.keyring.seal(dumps(value), associated_data(job_id, queue, field))
-        return {SEALED: envelope.to_text()}
+        return {SEALED: self.keyring.seal_text(dumps(value), associated_data(job_id, queue, field))}
 
     def seal_text(self, text: str, job_id: str, queue: QueueName, field: SealedField) -> str:
         if not self.seals:
             return text
         assert self.keyring is not None
-        envelope = self.keyring.seal(text.encode(), associated_data(job_id, queue, field))
-        return TEXT_MARK + envelope.to_text()
+        return TEXT_MARK + self.keyring.seal_text(
+            text.encode(), associated_data(job_id, queue, field)
+        )
 
     def open(self, value: Any, job_id: str, queue: QueueName, field: SealedField) -> Any:
         """A sealed value's plaintext (a plain value as is); SealError if it does not open."""
@@ -154,19 +161,19 @@ class PayloadSealer:
         return sealing.seal(self.open(value, job_id, queue, field), job_id, queue, field)
 
     def _open(self, text: str, job_id: str, queue: QueueName, field: SealedField) -> bytes:
-        what = f"the sealed {field} of job {job_id!r} in {queue.value}"
+        def what() -> str:
+            return f"the sealed {field} of job {job_id!r} in {queue.value}"
+
         if self.keyring is None:
-            raise SealError(f"cannot open {what}: no key is configured (POSTROOM_ENCRYPTION__KEYS)")
-        try:
-            envelope = Envelope.from_text(text)
-            return self.keyring.open(
-                envelope,
-                associated_data(job_id, queue, field),
-                what,
-                bound_to="job, queue or field",
+            raise SealError(
+                f"cannot open {what()}: no key is configured (POSTROOM_ENCRYPTION__KEYS)"
             )
+        try:
+            aad = associated_data(job_id, queue, field)
+            return self.keyring.open_text(text, aad, what, bound_to=BOUND_TO)
         except EncryptionError as exc:
-            raise SealError(str(exc) if "cannot" in str(exc) else f"{what}: {exc}") from None
+            message = str(exc)
+            raise SealError(message if "cannot" in message else f"{what()}: {message}") from None
 
 
 # Reading tools with no keys: plain values as they are, sealed ones noted as sealed.
