@@ -162,12 +162,19 @@ async def test_payload_encryption_tampered_payload_is_dead_lettered_naming_the_r
         flipped = ("A" if ciphertext[5] != "A" else "B").join((ciphertext[:5], ciphertext[6:]))
         record["k"][SEALED] = ":".join((version, key_id, nonce, flipped))
         await client.redis.set(keys.job(job.job_id), orjson.dumps(record), keepttl=True)
+        garbled = await client.enqueue(carry.call(note(sealed, "garbled")))
+        record = orjson.loads(await client.redis.get(keys.job(garbled.job_id)))
+        record["k"][SEALED] = "v1:k1:not-an-envelope"
+        await client.redis.set(keys.job(garbled.job_id), orjson.dumps(record), keepttl=True)
         async with running_worker(sealed):
             letter = await _dead_letter(client, job.job_id)
-    assert letter.reason == "unsealable"
-    assert letter.task == "tests.sealed.carry"  # plaintext: what routes the job
-    message = last_error(client, letter)
-    assert f"job {job.job_id!r}" in message and "authentication failed" in message
+            unreadable = await _dead_letter(client, garbled.job_id)
+        assert letter.reason == "unsealable"
+        assert letter.task == "tests.sealed.carry"  # plaintext: what routes the job
+        message = last_error(client, letter)
+        assert f"job {job.job_id!r}" in message and "authentication failed" in message
+        assert unreadable.reason == "unsealable"
+        assert "envelope text has 3 ':'-separated parts" in last_error(client, unreadable)
 
 
 async def test_payload_encryption_payload_moved_to_another_job_is_dead_lettered(
