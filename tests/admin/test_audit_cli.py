@@ -22,8 +22,10 @@ DELIVERY = "message-delivery"
 HOST = "ops-box-7"
 
 
-async def cli(settings: PostroomSettings, *args: str, code: int = 0, **env: str) -> str:
-    got, out, err = await postroom(settings, *args, POSTROOM_HOST_NAME=HOST, **env)
+async def cli(
+    settings: PostroomSettings, *args: str, code: int = 0, env: dict[str, str] | None = None
+) -> str:
+    got, out, err = await postroom(settings, *args, POSTROOM_HOST_NAME=HOST, **(env or {}))
     assert got == code, (args, out, err)
     assert "audit record not written" not in err
     return out if code == 0 else err
@@ -58,18 +60,18 @@ async def test_audit_records_of_a_scripted_cli_session_are_exact(
     payload = orjson.dumps(note(5)).decode()
 
     await cli(settings, "enqueue", "admin.greet", "--json", payload, "--job-id", job,
-              "--delay", "3600", **carol)  # fmt: skip
-    await cli(settings, "pause", DELIVERY, "--operator", "dave", **carol)
+              "--delay", "3600", env=carol)  # fmt: skip
+    await cli(settings, "pause", DELIVERY, "--operator", "dave", env=carol)
     await cli(settings, "resume", DELIVERY)  # the OS user
-    await cli(settings, "retry", DELIVERY, d0, **carol)
-    err = await cli(settings, "retry", DELIVERY, d1, f"{p}-nope", code=2, **carol)
+    await cli(settings, "retry", DELIVERY, d0, env=carol)
+    err = await cli(settings, "retry", DELIVERY, d1, f"{p}-nope", code=2, env=carol)
     assert f"no dead letter '{p}-nope'" in err
-    await cli(settings, "remove", DELIVERY, d1, **carol)
-    await cli(settings, "cancel", job, **carol)
-    await cli(settings, "clean", DELIVERY, "--state", "cancelled", **carol)
-    await cli(settings, "enqueue", "admin.greet", "--json", "{}", code=2, **carol)
-    await cli(settings, "retry", DELIVERY, "--all", **carol)
-    await cli(settings, "purge", DELIVERY, **carol)
+    await cli(settings, "remove", DELIVERY, d1, env=carol)
+    await cli(settings, "cancel", job, env=carol)
+    await cli(settings, "clean", DELIVERY, "--state", "cancelled", env=carol)
+    await cli(settings, "enqueue", "admin.greet", "--json", "{}", code=2, env=carol)
+    await cli(settings, "retry", DELIVERY, "--all", env=carol)
+    await cli(settings, "purge", DELIVERY, env=carol)
     await cli(settings, "stats")  # reading leaves no record
 
     listing = orjson.loads(await cli(settings, "audit", "--output", "json", "--limit", "500"))
