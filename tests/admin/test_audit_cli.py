@@ -72,6 +72,8 @@ async def test_audit_records_of_a_scripted_cli_session_are_exact(
     await cli(settings, "enqueue", "admin.greet", "--json", "{}", code=2, env=carol)
     await cli(settings, "retry", DELIVERY, "--all", env=carol)
     await cli(settings, "purge", DELIVERY, env=carol)
+    await cli(settings, "migrate-keys", DELIVERY, env=carol)
+    await cli(settings, "migrate-keys", "--dry-run", env=carol)  # counting changes nothing
     await cli(settings, "stats")  # reading leaves no record
 
     listing = orjson.loads(await cli(settings, "audit", "--output", "json", "--limit", "500"))
@@ -97,6 +99,8 @@ async def test_audit_records_of_a_scripted_cli_session_are_exact(
             reason=invalid),
         rec("carol", "dead-letter.retry-all", count=1),
         rec("carol", "dead-letter.purge", count=0),
+        rec("carol", "keys.migrate", queue=None, count=0,
+            detail={"queues": [DELIVERY], "markers": 0}),
     ]  # fmt: skip
 
     mine = orjson.loads(await cli(settings, "audit", "--actor", "dave", "--output", "json"))
@@ -105,7 +109,7 @@ async def test_audit_records_of_a_scripted_cli_session_are_exact(
     assert [r["action"] for r in errors["items"]] == ["job.enqueue", "dead-letter.retry"]
     page = orjson.loads(await cli(settings, "audit", "--limit", "2", "--json"))
     rest = orjson.loads(await cli(settings, "audit", "--cursor", page["next_cursor"], "--json"))
-    assert len(page["items"]) == 2 and len(rest["items"]) == 9
+    assert len(page["items"]) == 2 and len(rest["items"]) == 10
     table = await cli(settings, "audit", "--action", "queue.pause")
     [header, _, row, footer] = table.splitlines()
     assert header.split()[:6] == ["at", "actor", "role", "via", "source", "action"]

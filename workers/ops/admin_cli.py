@@ -4,9 +4,9 @@ clean, pause, resume, cancel, enqueue, audit, migrate-keys, serve): tables by de
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
 unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message. Each change
-(retry, remove, purge, clean, pause, resume, cancel, enqueue) is recorded in the audit trail
-(cli_audit.py) with the operator's name (`--operator`, else `POSTROOM_OPERATOR`, else the OS
-user) and this host, whether it succeeded or not.
+(retry, remove, purge, clean, pause, resume, cancel, enqueue, migrate-keys) is recorded in
+the audit trail (cli_audit.py) with the operator's name (`--operator`, else
+`POSTROOM_OPERATOR`, else the OS user) and this host, whether it succeeded or not.
 """
 
 from __future__ import annotations
@@ -130,8 +130,6 @@ def add_commands(commands: Any) -> None:
     cancel = commands.add_parser("cancel", help="cancel a waiting or running job")
     cancel.add_argument("job_id", metavar="ID")
     _output(cancel)
-    for name in AUDITED:
-        _operator(commands.choices[name])
     audit_listing(commands.add_parser("audit", help="the audit trail, newest first"))
     _output(commands.choices["audit"])
     migrate = commands.add_parser(
@@ -147,6 +145,8 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--local-only", action="store_true",
                        help="serve without POSTROOM_ADMIN_TOKEN; binds loopback only")  # fmt: skip
+    for name in AUDITED:
+        _operator(commands.choices[name])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -377,6 +377,8 @@ async def _migrate_keys(client: PostroomClient, args: argparse.Namespace) -> Res
         rules = marker_rules(client.keys.prefix, {t.name: t.queue for t in client.tasks})
         markers = await migrate_markers(client.redis, rules, dry_run=args.dry_run)
     marker_rows = [[m.kind, m.moved, len(m.unknown), len(m.conflict)] for m in markers]
+    args.audit.count = sum(r.moved for r in reports)
+    args.audit.detail["markers"] = sum(m.moved for m in markers)
     text = table(headers, rows)
     if markers:
         text += "\n\n" + table(["marker", "moved", "unknown", "conflict"], marker_rows)

@@ -43,6 +43,7 @@ AUDITED = {
     "resume": "queue.resume",
     "cancel": "job.cancel",
     "enqueue": "job.enqueue",
+    "migrate-keys": "keys.migrate",
 }
 
 
@@ -63,6 +64,8 @@ class CliAudit:
         action = AUDITED.get(args.command)
         if args.command == "retry" and getattr(args, "all", False):
             action = "dead-letter.retry-all"
+        if args.command == "migrate-keys" and args.dry_run:
+            action = None  # counts only
         queue = getattr(args, "queue", None)
         ids = list(getattr(args, "job_ids", None) or [])
         one = getattr(args, "job_id", None)
@@ -71,6 +74,8 @@ class CliAudit:
             detail = {"state": args.state, "older_than": args.older_than}
         elif args.command == "enqueue":
             detail = {"task": args.task}
+        elif args.command == "migrate-keys":
+            detail = {"queues": [q.value for q in args.queues] or "all"}
         return cls(
             action=action,
             operator=getattr(args, "operator", None) or settings.operator,
