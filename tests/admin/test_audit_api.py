@@ -195,6 +195,8 @@ async def test_a_read_only_token_cannot_mutate_anything_and_each_refusal_is_audi
     assert [(r["actor"], r["action"], r["outcome"], r["status"]) for r in records] == [
         ("viewer", op[AUDIT_ACTION], "denied", 403) for _, _, op in changes
     ]
+    session = await http.get("/session", headers=bearer(VIEWER))
+    assert session.json() == {"name": "viewer", "role": "read-only"}
     # It may read everything.
     for path in ("/queues", f"/queues/{DELIVERY}/failed", f"/jobs/{dead}", "/audit", "/metrics"):
         assert (await http.get(path, headers=bearer(VIEWER))).status_code == 200, path

@@ -80,6 +80,7 @@ async def test_audit_records_of_a_dashboard_session_in_chromium_are_exact(
     await expect(page.get_by_test_id("login")).to_be_visible()
 
     await log_in(page, admin_url, OPS)
+    await expect(page.get_by_test_id("whoami")).to_have_text("ops (operator)")
     row = page.locator(f"[data-testid=queue-row][data-queue={DELIVERY}]")
     await row.get_by_test_id("queue-pause").click()
     await expect(row.get_by_test_id("paused")).to_be_visible()
@@ -100,6 +101,7 @@ async def test_audit_records_of_a_dashboard_session_in_chromium_are_exact(
     await page.get_by_test_id("logout").click()
 
     await log_in(page, admin_url, VIEWER)
+    await expect(page.get_by_test_id("whoami")).to_have_text("viewer (read-only)")
     await row.get_by_test_id("queue-pause").click()
     await expect(page.get_by_test_id("error-text")).to_contain_text(
         re.compile(r"refused \(403\): the token 'viewer' is read-only")
@@ -136,7 +138,7 @@ async def test_audit_records_of_a_dashboard_session_in_chromium_are_exact(
         assert record.pop("id")
     assert records == [
         rec("anonymous", "login.failed", "denied", queue=None, status=401,
-            reason="invalid bearer token", detail={"method": "GET", "path": "/queues"}),
+            reason="invalid bearer token", detail={"method": "GET", "path": "/session"}),
         rec("ops", "queue.pause"),
         rec("ops", "queue.resume"),
         rec("ops", "dead-letter.retry", job_ids=[d0], count=1),

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator
 from redis.exceptions import RedisError
 
 from workers.ops.admin.params import Limit
@@ -174,6 +174,20 @@ def _iso_only(value: Any) -> Any:
 
 
 Moment = Annotated[datetime | None, BeforeValidator(_iso_only)]
+
+
+class Session(BaseModel):
+    """Whose token a request carries: its name and role (never the token)."""
+
+    name: str
+    role: str
+
+
+@router.get("/session", summary="Whose token this is, and its role", tags=["session"])
+async def session(request: Request) -> Session:
+    """What the dashboard shows as logged in; a read-only token may only GET."""
+    principal = request.state.principal
+    return Session(name=principal.name, role=principal.role)
 
 
 @router.get("/audit", summary="The audit trail, newest first")

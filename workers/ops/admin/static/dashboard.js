@@ -490,9 +490,12 @@ async function refresh() {
   }
 }
 
-function login(token) {
+// The token is tried once (GET session); a refused one is one refused login in the audit
+// trail, and the login form is shown again.
+async function login(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   clearError();
+  if (!(await showSession())) return;
   $("login").hidden = true;
   $("dashboard").hidden = view.page === "audit";
   $("audit").hidden = view.page !== "audit";
@@ -502,6 +505,20 @@ function login(token) {
   if (polling === null) polling = setInterval(refresh, POLL_MS);
 }
 
+// Who is logged in (the API refuses a read-only token's changes whatever the page shows).
+// False when the token was refused (the login form is back).
+async function showSession() {
+  try {
+    const who = await api("GET", "session");
+    $("whoami").textContent = `${who.name} (${who.role})`;
+    $("whoami").hidden = false;
+  } catch (err) {
+    if (err.message === "unauthorized") return false;
+    showError(err.message, "poll");
+  }
+  return true;
+}
+
 function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   if (polling !== null) clearInterval(polling);
@@ -509,6 +526,7 @@ function logout(message) {
   $("dashboard").hidden = true;
   $("audit").hidden = true;
   $("pages").hidden = true;
+  $("whoami").hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
   $("token").value = "";
