@@ -298,3 +298,16 @@ def test_an_unknown_audit_role_or_bad_token_stops_at_start_naming_the_variable(
         load_settings()
     assert message in str(caught.value)
     assert "0123456789" not in str(caught.value)
+
+
+async def test_a_local_only_app_audits_its_changes_as_local(settings: PostroomSettings) -> None:
+    app = create_admin_app(settings=settings, local_only=True)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as http:
+            assert (await http.post(f"/queues/{DELIVERY}/pause")).status_code == 200
+            assert (await http.get("/session")).json() == {"name": "local", "role": "operator"}
+            [record] = (await http.get("/audit")).json()["items"]
+    assert (record["actor"], record["role"], record["action"], record["source"]) == (
+        "local", "operator", "queue.pause", "127.0.0.1"
+    )  # fmt: skip

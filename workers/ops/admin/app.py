@@ -24,6 +24,7 @@ from workers.ops.admin import audit, dashboard, dead_letters, health, jobs, queu
 from workers.ops.admin.auth import require_token, token_digest
 from workers.ops.admin.errors import add_error_handlers
 from workers.ops.admin.metrics import router as metrics_router
+from workers.ops.admin.schemas import Problem
 from workers.ops.admin.state import AdminState, KnownToken, Principal
 from workers.registry import TaskRegistry, registry
 
@@ -97,7 +98,13 @@ def create_admin_app(
         app.include_router(
             router,
             dependencies=[Depends(require_token)],
-            responses={status.HTTP_401_UNAUTHORIZED: {"description": "missing or wrong token"}},
+            responses={
+                status.HTTP_401_UNAUTHORIZED: {"description": "missing or wrong token"},
+                status.HTTP_403_FORBIDDEN: {
+                    "model": Problem,
+                    "description": "a read-only token asked for a change",
+                },
+            },
         )
     add_error_handlers(app, redis_url(settings))
     return app
