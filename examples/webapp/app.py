@@ -6,8 +6,9 @@ and the admin API under `/admin`.
 
 Without `REDIS_URL` it uses (or starts) the embedded Redis `postroom worker` starts, and the
 SQLite store in `POSTROOM_DATA_DIR`, so the app and a local worker meet with no set-up.
-Without `POSTROOM_ADMIN_TOKEN` (or `POSTROOM_ADMIN_TOKENS`) the admin API is open to anyone who reaches the app, which is
-why the app listens on 127.0.0.1: set a token before serving it on any other address.
+Without `POSTROOM_ADMIN_TOKEN` (or `POSTROOM_ADMIN_TOKENS`) the admin API is open to anyone
+who reaches the app, which is why the app listens on 127.0.0.1: set a token before serving it
+on any other address.
 """
 
 from __future__ import annotations
