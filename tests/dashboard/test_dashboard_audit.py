@@ -25,6 +25,7 @@ from workers.context import JobContext
 from workers.errors import PermanentError
 from workers.ops.admin import create_admin_app
 from workers.registry import TaskRegistry
+from workers.store.audit_log import AuditRecord, audit_log
 
 OPS = "ops-operator-token-for-the-dashboard"
 VIEWER = "viewer-token-for-the-dashboard-00"
@@ -146,3 +147,32 @@ async def test_audit_records_of_a_dashboard_session_in_chromium_are_exact(
         rec("viewer", "queue.pause", "denied", status=403,
             reason="the token 'viewer' is read-only: it may not change anything"),
     ]  # fmt: skip
+
+
+async def test_the_audit_page_pages_back_through_older_records_and_filters_by_outcome(
+    settings: PostroomSettings, admin_url: str, page: Page
+) -> None:
+    async with await PostroomClient.connect(settings) as client:
+        log = audit_log(client.redis, settings)
+        for n in range(30):
+            outcome = "error" if n % 10 == 0 else "ok"
+            await log.append(AuditRecord(actor="cron", via="cli", action="queue.clean",
+                                         count=n, outcome=outcome))  # fmt: skip
+    await page.goto(admin_url + "#page=audit")
+    await page.get_by_test_id("token").fill(VIEWER)
+    await page.get_by_test_id("login-submit").click()
+    rows = page.get_by_test_id("audit-row")
+    await expect(rows).to_have_count(25)
+    await expect(rows.first.get_by_test_id("audit-count")).to_have_text("29")
+    await expect(page.get_by_test_id("audit-newest")).to_be_disabled()
+    await page.get_by_test_id("audit-older").click()
+    await expect(rows).to_have_count(5)
+    await expect(rows.first.get_by_test_id("audit-count")).to_have_text("4")
+    await expect(page.get_by_test_id("audit-older")).to_be_disabled()
+    await page.get_by_test_id("audit-newest").click()
+    await expect(rows).to_have_count(25)
+    await page.get_by_test_id("audit-filter-outcome").select_option("error")
+    await page.get_by_test_id("audit-apply").click()
+    await expect(rows).to_have_count(3)
+    counts = [await row.get_by_test_id("audit-count").inner_text() for row in await rows.all()]
+    assert counts == ["20", "10", "0"]
