@@ -38,6 +38,11 @@ COUNTERS = (
     ("postroom_jobs_retried", "retried", "Failed runs scheduled to run again."),
     ("postroom_jobs_dead_lettered", "dead_lettered", "Jobs moved to the dead letters."),
     ("postroom_jobs_cancelled", "cancelled", "Runs stopped at a user's request."),
+    (
+        "postroom_jobs_deferred",
+        "deferred",
+        "Runs a rate limit held back (a named limit, or the provider's 429): no try spent.",
+    ),
 )
 HISTOGRAMS = (
     (
@@ -88,6 +93,7 @@ class JobCounts:
     retried: int = 0
     dead_lettered: int = 0
     cancelled: int = 0
+    deferred: int = 0
     duration: Buckets = field(default_factory=lambda: Buckets(DURATION_BUCKETS))
     latency: Buckets = field(default_factory=lambda: Buckets(LATENCY_BUCKETS))
 
