@@ -84,7 +84,7 @@ def test_rate_limit_of_a_task_is_checked_at_import() -> None:
 
     async def fn(ctx: object) -> None: ...
 
-    with pytest.raises(TaskDefinitionError, match="'tests.bad_limit'.*fortnight"):
+    with pytest.raises(TaskDefinitionError, match=r"'tests\.bad_limit'.*fortnight"):
         tasks.task(queue=QueueName.INDEXING, name="tests.bad_limit", rate_limit="5/fortnight")(fn)
 
 
