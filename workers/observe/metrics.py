@@ -149,6 +149,8 @@ class WorkerMetrics(Collector):
         )
         self._jobs: dict[tuple[QueueName, str], JobCounts] = {}
         self._queues: dict[QueueName, QueueGauges] = {}
+        # Starts this process held back, per rate limit (`queue:<queue>`, a named limit).
+        self.rate_waits: dict[str, int] = {}
         self.registry.register(self)
 
     def task(self, queue: QueueName, task: str) -> JobCounts:
@@ -186,6 +188,15 @@ class WorkerMetrics(Collector):
         for queue, gauges in list(self._queues.items()):
             in_flight.add_metric([queue.value], float(gauges.in_flight))
         yield in_flight
+        waits = CounterMetricFamily(
+            "postroom_rate_limit_waits",
+            "Starts this process held back for a rate limit: claims cut short (queue limits), "
+            "runs that waited for their slot or were deferred to it (named limits).",
+            labels=["limit"],
+        )
+        for name, count in list(self.rate_waits.items()):
+            waits.add_metric([name], float(count))
+        yield waits
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -56,7 +56,11 @@ class JobExecution:
         self.observer = JobObserver(queue, runtime)
         self.tasks = {task.name: (task, task.policy(config)) for task in tasks}
         # Named limits (POSTROOM_RATE_LIMITS__*) and each task's own, as `task:<name>`.
-        self.throttle = Throttle(Keys.of_settings(runtime.settings), runtime.settings.rate_limits)
+        self.throttle = Throttle(
+            Keys.of_settings(runtime.settings),
+            runtime.settings.rate_limits,
+            runtime.metrics.rate_waits,
+        )
         for task, _ in self.tasks.values():
             if task.rate_limit is not None:
                 self.throttle.add(task_limit_name(task.name), task.rate_limit)

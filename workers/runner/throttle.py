@@ -41,11 +41,14 @@ class RateDeferral(Exception):
 class Throttle:
     """One worker process's access to the named limits, batching each name's requests."""
 
-    def __init__(self, keys: Keys, limits: Mapping[str, RateLimit]) -> None:
+    def __init__(
+        self, keys: Keys, limits: Mapping[str, RateLimit], waited: dict[str, int] | None = None
+    ) -> None:
         self.keys = keys
         self.limits = dict(limits)
         self._pending: dict[str, list[tuple[str, float, asyncio.Future[float]]]] = {}
-        self.waited: dict[str, int] = {}  # runs that waited or were deferred, per name
+        # Runs that waited or were deferred, per name (the process's postroom_rate_limit_waits).
+        self.waited: dict[str, int] = {} if waited is None else waited
         self._sending: set[asyncio.Task[None]] = set()
 
     def add(self, name: str, limit: RateLimit) -> None:

@@ -112,7 +112,7 @@ class QueueWorker:
         self.rate_limit = rate_limit
         self._unused_starts = 0  # granted by the last take, not claimed: given back next time
         self._throttled_until = 0.0  # monotonic: no start is allowed before then
-        self.throttled = 0  # claims the limit cut short (postroom_rate_limit_throttled_total)
+        self._limit_name = f"queue:{queue.value}"  # its label in postroom_rate_limit_waits
         self._results_kept, self._errors_kept_s = results_kept, errors_kept_s
         self.parts = [Partition(k, results_kept, errors_kept_s) for k in keys.partitions_of(queue)]
         self._next_part = 0  # where the next claim starts
@@ -306,7 +306,8 @@ class QueueWorker:
         refund, self._unused_starts = self._unused_starts, 0
         grant = await take(self.pool, self.keys.rate_bucket, self.rate_limit, want, refund)
         if grant.granted < want:
-            self.throttled += 1
+            waits = self.execution.runtime.metrics.rate_waits
+            waits[self._limit_name] = waits.get(self._limit_name, 0) + 1
             self._throttled_until = time.monotonic() + grant.wait_s
         return grant.granted
 
