@@ -182,3 +182,30 @@ async def test_rate_limit_of_a_task_and_a_named_limit_hold_in_a_worker(
     keys = Keys.of_settings(limited)
     for name in ("provider", "task:tests.rate_limit.own_limit"):  # every held slot was used
         assert await client.redis.zcard(keys.rate_limit(name).held) == 0, name
+
+
+async def test_rate_limit_of_a_partitioned_queue_holds_across_its_partitions(
+    settings: PostroomSettings,
+) -> None:
+    key = uuid.uuid4().hex
+    queues = QueueTable.model_validate(
+        {"message_notification": {"partitions": 4, "rate_limit": "10/s burst=1", "concurrency": 20}}
+    )
+    partitioned = settings.model_copy(update={"queues": queues})
+    async with await PostroomClient.connect(partitioned) as client:
+        jobs = await client.enqueue_many(
+            [stamp.call(key).with_options(job_id=f"{key}-{i}") for i in range(15)]
+        )
+        keys = Keys.of_settings(partitioned)
+        spread = {keys.route(QueueName.NOTIFICATION, job.job_id).partition for job in jobs}
+        assert len(spread) >= 2  # the jobs are in several partitions, each a slot of its own
+        async with running_worker(partitioned):
+            results = [await job.result(timeout=60) for job in jobs]
+        stats = await client.queue_stats(QueueName.NOTIFICATION)
+        bucket = keys.of(QueueName.NOTIFICATION).rate_bucket
+        assert await client.redis.exists(bucket)  # one bucket, the first partition's
+        starts = start_times(await client.redis.lrange(f"{key}:starts", 0, -1))
+    assert results == [1] * 15
+    assert (stats.completed, stats.failed, stats.retried) == (15, 0, 0)
+    # Fifteen starts one 100 ms slot apart span 1.4 s at least, partitions or not.
+    assert starts[-1][0] - starts[0][0] >= 1.3
