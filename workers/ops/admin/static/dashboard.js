@@ -203,7 +203,7 @@ function renderRateLimits(limits) {
     const row = el("tr", { dataset: { testid: "rate-limit-row", limit: l.name } });
     row.append(el("td", { className: "name" }, l.name));
     row.append(el("td", { dataset: { testid: "rate-limit-limit" } }, l.limit));
-    row.append(el("td", { className: "count", dataset: { testid: "rate-limit-rate" } }, l.rate.toFixed(1)));
+    row.append(el("td", { className: "count", dataset: { testid: "rate-limit-rate" } }, l.rate.toFixed(2)));
     row.append(el("td", { dataset: { testid: "rate-limit-at-limit" } }, l.at_limit ? "yes" : "no"));
     for (const field of ["throttled", "waiting", "held"]) {
       row.append(el("td", { className: "count", dataset: { testid: `rate-limit-${field}` } }, l[field] ?? 0));
