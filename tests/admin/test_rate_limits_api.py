@@ -6,12 +6,14 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
 
 from config.queues import QueueName, QueueTable
 from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.admin.conftest import AUTH, TOKEN
+from tests.admin.test_admin_cli import postroom
 from tests.conftest import eventually, running_worker
 from tests.metrics_text import parse, value
 from tests.rate_limit_tasks import stamp
@@ -85,3 +87,21 @@ async def test_rate_limit_metrics_of_the_admin_api(
     assert value(samples, "postroom_rate_limit_throttled_total", **queue) >= 1
     assert value(samples, "postroom_rate_limit_per_second", limit="sms") == 10
     assert value(samples, "postroom_queue_deferred_total", queue="message-notification") == 0
+
+
+async def test_rate_limits_command_prints_each_limit(
+    settings: PostroomSettings, client: PostroomClient
+) -> None:
+    await run_one_of_three(settings, client)
+    env = {
+        "POSTROOM_QUEUES__MESSAGE_NOTIFICATION__RATE_LIMIT": "1/m",
+        "POSTROOM_RATE_LIMITS__SMS": "10/s",
+    }
+    code, out, err = await postroom(settings, "rate-limits", "--output", "json", **env)
+    assert code == 0, err
+    limits = {item["name"]: item for item in orjson.loads(out)}
+    assert limits["queue:message-notification"]["waiting"] == 2
+    assert limits["sms"]["limit"] == "10/s burst=1"
+    code, out, err = await postroom(settings, "rate-limits", **env)
+    assert code == 0, err
+    assert "queue:message-notification" in out and "1/m burst=1" in out
