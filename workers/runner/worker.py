@@ -239,7 +239,9 @@ class QueueWorker:
         tick = self.poll_delay_s
         throttled_for = self._throttled_until - time.monotonic()
         if throttled_for > 0 and self.allow_pick_jobs and self._in_flight < self.max_jobs:
-            await asyncio.sleep(throttled_for)  # until the rate limit allows the next start
+            # Until the rate limit allows the next start, a tick at most: a start another
+            # worker took but did not use comes back with its next take, within a tick.
+            await asyncio.sleep(min(throttled_for, tick) if tick > 0 else throttled_for)
             return
         if tick <= 0:
             return
@@ -290,7 +292,11 @@ class QueueWorker:
                 self._more_ready = self._throttled_until <= time.monotonic()
                 return
         if self.rate_limit is not None:
+            # Fewer jobs were ready than granted: the limit is not what holds this worker
+            # back, so it waits as an idle one does (on the wake list), not for the next
+            # start; the unused starts go back with its next take.
             self._unused_starts = min(count, granted)
+            self._throttled_until = 0.0
 
     async def _granted(self, want: int) -> int:
         """How many of `want` jobs the queue's rate limit lets start now, cluster-wide.
