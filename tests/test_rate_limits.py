@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -165,6 +166,7 @@ async def test_rate_limit_of_a_task_and_a_named_limit_hold_in_a_worker(
     )
     # Queued before the worker starts, so its first claim takes all 16: under each limit,
     # the slots of eight are 0 to 1.4 s away, and those past a second are deferred to them.
+    enqueued = time.time()  # no slot of a fresh bucket is earlier
     jobs = await client.enqueue_many(
         [own_limit.call(f"{key}:own") for _ in range(8)]
         + [named.call(f"{key}:named") for _ in range(8)]
@@ -177,8 +179,9 @@ async def test_rate_limit_of_a_task_and_a_named_limit_hold_in_a_worker(
     assert stats.deferred >= 4
     for which in ("own", "named"):
         starts = start_times(await client.redis.lrange(f"{key}:{which}:starts", 0, -1))
-        # Eight starts one 200 ms slot apart take 1.4 s at least, however fast the machine.
-        assert starts[-1][0] - starts[0][0] >= 1.3, which
+        # The eighth start's slot is 7 x 200 ms after the first, which is not before the
+        # enqueue: 1.4 s at least, however fast the machine (less the clocks' rounding).
+        assert starts[-1][0] - enqueued >= 1.35, which
     keys = Keys.of_settings(limited)
     for name in ("provider", "task:tests.rate_limit.own_limit"):  # every held slot was used
         assert await client.redis.zcard(keys.rate_limit(name).held) == 0, name
@@ -193,6 +196,7 @@ async def test_rate_limit_of_a_partitioned_queue_holds_across_its_partitions(
     )
     partitioned = settings.model_copy(update={"queues": queues})
     async with await PostroomClient.connect(partitioned) as client:
+        enqueued = time.time()  # no slot of a fresh bucket is earlier
         jobs = await client.enqueue_many(
             [stamp.call(key).with_options(job_id=f"{key}-{i}") for i in range(15)]
         )
@@ -207,5 +211,6 @@ async def test_rate_limit_of_a_partitioned_queue_holds_across_its_partitions(
         starts = start_times(await client.redis.lrange(f"{key}:starts", 0, -1))
     assert results == [1] * 15
     assert (stats.completed, stats.failed, stats.retried) == (15, 0, 0)
-    # Fifteen starts one 100 ms slot apart span 1.4 s at least, partitions or not.
-    assert starts[-1][0] - starts[0][0] >= 1.3
+    # The fifteenth start's slot is 14 x 100 ms after the first, which is not before the
+    # enqueue: 1.4 s at least, partitions or not (less the clocks' rounding).
+    assert starts[-1][0] - enqueued >= 1.35
