@@ -157,8 +157,17 @@ class JobExecution:
         FINISH drops the count when the job ends); then it is dead-lettered as rate-limited."""
         settings = self.runtime.settings
         counter = keys.rate_limited(ctx["job_id"])
-        times = int(await ctx["redis"].incr(counter))
-        await ctx["redis"].expire(counter, int(settings.dead_letter_retention))
+        try:
+            times = int(await ctx["redis"].incr(counter))
+            await ctx["redis"].expire(counter, int(settings.dead_letter_retention))
+        except Exception as redis_error:  # Redis away: defer uncounted (its end waits anyway)
+            logger.warning(
+                "job %s: its 429 deferral could not be counted (%s)",
+                ctx["job_id"],
+                redis_error,
+                extra=self.observer.fields(task.name, ctx),
+            )
+            times = 1
         if times > settings.max_rate_limited:
             error = PermanentError(
                 f"rate-limited: deferred {times - 1} times by its provider's 429, the most "
