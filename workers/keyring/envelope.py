@@ -6,6 +6,8 @@ import binascii
 import re
 from dataclasses import dataclass
 
+import pybase64
+
 from workers.keyring.errors import MalformedEnvelope
 
 VERSION = "v1"
@@ -21,13 +23,12 @@ def valid_key_id(key_id: str) -> bool:
 
 # binascii's standard alphabet to and from base64url; every job payload passes through here
 # (workers/store/sealing.py), so no regex and no base64-module wrappers on the way.
-_TO_URL = bytes.maketrans(b"+/", b"-_")
 _FROM_URL = bytes.maketrans(b"-_", b"+/")
 _NOT_URL = b"+/=\n\r\t "  # what standard base64 (and its lenient decoders) would take
 
 
 def _b64encode(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=").decode()
+    return pybase64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _b64decode(text: str, part: str) -> bytes:
@@ -49,19 +50,40 @@ def envelope_text(key_id: str, nonce: bytes, ciphertext: bytes) -> str:
     return ":".join((VERSION, key_id, _b64encode(nonce), _b64encode(ciphertext)))
 
 
-def envelope_parts(text: str) -> tuple[str, bytes, bytes] | None:
-    """(key id, nonce, ciphertext) of a well-formed envelope text, None for any other text
-    (`Envelope.from_text` then says what is wrong): the quick path of every job's payload."""
-    parts = text.split(":")
-    if len(parts) != 4 or parts[0] != VERSION:
+# The quick path's decoder: SIMD base64 (pybase64), strict (`validate`) but for the standard
+# alphabet's '+' and '/', and padding, which base64url texts do not hold: found by memchr.
+_PADDING = (b"", b"===", b"==", b"=")
+_HEAD = VERSION.encode() + b":"
+_NONCE_CHARS = 16  # 12 bytes, unpadded
+_URL = b"-_"
+
+
+def _quick_b64decode(raw: bytes) -> bytes | None:
+    if b"+" in raw or b"/" in raw or b"=" in raw:
         return None
     try:
-        nonce, ciphertext = _b64decode(parts[2], "nonce"), _b64decode(parts[3], "ciphertext")
-    except MalformedEnvelope:
+        return pybase64.b64decode(raw + _PADDING[len(raw) & 3], altchars=_URL, validate=True)
+    except binascii.Error:
         return None
-    if len(nonce) != NONCE_BYTES or len(ciphertext) < TAG_BYTES:
+
+
+def envelope_parts(text: str) -> tuple[str, bytes, bytes] | None:
+    """(key id, nonce, ciphertext) of a well-formed envelope text, None for any other text
+    (`Envelope.from_text` then says what is wrong): the quick path of every job's payload,
+    hence no split, and nonce and ciphertext decoded at once (a nonce is 16 characters, a
+    whole number of base64 quanta) by a SIMD decoder."""
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
         return None
-    return parts[1], nonce, ciphertext
+    key_end = raw.find(b":", 3)
+    nonce_end = key_end + 1 + _NONCE_CHARS
+    if key_end < 4 or not raw.startswith(_HEAD) or raw[nonce_end : nonce_end + 1] != b":":
+        return None
+    data = _quick_b64decode(raw[key_end + 1 : nonce_end] + raw[nonce_end + 1 :])
+    if data is None or len(data) < NONCE_BYTES + TAG_BYTES:
+        return None
+    return text[3:key_end], data[:NONCE_BYTES], data[NONCE_BYTES:]
 
 
 @dataclass(frozen=True, repr=False)
