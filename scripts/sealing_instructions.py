@@ -12,6 +12,7 @@ when it has drained the queue: instructions per job, and sealed against plain.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import os
@@ -41,7 +42,11 @@ TOTALS = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
 
 def instructions_of(dump: Path) -> int:
-    return sum(int(m) for m in TOTALS.findall(dump.read_bytes())[:1])
+    """The instructions a callgrind dump counted (its summary line)."""
+    found = TOTALS.search(dump.read_bytes())
+    if found is None:
+        raise RuntimeError(f"{dump}: no summary line")
+    return int(found.group(1))
 
 
 def count(url: str, mode: str, key: str, jobs: int, scratch: Path) -> int:
@@ -116,4 +121,6 @@ def main(jobs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per mode (2000)")
+    main(parser.parse_args().jobs)

@@ -51,27 +51,19 @@ def envelope_text(key_id: str, nonce: bytes, ciphertext: bytes) -> str:
 
 
 # The quick path's decoder: SIMD base64 (pybase64), strict (`validate`) but for the standard
-# alphabet's '+' and '/', and padding, which base64url texts do not hold: found by memchr.
+# alphabet's '+' and '/', and padding, which a base64url text does not hold: looked for by
+# memchr (as ints: a bytes needle costs `in` a TypeError raised and cleared first).
 _PADDING = (b"", b"===", b"==", b"=")
+_PLUS, _SLASH, _EQUALS = b"+/="
 _HEAD = VERSION.encode() + b":"
-_NONCE_CHARS = 16  # 12 bytes, unpadded
+_NONCE_CHARS = 16  # 12 bytes, unpadded: a whole number of base64 quanta
 _URL = b"-_"
-
-
-def _quick_b64decode(raw: bytes) -> bytes | None:
-    if b"+" in raw or b"/" in raw or b"=" in raw:
-        return None
-    try:
-        return pybase64.b64decode(raw + _PADDING[len(raw) & 3], altchars=_URL, validate=True)
-    except binascii.Error:
-        return None
 
 
 def envelope_parts(text: str) -> tuple[str, bytes, bytes] | None:
     """(key id, nonce, ciphertext) of a well-formed envelope text, None for any other text
     (`Envelope.from_text` then says what is wrong): the quick path of every job's payload,
-    hence no split, and nonce and ciphertext decoded at once (a nonce is 16 characters, a
-    whole number of base64 quanta) by a SIMD decoder."""
+    hence no split, and nonce and ciphertext decoded at once by a SIMD decoder."""
     try:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
@@ -80,8 +72,16 @@ def envelope_parts(text: str) -> tuple[str, bytes, bytes] | None:
     nonce_end = key_end + 1 + _NONCE_CHARS
     if key_end < 4 or not raw.startswith(_HEAD) or raw[nonce_end : nonce_end + 1] != b":":
         return None
-    data = _quick_b64decode(raw[key_end + 1 : nonce_end] + raw[nonce_end + 1 :])
-    if data is None or len(data) < NONCE_BYTES + TAG_BYTES:
+    encoded = raw[key_end + 1 : nonce_end] + raw[nonce_end + 1 :]
+    if _PLUS in encoded or _SLASH in encoded or _EQUALS in encoded:
+        return None
+    try:
+        data = pybase64.b64decode(
+            encoded + _PADDING[len(encoded) & 3], altchars=_URL, validate=True
+        )
+    except binascii.Error:
+        return None
+    if len(data) < NONCE_BYTES + TAG_BYTES:
         return None
     return text[3:key_end], data[:NONCE_BYTES], data[NONCE_BYTES:]
 
