@@ -14,7 +14,7 @@ import logging
 from typing import Any, cast
 
 import redis
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, RedisError
 
 from config.errors import ConfigError
 from config.settings import PostroomSettings
@@ -146,9 +146,12 @@ def check_access(client: redis.Redis, settings: PostroomSettings) -> None:
     keys = Keys(settings.key_prefix)
     names = [keys.of(queue).queue for queue in settings.worker_queues] + [keys.control_queue()]
     for name in names:
-        client.exists(name)
-        with contextlib.suppress(NoScriptError):
-            client.evalsha(_NO_SCRIPT, 1, name)
+        try:
+            client.exists(name)
+            with contextlib.suppress(NoScriptError):
+                client.evalsha(_NO_SCRIPT, 1, name)
+        except NoPermissionError as exc:
+            raise NoPermissionError(f"{exc}: {name}") from None
 
 
 def check_server(target: PostroomRedisSettings, variable: str, settings: PostroomSettings) -> None:

@@ -1,0 +1,33 @@
+"""Tasks of the Redis security tests (imported by their subprocess workers too)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from config.queues import BackoffPolicy, QueueName
+from workers import JobContext, task
+
+QUICK = BackoffPolicy(kind="fixed", base=0.05, cap=0.05, jitter=False)
+
+
+class Letter(BaseModel):
+    """A message as users write it: its content must never reach an operator's screen."""
+
+    message_id: str = Field(alias="messageId", min_length=1)
+    content: str
+    access_token: str | None = Field(default=None, alias="accessToken")
+
+
+@task(queue=QueueName.DELIVERY, name="tests.security.deliver")
+async def deliver(ctx: JobContext, letter: Letter) -> dict[str, str]:
+    """Reads and writes under the key prefix, as a real task does: an ACL user must allow it."""
+    keys = ctx["redis"]
+    prefix = ctx["settings"].key_prefix
+    await keys.set(f"{prefix}:delivered:{letter.message_id}", "1", ex=60)
+    return {"messageId": letter.message_id, "queue": ctx["queue"].value}
+
+
+@task(queue=QueueName.DELIVERY, name="tests.security.flaky", max_tries=2, backoff=QUICK)
+async def flaky(ctx: JobContext, letter: Letter) -> None:
+    """Fails every try as a provider that is down would: retried, then dead-lettered."""
+    raise RuntimeError(f"provider answered 503 for message {letter.message_id}")

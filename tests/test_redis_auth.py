@@ -1,0 +1,193 @@
+"""Redis AUTH and ACL users, end to end against servers the tests start: a worker and the
+client run jobs with the right credentials, and wrong ones stop the start naming the
+variable, never printing the password."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tests.security_tasks  # noqa: F401 - registers the tasks enqueued here
+from config.errors import ConfigError
+from config.queues import QueueName
+from config.settings import PostroomSettings, load_settings
+from tests.conftest import ROOT, eventually, running_worker
+from tests.security_tasks import Letter, deliver, flaky
+from tests.servers.guarded import AclServer
+from workers.client import PostroomClient
+from workers.connection.acl_rule import acl_rule
+from workers.connection.redis_server import resolve_redis
+from workers.store.job_status import JobState
+
+
+def guarded_settings(server: AclServer, tmp_path: Path, **credentials: Any) -> PostroomSettings:
+    """Settings for `server` under a fresh key prefix; `credentials` as REDIS_* fields."""
+    values: dict[str, Any] = {
+        "redis_url": server.url(),
+        "key_prefix": f"sec-{uuid.uuid4().hex[:10]}",
+        "data_dir": tmp_path,
+        "shutdown_grace": 5,
+        **credentials,
+    }
+    return load_settings(**values)
+
+
+async def run_jobs_end_to_end(settings: PostroomSettings) -> None:
+    """Enqueue → run → result, and a failing job → retries → dead letter, through a real
+    worker and the client; then the reading paths an operator uses."""
+    async with await PostroomClient.connect(settings) as client, running_worker(settings):
+        done = await client.enqueue(deliver.call(Letter(messageId="m-ok", content="hello")))
+        assert await done.result(timeout=30) == {"messageId": "m-ok", "queue": "message-delivery"}
+        failing = await client.enqueue(flaky.call(Letter(messageId="m-bad", content="hi")))
+
+        async def dead_lettered() -> bool:
+            info = await client.job_info(failing.job_id)
+            return info is not None and info.state is JobState.DEAD_LETTERED
+
+        await eventually(dead_lettered, "the failing job is dead-lettered")
+        letter = await client.dead_letters.get(failing.job_id)
+        assert letter is not None and letter.tries == 2
+        assert "provider answered 503" in letter.errors[-1].message
+        stats = await client.queue_stats(QueueName.DELIVERY)
+        assert stats.completed == 1 and stats.dead_lettered_now == 1
+        assert await client.dead_letters.retry(failing.job_id)
+        await eventually(dead_lettered, "the retried job is dead-lettered again")
+        assert (await client.live_workers([QueueName.DELIVERY]))[QueueName.DELIVERY] >= 1
+
+
+async def test_redis_auth_worker_and_client_run_jobs_with_the_password(
+    password_redis: AclServer, tmp_path: Path
+) -> None:
+    """REDIS_PASSWORD beside a REDIS_URL without credentials, then the password in the URL."""
+    password = str(password_redis.password)
+    await run_jobs_end_to_end(guarded_settings(password_redis, tmp_path, redis_password=password))
+    in_url = f"redis://:{password}@{password_redis.address}/0"
+    await run_jobs_end_to_end(guarded_settings(password_redis, tmp_path, redis_url=in_url))
+
+
+def refusal(settings: PostroomSettings) -> str:
+    """The start-up error of a worker with `settings` (resolve_redis is its first step)."""
+    with pytest.raises(ConfigError) as caught:
+        resolve_redis(settings)
+    return str(caught.value)
+
+
+async def client_refusal(settings: PostroomSettings) -> str:
+    """The client's error: at once, without the connection retries an outage gets."""
+    with pytest.raises(ConfigError) as caught:
+        await PostroomClient.connect(settings)
+    return str(caught.value)
+
+
+async def test_redis_auth_wrong_or_missing_password_stops_the_start_naming_the_variable(
+    password_redis: AclServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    real = str(password_redis.password)
+    bad = guarded_settings(password_redis, tmp_path, redis_password=wrong)
+    message = refusal(bad)
+    assert message.startswith("REDIS_PASSWORD: Redis at redis://127.0.0.1:")
+    assert "refused user 'default'" in message and "WRONGPASS" not in message
+    assert (await client_refusal(bad)) == message
+
+    bad_url = guarded_settings(
+        password_redis, tmp_path, redis_url=f"redis://:{wrong}@{password_redis.address}/0"
+    )
+    assert refusal(bad_url).startswith("REDIS_URL: Redis at redis://127.0.0.1:")
+
+    missing = guarded_settings(password_redis, tmp_path)
+    message = refusal(missing)
+    assert message.startswith("REDIS_PASSWORD: Redis at redis://127.0.0.1:")
+    assert "requires a password and none was given" in message
+    assert "requires a password" in await client_refusal(missing)
+
+    unknown = guarded_settings(password_redis, tmp_path, redis_username="nobody", redis_password=real)
+    assert refusal(unknown).startswith("REDIS_USERNAME/REDIS_PASSWORD: Redis at ")
+    assert "refused user 'nobody'" in refusal(unknown)
+
+    shown = caplog.text + message + refusal(bad) + refusal(bad_url)
+    assert wrong not in shown and real not in shown
+
+
+def test_redis_auth_worker_process_exits_with_the_variable_named_and_no_password(
+    password_redis: AclServer, tmp_path: Path
+) -> None:
+    """`postroom worker` and an admin command, as an operator starts them: exit 2, one line."""
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "REDIS_URL": f"redis://:{wrong}@{password_redis.address}/0",
+        "POSTROOM_TASK_MODULES": "tests.security_tasks",
+        "POSTROOM_DATA_DIR": str(tmp_path),
+        "POSTROOM_LOG_LEVEL": "DEBUG",
+    }
+    for command in (["worker"], ["stats"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "workers", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "REDIS_URL: Redis at redis://127.0.0.1:" in done.stderr
+        assert wrong not in done.stdout + done.stderr
+
+
+async def test_redis_acl_user_with_the_documented_rule_runs_jobs_end_to_end(
+    acl_redis: AclServer, tmp_path: Path
+) -> None:
+    """The rule of workers/connection/acl_rule.py (the README's) is enough: nothing postroom
+    sends is refused (ACL LOG stays empty for the user)."""
+    prefix = f"acl-{uuid.uuid4().hex[:10]}"
+    user, password = acl_redis.add_user(f"{acl_rule(prefix)}")
+    settings = guarded_settings(
+        acl_redis, tmp_path, key_prefix=prefix, redis_username=user, redis_password=password
+    )
+    await run_jobs_end_to_end(settings)
+    assert acl_redis.denials(user) == []
+    # The same user cannot reach another deployment's keys on the server.
+    with acl_redis.client() as admin:
+        admin.set("{other:message-delivery}:queue", "theirs")
+    async with await PostroomClient.connect(settings) as client:
+        with pytest.raises(Exception, match="No permissions to access a key"):
+            await client.redis.get("{other:message-delivery}:queue")
+
+
+def test_redis_acl_user_without_the_rule_gets_a_start_up_error_naming_the_setting(
+    acl_redis: AclServer, tmp_path: Path
+) -> None:
+    prefix = f"acl-{uuid.uuid4().hex[:10]}"
+
+    def start_with(rule: str) -> str:
+        user, password = acl_redis.add_user(rule)
+        settings = guarded_settings(
+            acl_redis, tmp_path, key_prefix=prefix, redis_username=user, redis_password=password
+        )
+        message = refusal(settings)
+        assert password not in message
+        return message
+
+    other_keys = start_with("~other:* &* +@all")
+    assert other_keys.startswith("REDIS_USERNAME: the ACL user 'user-")
+    assert "lacks a permission postroom needs (No permissions to access a key: {" in other_keys
+    assert "postroom's ACL rule (README, Redis security)" in other_keys
+    no_scripts = start_with(f"{acl_rule(prefix)} -@scripting")
+    assert "has no permissions to run the 'evalsha' command" in no_scripts
+    no_info = start_with(acl_rule(prefix).replace(" +info", ""))
+    assert "has no permissions to run the 'info' command" in no_info
+    disabled_user, password = acl_redis.add_user(acl_rule(prefix))
+    with acl_redis.client() as admin:
+        admin.execute_command("ACL", "SETUSER", disabled_user, "off")
+    settings = guarded_settings(
+        acl_redis, tmp_path, redis_username=disabled_user, redis_password=password
+    )
+    assert f"refused user '{disabled_user}'" in refusal(settings)
