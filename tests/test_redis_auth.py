@@ -14,16 +14,12 @@ from typing import Any
 import pytest
 
 import tests.security_tasks  # noqa: F401 - registers the tasks enqueued here
-from config.errors import ConfigError
-from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from tests.conftest import ROOT, eventually, running_worker
-from tests.security_tasks import Letter, deliver, flaky
+from tests.conftest import ROOT
+from tests.redis_security import client_refusal, refusal, run_jobs_end_to_end
 from tests.servers.guarded import AclServer
 from workers.client import PostroomClient
 from workers.connection.acl_rule import acl_rule
-from workers.connection.redis_server import resolve_redis
-from workers.store.job_status import JobState
 
 
 def guarded_settings(server: AclServer, tmp_path: Path, **credentials: Any) -> PostroomSettings:
@@ -38,29 +34,6 @@ def guarded_settings(server: AclServer, tmp_path: Path, **credentials: Any) -> P
     return load_settings(**values)
 
 
-async def run_jobs_end_to_end(settings: PostroomSettings) -> None:
-    """Enqueue → run → result, and a failing job → retries → dead letter, through a real
-    worker and the client; then the reading paths an operator uses."""
-    async with await PostroomClient.connect(settings) as client, running_worker(settings):
-        done = await client.enqueue(deliver.call(Letter(messageId="m-ok", content="hello")))
-        assert await done.result(timeout=30) == {"messageId": "m-ok", "queue": "message-delivery"}
-        failing = await client.enqueue(flaky.call(Letter(messageId="m-bad", content="hi")))
-
-        async def dead_lettered() -> bool:
-            info = await client.job_info(failing.job_id)
-            return info is not None and info.state is JobState.DEAD_LETTERED
-
-        await eventually(dead_lettered, "the failing job is dead-lettered")
-        letter = await client.dead_letters.get(failing.job_id)
-        assert letter is not None and letter.tries == 2
-        assert "provider answered 503" in letter.errors[-1].message
-        stats = await client.queue_stats(QueueName.DELIVERY)
-        assert stats.completed == 1 and stats.dead_lettered_now == 1
-        assert await client.dead_letters.retry(failing.job_id)
-        await eventually(dead_lettered, "the retried job is dead-lettered again")
-        assert (await client.live_workers([QueueName.DELIVERY]))[QueueName.DELIVERY] >= 1
-
-
 async def test_redis_auth_worker_and_client_run_jobs_with_the_password(
     password_redis: AclServer, tmp_path: Path
 ) -> None:
@@ -69,20 +42,6 @@ async def test_redis_auth_worker_and_client_run_jobs_with_the_password(
     await run_jobs_end_to_end(guarded_settings(password_redis, tmp_path, redis_password=password))
     in_url = f"redis://:{password}@{password_redis.address}/0"
     await run_jobs_end_to_end(guarded_settings(password_redis, tmp_path, redis_url=in_url))
-
-
-def refusal(settings: PostroomSettings) -> str:
-    """The start-up error of a worker with `settings` (resolve_redis is its first step)."""
-    with pytest.raises(ConfigError) as caught:
-        resolve_redis(settings)
-    return str(caught.value)
-
-
-async def client_refusal(settings: PostroomSettings) -> str:
-    """The client's error: at once, without the connection retries an outage gets."""
-    with pytest.raises(ConfigError) as caught:
-        await PostroomClient.connect(settings)
-    return str(caught.value)
 
 
 async def test_redis_auth_wrong_or_missing_password_stops_the_start_naming_the_variable(
@@ -108,7 +67,9 @@ async def test_redis_auth_wrong_or_missing_password_stops_the_start_naming_the_v
     assert "requires a password and none was given" in message
     assert "requires a password" in await client_refusal(missing)
 
-    unknown = guarded_settings(password_redis, tmp_path, redis_username="nobody", redis_password=real)
+    unknown = guarded_settings(
+        password_redis, tmp_path, redis_username="nobody", redis_password=real
+    )
     assert refusal(unknown).startswith("REDIS_USERNAME/REDIS_PASSWORD: Redis at ")
     assert "refused user 'nobody'" in refusal(unknown)
 

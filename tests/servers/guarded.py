@@ -31,7 +31,9 @@ class AclServer(ServerProcess):
         name = name or f"user-{uuid.uuid4().hex[:8]}"
         password = f"pw-{uuid.uuid4().hex}"
         with self.client() as admin:
-            admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}", *rule.split())
+            admin.execute_command(
+                "ACL", "SETUSER", name, "reset", "on", f">{password}", *rule.split()
+            )
         return name, password
 
     def denials(self, user: str) -> list[dict[str, object]]:

@@ -44,8 +44,8 @@ def _has_tls(binary: str) -> bool:
 
 @dataclass(frozen=True)
 class Certificates:
-    """PEM files under one directory: the CA, the server's pair, a client's pair, and a second
-    CA that signed none of them (the "wrong CA")."""
+    """PEM files under one directory: the CA, the server's pair, a client's pair, a second CA
+    that signed none of them (the "wrong CA") and a client pair it signed (a stranger's)."""
 
     ca: Path
     server_cert: Path
@@ -53,6 +53,8 @@ class Certificates:
     client_cert: Path
     client_key: Path
     other_ca: Path
+    stranger_cert: Path
+    stranger_key: Path
 
     @classmethod
     def make(cls, directory: Path) -> Certificates:
@@ -66,7 +68,11 @@ class Certificates:
         server.private_key_pem.write_to_path(str(paths["server_key"]))
         client.cert_chain_pems[0].write_to_path(str(paths["client_cert"]))
         client.private_key_pem.write_to_path(str(paths["client_key"]))
-        trustme.CA().cert_pem.write_to_path(str(paths["other_ca"]))
+        other = trustme.CA()
+        other.cert_pem.write_to_path(str(paths["other_ca"]))
+        stranger = other.issue_cert("stranger@example.test")
+        stranger.cert_chain_pems[0].write_to_path(str(paths["stranger_cert"]))
+        stranger.private_key_pem.write_to_path(str(paths["stranger_key"]))
         return cls(**paths)
 
 

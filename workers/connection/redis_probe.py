@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import ssl
 from typing import Any, cast
 
 import redis
@@ -164,7 +166,7 @@ def check_server(target: PostroomRedisSettings, variable: str, settings: Postroo
             if mode not in ("sentinel", "cluster"):
                 check_access(client, settings)
     except (RedisError, OSError) as exc:
-        refused = refusal(exc, settings, describe(target))
+        refused = refusal(exc, settings, describe(target)) or _other_protocol(target, variable)
         if refused is not None:
             raise refused from None
         logger.debug("start-up probe of %s: %s", describe(target), exc)
@@ -180,6 +182,44 @@ def check_server(target: PostroomRedisSettings, variable: str, settings: Postroo
             f"slots one connection cannot reach: set POSTROOM_REDIS_CLUSTER="
             f"{target.host}:{target.port} instead"
         )
+
+
+def _other_protocol(target: PostroomRedisSettings, variable: str) -> ConfigError | None:
+    """A server that speaks the other protocol (TLS where plain was set, or plain where TLS
+    was): a TLS port drops a plain command, a plain port never answers a TLS hello. Either
+    would look like an outage for ever, so it is asked once in the other protocol."""
+    where = describe(target)
+    try:
+        with socket.create_connection((str(target.host), target.port), target.conn_timeout) as sock:
+            sock.settimeout(target.conn_timeout)
+            if target.ssl:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64)[:1] in (b"+", b"-"):
+                    return ConfigError(
+                        f"{variable}: Redis at {where} speaks plain Redis, not TLS: use "
+                        f"redis:// and leave POSTROOM_REDIS_TLS unset, or enable TLS on it"
+                    )
+                return None
+            if _speaks_tls(sock, str(target.host)):
+                return ConfigError(
+                    f"{variable}: Redis at {where} speaks TLS only: use rediss:// (or "
+                    f"POSTROOM_REDIS_TLS=true) with POSTROOM_REDIS_CA_FILE"
+                )
+    except OSError:
+        return None
+    return None
+
+
+def _speaks_tls(sock: socket.socket, host: str) -> bool:
+    """Whether the server completes a TLS handshake, or answers one with a TLS alert."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with context.wrap_socket(sock, server_hostname=host):
+            return True
+    except ssl.SSLError as exc:
+        return "ALERT" in str(exc.reason)
 
 
 def check_deployment(target: PostroomRedisSettings, settings: PostroomSettings) -> None:

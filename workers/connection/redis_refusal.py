@@ -98,6 +98,19 @@ def _tls_refusal(tls: ssl.SSLError, settings: PostroomSettings, where: str) -> C
             f"POSTROOM_REDIS_CERT_FILE: Redis at {where} asks for a client certificate "
             f"({reason}): set POSTROOM_REDIS_CERT_FILE and POSTROOM_REDIS_KEY_FILE"
         )
+    if isinstance(tls, ssl.SSLEOFError):  # closed mid-handshake, before or instead of an alert
+        cert = settings.redis_cert_file
+        wanted = (
+            f"it may not trust the client certificate {cert} (it must be signed by a CA the "
+            f"server trusts)"
+            if cert
+            else "it may want a client certificate: set POSTROOM_REDIS_CERT_FILE and "
+            "POSTROOM_REDIS_KEY_FILE"
+        )
+        return ConfigError(
+            f"POSTROOM_REDIS_CERT_FILE: Redis at {where} closed the TLS handshake ({reason}): "
+            f"{wanted}"
+        )
     if any(word in reason for word in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
         return ConfigError(
             f"POSTROOM_REDIS_CERT_FILE: Redis at {where} refused the client certificate "
