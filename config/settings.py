@@ -89,6 +89,10 @@ class PostroomSettings(BaseSettings):
     # certificate's file, then the key file is left unset).
     redis_tls: bool = False
     redis_ca_file: FilePath | None = None
+    # The server's certificate must name the host connected to (as HTTPS does): without it any
+    # certificate the CA (or, unset, any public CA) signed would do. Off only for a private CA
+    # whose certificates name no host.
+    redis_tls_check_hostname: bool = True
     redis_key_file: FilePath | None = None
     redis_cert_file: FilePath | None = Field(default=None, validate_default=True)
     # Opt-in: after each enqueue the client waits (WAIT) until this many replicas have the

@@ -14,7 +14,7 @@ from config.errors import ConfigError
 from config.settings import PostroomSettings, load_settings
 from tests.redis_security import client_refusal, refusal, run_jobs_end_to_end
 from tests.servers.guarded import AclServer
-from tests.servers.tls import TlsServer
+from tests.servers.tls import TlsServer, started
 
 
 def tls_settings(server: TlsServer, tmp_path: Path, **changes: Any) -> PostroomSettings:
@@ -138,3 +138,24 @@ def test_redis_tls_to_a_plain_server_stops_the_start_naming_the_variable(
         f"REDIS_URL: Redis at rediss://{password_redis.address}/0 speaks plain Redis, not TLS: "
         "use redis:// and leave POSTROOM_REDIS_TLS unset, or enable TLS on it"
     )
+
+
+async def test_redis_tls_certificate_for_another_host_is_refused_unless_allowed(
+    tls_redis: TlsServer, tmp_path: Path
+) -> None:
+    """The right CA signed it, but for redis.elsewhere.example: a hostname check refuses it
+    (POSTROOM_REDIS_TLS_CHECK_HOSTNAME, on by default), and only turning it off lets it by."""
+    certs = tls_redis.certificates
+    misnamed = TlsServer(
+        tmp_path / "misnamed", certs, "misnamed-pw", (certs.misnamed_cert, certs.misnamed_key)
+    )
+    with started(misnamed):
+        settings = tls_settings(misnamed, tmp_path)
+        message = refusal(settings)
+        assert message.startswith(
+            f"POSTROOM_REDIS_TLS_CHECK_HOSTNAME: the certificate of Redis at "
+            f"rediss://127.0.0.1:{misnamed.port}/0 does not name that host (IP address mismatch"
+        )
+        assert await client_refusal(settings) == message
+        unchecked = tls_settings(misnamed, tmp_path, redis_tls_check_hostname=False)
+        await run_jobs_end_to_end(unchecked)

@@ -158,7 +158,7 @@ class PostroomClient:
         try:
             redis = await create_pool(target, job_serializer=dumps, job_deserializer=loads)
         except (RedisError, OSError) as exc:
-            refused = refusal(exc, settings, describe(target))
+            refused = refusal(exc, settings, f"Redis at {describe(target)}")
             if refused is not None:
                 raise refused from None
             raise

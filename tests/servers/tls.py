@@ -45,7 +45,8 @@ def _has_tls(binary: str) -> bool:
 @dataclass(frozen=True)
 class Certificates:
     """PEM files under one directory: the CA, the server's pair, a client's pair, a second CA
-    that signed none of them (the "wrong CA") and a client pair it signed (a stranger's)."""
+    that signed none of them (the "wrong CA") and a client pair it signed (a stranger's), and
+    a server pair of the right CA for another host (misnamed)."""
 
     ca: Path
     server_cert: Path
@@ -55,6 +56,8 @@ class Certificates:
     other_ca: Path
     stranger_cert: Path
     stranger_key: Path
+    misnamed_cert: Path
+    misnamed_key: Path
 
     @classmethod
     def make(cls, directory: Path) -> Certificates:
@@ -68,6 +71,9 @@ class Certificates:
         server.private_key_pem.write_to_path(str(paths["server_key"]))
         client.cert_chain_pems[0].write_to_path(str(paths["client_cert"]))
         client.private_key_pem.write_to_path(str(paths["client_key"]))
+        misnamed = authority.issue_cert("redis.elsewhere.example")
+        misnamed.cert_chain_pems[0].write_to_path(str(paths["misnamed_cert"]))
+        misnamed.private_key_pem.write_to_path(str(paths["misnamed_key"]))
         other = trustme.CA()
         other.cert_pem.write_to_path(str(paths["other_ca"]))
         stranger = other.issue_cert("stranger@example.test")
@@ -79,10 +85,18 @@ class Certificates:
 class TlsServer:
     """redis-server on a free port, TLS only, client certificates required, `password` set."""
 
-    def __init__(self, directory: Path, certificates: Certificates, password: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        certificates: Certificates,
+        password: str,
+        server_pair: tuple[Path, Path] | None = None,
+    ) -> None:
+        """`server_pair` (certificate, key) instead of the one for 127.0.0.1 and localhost."""
         self.directory = directory
         self.certificates = certificates
         self.password = password
+        self.server_pair = server_pair or (certificates.server_cert, certificates.server_key)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -92,13 +106,15 @@ class TlsServer:
         return f"rediss://{HOST}:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        """An admin connection with the test's own client certificate."""
+        """An admin connection with the test's own client certificate (no hostname check:
+        a misnamed server is still the tests' own)."""
         certs = self.certificates
         return redis.Redis(
             host=HOST,
             port=self.port,
             password=self.password,
             ssl=True,
+            ssl_check_hostname=False,
             ssl_ca_certs=str(certs.ca),
             ssl_certfile=str(certs.client_cert),
             ssl_keyfile=str(certs.client_key),
@@ -117,8 +133,8 @@ class TlsServer:
             "--dir", str(self.directory),
             "--save", "",
             "--appendonly", "no",
-            "--tls-cert-file", str(certs.server_cert),
-            "--tls-key-file", str(certs.server_key),
+            "--tls-cert-file", str(self.server_pair[0]),
+            "--tls-key-file", str(self.server_pair[1]),
             "--tls-ca-cert-file", str(certs.ca),
             "--tls-auth-clients", "yes",
             "--requirepass", self.password,

@@ -49,7 +49,7 @@ async def connect_cluster(settings: PostroomSettings) -> RedisCluster:
         await cluster.initialize()
     except (RedisClusterException, RedisError, OSError) as exc:
         await cluster.aclose()
-        refused = _refusal(exc, settings, f"the Cluster node of {SETTING}={named}")
+        refused = _refusal(exc, settings, f"the Cluster at {SETTING}={named}")
         if refused is not None:
             raise refused from None
         if "cluster mode is not enabled" in str(exc).lower():

@@ -79,6 +79,7 @@ def tls_options(settings: PostroomSettings) -> dict[str, Any]:
         "ssl_ca_certs": path(settings.redis_ca_file),
         "ssl_certfile": path(settings.redis_cert_file),
         "ssl_keyfile": path(settings.redis_key_file),
+        "ssl_check_hostname": settings.redis_tls_check_hostname,
     }
 
 
@@ -113,6 +114,7 @@ def sentinel_kwargs(redis: RedisSettings) -> dict[str, Any]:
         "ssl_certfile": redis.ssl_certfile,
         "ssl_keyfile": redis.ssl_keyfile,
         "ssl_cert_reqs": redis.ssl_cert_reqs,
+        "ssl_check_hostname": redis.ssl_check_hostname,
         "socket_connect_timeout": redis.conn_timeout,
         "socket_timeout": redis.conn_timeout,  # a sentinel answers at once or not at all
     }

@@ -63,7 +63,7 @@ def check_sentinels(target: PostroomRedisSettings, settings: PostroomSettings) -
             mode = _sentinel_mode(target, host, port)
         except (RedisError, OSError) as exc:
             if tls_failure(exc):  # the same CA and certificate serve every node
-                raise refusal(exc, settings, f"the sentinel {host}:{port}") or exc from None
+                raise refusal(exc, settings, f"the sentinel at {host}:{port}") or exc from None
             unreachable.append(f"{host}:{port} ({exc})")
             continue
         if mode != "sentinel":
@@ -122,7 +122,7 @@ def _check_primary(
             client.ping()
             check_access(client, settings)
     except (RedisError, OSError) as exc:
-        refused = refusal(exc, settings, f"the primary {host}:{port}")
+        refused = refusal(exc, settings, f"the primary at {host}:{port}")
         if refused is not None:
             raise refused from None
         logger.debug("start-up probe of the primary %s:%d: %s", host, port, exc)
@@ -136,6 +136,7 @@ def _node_kwargs(target: PostroomRedisSettings) -> dict[str, Any]:
         "ssl_ca_certs": target.ssl_ca_certs,
         "ssl_certfile": target.ssl_certfile,
         "ssl_keyfile": target.ssl_keyfile,
+        "ssl_check_hostname": target.ssl_check_hostname,
         "socket_connect_timeout": target.conn_timeout,
         "socket_timeout": target.conn_timeout,
     }
@@ -166,7 +167,8 @@ def check_server(target: PostroomRedisSettings, variable: str, settings: Postroo
             if mode not in ("sentinel", "cluster"):
                 check_access(client, settings)
     except (RedisError, OSError) as exc:
-        refused = refusal(exc, settings, describe(target)) or _other_protocol(target, variable)
+        refused = refusal(exc, settings, f"Redis at {describe(target)}")
+        refused = refused or _other_protocol(target, variable)
         if refused is not None:
             raise refused from None
         logger.debug("start-up probe of %s: %s", describe(target), exc)

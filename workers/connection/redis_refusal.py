@@ -47,14 +47,14 @@ def _tls_error(exc: BaseException) -> ssl.SSLError | None:
 
 
 def refusal(exc: BaseException, settings: PostroomSettings, where: str) -> ConfigError | None:
-    """The ConfigError `exc` means for a connection to `where` (described without
-    credentials), or None when it is an outage to wait out."""
+    """The ConfigError `exc` means for a connection to `where` ("Redis at redis://host:6379/0",
+    "the primary at host:port": never with credentials), or None for an outage to wait out."""
     if isinstance(exc, AuthenticationError):
         return _auth_refusal(exc, settings, where)
     if isinstance(exc, NoPermissionError):
         user = settings.redis_username or "default"
         return ConfigError(
-            f"REDIS_USERNAME: the ACL user {user!r} of Redis at {where} lacks a permission "
+            f"REDIS_USERNAME: the ACL user {user!r} of {where} lacks a permission "
             f"postroom needs ({exc}): {ACL_HINT}"
         )
     tls = _tls_error(exc)
@@ -68,34 +68,38 @@ def _auth_refusal(exc: AuthenticationError, settings: PostroomSettings, where: s
     text = str(exc)
     if "required" in text.lower():
         return ConfigError(
-            f"REDIS_PASSWORD: Redis at {where} requires a password and none was given "
+            f"REDIS_PASSWORD: {where} requires a password and none was given "
             f"({text}): set REDIS_PASSWORD (and REDIS_USERNAME for an ACL user)"
         )
     if "without any password configured" in text.lower():
-        return ConfigError(
-            f"REDIS_PASSWORD: Redis at {where} has no password, but one was given: unset it"
-        )
+        return ConfigError(f"REDIS_PASSWORD: {where} has no password, but one was given: unset it")
     user = settings.redis_username or "default"
     return ConfigError(
-        f"{variables}: Redis at {where} refused user {user!r} with the password given "
+        f"{variables}: {where} refused user {user!r} with the password given "
         f"({text}): check the user name and the password"
     )
 
 
 def _tls_refusal(tls: ssl.SSLError, settings: PostroomSettings, where: str) -> ConfigError:
     reason = str(tls.reason or tls)
+    if isinstance(tls, ssl.SSLCertVerificationError) and "mismatch" in str(tls.verify_message):
+        return ConfigError(
+            f"POSTROOM_REDIS_TLS_CHECK_HOSTNAME: the certificate of {where} does not "
+            f"name that host ({tls.verify_message}): connect by a name the certificate holds, "
+            f"or set POSTROOM_REDIS_TLS_CHECK_HOSTNAME=false for a private CA that names none"
+        )
     if isinstance(tls, ssl.SSLCertVerificationError):
         ca = settings.redis_ca_file
         trusted = f"{ca}" if ca else "the system's CAs (POSTROOM_REDIS_CA_FILE is unset)"
         return ConfigError(
-            f"POSTROOM_REDIS_CA_FILE: the certificate of Redis at {where} does not verify "
+            f"POSTROOM_REDIS_CA_FILE: the certificate of {where} does not verify "
             f"against {trusted}: {tls.verify_message or reason}"
         )
     if "CERTIFICATE_REQUIRED" in reason or (
         "HANDSHAKE_FAILURE" in reason and not settings.redis_cert_file
     ):
         return ConfigError(
-            f"POSTROOM_REDIS_CERT_FILE: Redis at {where} asks for a client certificate "
+            f"POSTROOM_REDIS_CERT_FILE: {where} asks for a client certificate "
             f"({reason}): set POSTROOM_REDIS_CERT_FILE and POSTROOM_REDIS_KEY_FILE"
         )
     if isinstance(tls, ssl.SSLEOFError):  # closed mid-handshake, before or instead of an alert
@@ -108,15 +112,14 @@ def _tls_refusal(tls: ssl.SSLError, settings: PostroomSettings, where: str) -> C
             "POSTROOM_REDIS_KEY_FILE"
         )
         return ConfigError(
-            f"POSTROOM_REDIS_CERT_FILE: Redis at {where} closed the TLS handshake ({reason}): "
-            f"{wanted}"
+            f"POSTROOM_REDIS_CERT_FILE: {where} closed the TLS handshake ({reason}): {wanted}"
         )
     if any(word in reason for word in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
         return ConfigError(
-            f"POSTROOM_REDIS_CERT_FILE: Redis at {where} refused the client certificate "
+            f"POSTROOM_REDIS_CERT_FILE: {where} refused the client certificate "
             f"{settings.redis_cert_file} ({reason}): it must be signed by a CA the server trusts"
         )
     return ConfigError(
-        f"POSTROOM_REDIS_TLS: the TLS handshake with Redis at {where} failed ({reason}): "
+        f"POSTROOM_REDIS_TLS: the TLS handshake with {where} failed ({reason}): "
         f"check that the server speaks TLS on that port"
     )
