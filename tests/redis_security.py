@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import tests.security_tasks  # noqa: F401 - registers the tasks enqueued here
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings
-from tests.conftest import eventually, running_worker
+from tests.conftest import ROOT, eventually, running_worker
 from tests.security_tasks import Letter, deliver, flaky
 from workers.client import PostroomClient
 from workers.connection.redis_server import resolve_redis
@@ -50,3 +53,15 @@ async def client_refusal(settings: PostroomSettings) -> str:
     with pytest.raises(ConfigError) as caught:
         await PostroomClient.connect(settings)
     return str(caught.value)
+
+
+def run_postroom(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m workers ARGS` as an operator runs it, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "workers", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

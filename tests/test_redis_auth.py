@@ -5,9 +5,8 @@ variable, never printing the password."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,11 @@ import pytest
 
 import tests.security_tasks  # noqa: F401 - registers the tasks enqueued here
 from config.settings import PostroomSettings, load_settings
-from tests.conftest import ROOT
-from tests.redis_security import client_refusal, refusal, run_jobs_end_to_end
+from tests.redis_security import client_refusal, refusal, run_jobs_end_to_end, run_postroom
+from tests.servers.cluster import LocalCluster
 from tests.servers.guarded import AclServer
 from workers.client import PostroomClient
-from workers.connection.acl_rule import acl_rule
+from workers.connection.acl_rule import CLUSTER_COMMANDS, acl_rule
 
 
 def guarded_settings(server: AclServer, tmp_path: Path, **credentials: Any) -> PostroomSettings:
@@ -90,14 +89,7 @@ def test_redis_auth_worker_process_exits_with_the_variable_named_and_no_password
         "POSTROOM_LOG_LEVEL": "DEBUG",
     }
     for command in (["worker"], ["stats"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "workers", *command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_postroom(env, *command)
         assert done.returncode == 2, done.stderr
         assert "REDIS_URL: Redis at redis://127.0.0.1:" in done.stderr
         assert wrong not in done.stdout + done.stderr
@@ -152,3 +144,73 @@ def test_redis_acl_user_without_the_rule_gets_a_start_up_error_naming_the_settin
         acl_redis, tmp_path, redis_username=disabled_user, redis_password=password
     )
     assert f"refused user '{disabled_user}'" in refusal(settings)
+
+
+@pytest.fixture(scope="module")
+def password_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three primaries, each with the same `requirepass`."""
+    password = f"cluster-{uuid.uuid4().hex}"
+    with LocalCluster(tmp_path_factory.mktemp("password-cluster"), password=password) as cluster:
+        yield cluster
+
+
+def cluster_settings(cluster: LocalCluster, tmp_path: Path, **credentials: Any) -> PostroomSettings:
+    values: dict[str, Any] = {
+        "redis_cluster": cluster_nodes(cluster),
+        "key_prefix": f"sec-{uuid.uuid4().hex[:10]}",
+        "data_dir": tmp_path,
+        "shutdown_grace": 5,
+        **credentials,
+    }
+    return load_settings(**values)
+
+
+def cluster_nodes(cluster: LocalCluster) -> str:
+    """The value of POSTROOM_REDIS_CLUSTER."""
+    return ",".join(f"{host}:{port}" for host, port in cluster.startup_nodes)
+
+
+async def test_redis_auth_cluster_with_a_password_runs_jobs_and_names_a_wrong_one(
+    password_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    password = str(password_cluster.password)
+    await run_jobs_end_to_end(cluster_settings(password_cluster, tmp_path, redis_password=password))
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    message = await client_refusal(
+        cluster_settings(password_cluster, tmp_path, redis_password=wrong)
+    )
+    assert message.startswith("REDIS_PASSWORD: the Cluster at POSTROOM_REDIS_CLUSTER=127.0.0.1:")
+    assert "refused user 'default'" in message and wrong not in message
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "POSTROOM_REDIS_CLUSTER": cluster_nodes(password_cluster),
+        "REDIS_PASSWORD": wrong,
+        "POSTROOM_TASK_MODULES": "tests.security_tasks",
+        "POSTROOM_DATA_DIR": str(tmp_path),
+    }
+    done = run_postroom(env, "worker")
+    assert done.returncode == 2, done.stderr
+    assert "REDIS_PASSWORD: the Cluster at POSTROOM_REDIS_CLUSTER=" in done.stderr
+    assert wrong not in done.stderr
+
+
+async def test_redis_acl_user_on_a_cluster_runs_jobs_with_the_rule_and_the_slot_map(
+    password_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """On a Cluster the rule needs the slot map too (CLUSTER_COMMANDS), on every node."""
+    prefix = f"acl-{uuid.uuid4().hex[:10]}"
+    user, password = "postroom-cluster", f"pw-{uuid.uuid4().hex}"
+    rule = f"{acl_rule(prefix)} {' '.join(CLUSTER_COMMANDS)}"
+    for node in password_cluster.nodes:
+        with node.client() as admin:
+            admin.execute_command(
+                "ACL", "SETUSER", user, "reset", "on", f">{password}", *rule.split()
+            )
+    settings = cluster_settings(
+        password_cluster, tmp_path, key_prefix=prefix, redis_username=user, redis_password=password
+    )
+    await run_jobs_end_to_end(settings)
+    for node in password_cluster.nodes:
+        with node.client() as admin:
+            entries = admin.execute_command("ACL", "LOG", "1000")
+        assert [e for e in entries if user.encode() in e] == []

@@ -28,6 +28,8 @@ COMMANDS = (
     "-script|kill",
     "+info",
 )
+# On a Cluster, redis-py's client also reads the slot map from the nodes.
+CLUSTER_COMMANDS = ("+cluster|slots",)
 
 
 def acl_rule(prefix: str) -> str:
