@@ -214,3 +214,20 @@ async def test_redis_acl_user_on_a_cluster_runs_jobs_with_the_rule_and_the_slot_
         with node.client() as admin:
             entries = admin.execute_command("ACL", "LOG", "1000")
         assert [e for e in entries if user.encode() in e] == []
+
+
+def test_redis_acl_rule_command_prints_the_rule_of_the_prefix(tmp_path: Path) -> None:
+    """`postroom acl-rule`: the line to give ACL SETUSER (or put in an ACL file), for the
+    configured prefix, with the Cluster's extra where one is configured."""
+    env = {"PATH": "/usr/bin:/bin", "POSTROOM_KEY_PREFIX": "shop-1", "REDIS_PASSWORD": "not-shown"}
+    done = run_postroom(env, "acl-rule", "--user", "shop")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "ACL SETUSER shop on >CHANGE-ME-LONG-RANDOM-PASSWORD resetkeys ~{shop-1:* ~shop-1:* "
+        "resetchannels &shop-1:* -@all +@read +@write +@keyspace +@scripting +@pubsub "
+        "+@blocking +@connection -@dangerous -function -script|flush -script|kill +info\n"
+    )
+    on_cluster = run_postroom({**env, "POSTROOM_REDIS_CLUSTER": "10.0.0.1:7000"}, "acl-rule")
+    assert on_cluster.stdout.startswith("ACL SETUSER postroom on >CHANGE-ME")
+    assert on_cluster.stdout.endswith(" +info +cluster|slots\n")
+    assert "not-shown" not in done.stdout + on_cluster.stdout

@@ -1,5 +1,6 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, enqueue, migrate-keys, serve): tables by default, `--json` for scripts.
+clean, pause, resume, enqueue, migrate-keys, acl-rule, serve): tables by default, `--json`
+for scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
 unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message.
@@ -23,6 +24,7 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient, redis_url
+from workers.connection.acl_rule import CLUSTER_COMMANDS, acl_rule
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.observe.logs import configure_logging
 from workers.observe.masking import mask, masked_letter
@@ -124,6 +126,10 @@ def add_commands(commands: Any) -> None:
                               "move with a run over every queue)")  # fmt: skip
     migrate.add_argument("--dry-run", action="store_true", help="count what would move")
     _output(migrate)
+    acl = commands.add_parser(
+        "acl-rule", help="print the ACL SETUSER line of a Redis user with only what postroom needs"
+    )
+    acl.add_argument("--user", default="postroom", help="the user's name (default postroom)")
     serve = commands.add_parser("serve", help="run the admin HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
@@ -136,12 +142,24 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "serve":
         return serve(settings, args.host, args.port, local_only=args.local_only)
+    if args.command == "acl-rule":
+        print(acl_setuser(settings, args.user))
+        return 0
     try:
         asyncio.run(_run(settings, args))
     except (CommandError, PayloadValidationError, UnknownTaskError) as exc:
         print(f"postroom {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def acl_setuser(settings: PostroomSettings, user: str) -> str:
+    """The ACL SETUSER command for this deployment's prefix (and a Cluster's slot map), with
+    a placeholder where the password goes: it is never printed."""
+    rule = acl_rule(settings.key_prefix)
+    if settings.redis_cluster:
+        rule = " ".join([rule, *CLUSTER_COMMANDS])
+    return f"ACL SETUSER {user} on >CHANGE-ME-LONG-RANDOM-PASSWORD {rule}"
 
 
 async def _run(settings: PostroomSettings, args: argparse.Namespace) -> None:
