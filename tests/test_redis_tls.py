@@ -14,7 +14,7 @@ from config.errors import ConfigError
 from config.settings import PostroomSettings, load_settings
 from tests.redis_security import client_refusal, refusal, run_jobs_end_to_end
 from tests.servers.guarded import AclServer
-from tests.servers.tls import TlsServer, started
+from tests.servers.tls import TlsServer, start_tls_cluster, started
 
 
 def tls_settings(server: TlsServer, tmp_path: Path, **changes: Any) -> PostroomSettings:
@@ -159,3 +159,30 @@ async def test_redis_tls_certificate_for_another_host_is_refused_unless_allowed(
         assert await client_refusal(settings) == message
         unchecked = tls_settings(misnamed, tmp_path, redis_tls_check_hostname=False)
         await run_jobs_end_to_end(unchecked)
+
+
+async def test_redis_tls_cluster_runs_jobs_with_a_client_certificate(
+    tls_redis: TlsServer, tmp_path: Path
+) -> None:
+    """POSTROOM_REDIS_CLUSTER with POSTROOM_REDIS_TLS: the Cluster client takes the same CA
+    and client pair; the wrong CA names its variable there too."""
+    certs = tls_redis.certificates
+    node = start_tls_cluster(tmp_path / "tls-cluster", certs, "tls-cluster-pw")
+    try:
+        settings = tls_settings(
+            node,
+            tmp_path,
+            redis_url=None,
+            redis_cluster=f"127.0.0.1:{node.port}",
+            redis_tls=True,
+            redis_password="tls-cluster-pw",
+        )
+        await run_jobs_end_to_end(settings)
+        wrong_ca = settings.model_copy(update={"redis_ca_file": certs.other_ca})
+        message = await client_refusal(wrong_ca)
+        assert message.startswith(
+            f"POSTROOM_REDIS_CA_FILE: the certificate of the Cluster at "
+            f"POSTROOM_REDIS_CLUSTER=127.0.0.1:{node.port} does not verify against "
+        )
+    finally:
+        node.stop()

@@ -91,8 +91,11 @@ class TlsServer:
         certificates: Certificates,
         password: str,
         server_pair: tuple[Path, Path] | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
-        """`server_pair` (certificate, key) instead of the one for 127.0.0.1 and localhost."""
+        """`server_pair` (certificate, key) instead of the one for 127.0.0.1 and localhost;
+        `extra`, more server arguments."""
+        self.extra = extra
         self.directory = directory
         self.certificates = certificates
         self.password = password
@@ -138,6 +141,7 @@ class TlsServer:
             "--tls-ca-cert-file", str(certs.ca),
             "--tls-auth-clients", "yes",
             "--requirepass", self.password,
+            *self.extra,
         ]  # fmt: skip
         with (self.directory / "server.log").open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -160,6 +164,38 @@ class TlsServer:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+def start_tls_cluster(directory: Path, certificates: Certificates, password: str) -> TlsServer:
+    """A one-node Redis Cluster holding every slot, TLS only (its cluster bus too), wanting
+    client certificates: what a Cluster client needs to meet TLS on every node it learns."""
+    node = TlsServer(
+        directory,
+        certificates,
+        password,
+        extra=(
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(directory / "nodes.conf"),
+            "--cluster-port", str(free_port()),
+            "--tls-cluster", "yes",
+            "--masterauth", password,
+        ),
+    ).start()  # fmt: skip
+    try:
+        with node.client() as admin:
+            admin.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
+
+        def whole() -> bool:
+            with node.client() as admin:
+                info = admin.execute_command("CLUSTER INFO")  # parsed to a dict by redis-py
+            return bool(info.get("cluster_state") == "ok")
+
+        # A primary turns writable about 2 s after it started (Redis's rejoin delay).
+        wait_until(whole, "the TLS cluster node holds every slot")
+    except BaseException:
+        node.stop()
+        raise
+    return node
 
 
 @contextlib.contextmanager
