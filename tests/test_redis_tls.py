@@ -14,7 +14,8 @@ from config.errors import ConfigError
 from config.settings import PostroomSettings, load_settings
 from tests.redis_security import client_refusal, refusal, run_jobs_end_to_end
 from tests.servers.guarded import AclServer
-from tests.servers.tls import TlsServer, start_tls_cluster, started
+from tests.servers.sentinel import SentinelSet
+from tests.servers.tls import TlsProcess, TlsServer, start_tls_cluster, started
 
 
 def tls_settings(server: TlsServer, tmp_path: Path, **changes: Any) -> PostroomSettings:
@@ -186,3 +187,30 @@ async def test_redis_tls_cluster_runs_jobs_with_a_client_certificate(
         )
     finally:
         node.stop()
+
+
+async def test_redis_tls_sentinel_set_runs_jobs_and_names_a_wrong_ca(
+    tls_sentinel_set: SentinelSet, tmp_path: Path
+) -> None:
+    """Sentinels and data nodes over TLS with client certificates: the sentinels' connections
+    and the data nodes' take the same CA and pair."""
+    node = tls_sentinel_set.nodes[0]
+    assert isinstance(node, TlsProcess)
+    certs = node.certificates
+    settings = load_settings(
+        redis_sentinels=tls_sentinel_set.addresses,
+        redis_password=tls_sentinel_set.password,
+        redis_sentinel_password=tls_sentinel_set.sentinel_password,
+        redis_tls=True,
+        redis_ca_file=certs.ca,
+        redis_cert_file=certs.client_cert,
+        redis_key_file=certs.client_key,
+        key_prefix=f"tls-{uuid.uuid4().hex[:10]}",
+        data_dir=tmp_path,
+        shutdown_grace=5,
+    )
+    await run_jobs_end_to_end(settings)
+    wrong_ca = settings.model_copy(update={"redis_ca_file": certs.other_ca})
+    assert refusal(wrong_ca).startswith(
+        "POSTROOM_REDIS_CA_FILE: the certificate of the sentinel at 127.0.0.1:"
+    )

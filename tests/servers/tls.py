@@ -9,6 +9,7 @@ server's and the client's certificates are made afresh for each set.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ import pytest
 import redis
 import trustme
 
-from tests.servers.processes import HOST, free_port, wait_until
+from tests.servers.processes import HOST, ServerProcess, free_port, wait_until
+from tests.servers.sentinel import SentinelSet
+from tests.servers.sentinel import started as sentinel_started
 
 BINARY_NAMES = ("redis-server", "valkey-server")
 
@@ -196,6 +199,63 @@ def start_tls_cluster(directory: Path, certificates: Certificates, password: str
         node.stop()
         raise
     return node
+
+
+class TlsProcess(ServerProcess):
+    """A data node or sentinel of a Sentinel set (sentinel.py) in redis-server, TLS only,
+    wanting client certificates; it replicates (and a sentinel monitors) over TLS too."""
+
+    def __init__(
+        self, directory: Path, args: list[str], password: str | None, certificates: Certificates
+    ) -> None:
+        super().__init__(directory, args, password)
+        self.certificates = certificates
+
+    def binary(self) -> str:
+        return tls_server_binary()
+
+    def listen_args(self) -> list[str]:
+        certs = self.certificates
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--bind", HOST,
+            "--tls-cert-file", str(certs.server_cert),
+            "--tls-key-file", str(certs.server_key),
+            "--tls-ca-cert-file", str(certs.ca),
+            "--tls-auth-clients", "yes",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def client(self) -> redis.Redis:
+        certs = self.certificates
+        return redis.Redis(
+            host=HOST,
+            port=self.port,
+            password=self.password,
+            ssl=True,
+            ssl_ca_certs=str(certs.ca),
+            ssl_certfile=str(certs.client_cert),
+            ssl_keyfile=str(certs.client_key),
+            socket_timeout=2,
+            decode_responses=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def tls_sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A Sentinel set speaking TLS only, every node wanting client certificates; the data
+    nodes and the sentinels each with a password."""
+    directory = tmp_path_factory.mktemp("tls-sentinel-set")
+    certificates = Certificates.make(directory / "certs")
+    deployment = SentinelSet(
+        directory,
+        password="tls-data-pw",
+        sentinel_password="tls-sentinel-pw",
+        process=functools.partial(TlsProcess, certificates=certificates),
+    )
+    with sentinel_started(deployment) as running:
+        yield running
 
 
 @contextlib.contextmanager
