@@ -24,6 +24,7 @@ from config.encryption import EncryptionSettings
 from config.errors import ConfigError
 from config.notify import PushSettings, SmsSettings, SmtpSettings
 from config.queues import QueueName, QueueTable
+from config.redaction import redact_credentials
 
 ENV_PREFIX = "POSTROOM_"
 # A shorter bearer token could be guessed; `secrets.token_urlsafe(32)` makes a good one.
@@ -259,11 +260,6 @@ def env_var_for(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part) for part in loc if isinstance(part, str)).upper()
 
 
-def without_password(url: str) -> str:
-    """`url` with the password of its user part (`scheme://user:password@host`) as `***`."""
-    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^/]*@", r"\1:***@", url, flags=re.I)
-
-
 def _shown(error: Any) -> str:
     """The bad value, unless it is a credential: an error message must not print one (nor a
     URL's password)."""
@@ -271,7 +267,7 @@ def _shown(error: Any) -> str:
     if secret:
         return "***"
     value = error.get("input")
-    return repr(without_password(value) if isinstance(value, str) else value)
+    return repr(redact_credentials(value) if isinstance(value, str) else value)
 
 
 def load_settings(**overrides: Any) -> PostroomSettings:

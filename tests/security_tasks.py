@@ -16,6 +16,8 @@ class Letter(BaseModel):
     message_id: str = Field(alias="messageId", min_length=1)
     content: str
     access_token: str | None = Field(default=None, alias="accessToken")
+    # Where the provider is, credentials in the URL as some providers take them.
+    callback_url: str | None = Field(default=None, alias="callbackUrl")
 
 
 @task(queue=QueueName.DELIVERY, name="tests.security.deliver")
@@ -30,4 +32,6 @@ async def deliver(ctx: JobContext, letter: Letter) -> dict[str, str]:
 @task(queue=QueueName.DELIVERY, name="tests.security.flaky", max_tries=2, backoff=QUICK)
 async def flaky(ctx: JobContext, letter: Letter) -> None:
     """Fails every try as a provider that is down would: retried, then dead-lettered."""
-    raise RuntimeError(f"provider answered 503 for message {letter.message_id}")
+    at = f" at {letter.callback_url}" if letter.callback_url else ""
+    # An HTTP client's error quotes the URL it called, password and all.
+    raise RuntimeError(f"provider answered 503 for message {letter.message_id}{at}")

@@ -22,12 +22,14 @@ import pytest
 
 import tasks  # noqa: F401 - registers send-message, run by the worker below
 import tests.security_tasks  # noqa: F401
+from config.redaction import redact_credentials
 from config.settings import PostroomSettings, load_settings
 from tests.conftest import ROOT, eventually
 from tests.security_tasks import Letter, deliver, flaky
 from tests.servers.guarded import EPHEMERAL, AclServer, started
 from tests.servers.processes import free_port
 from workers.client import PostroomClient
+from workers.observe.masking import mask
 from workers.ops.admin import create_admin_app
 from workers.store.job_status import JobState
 
@@ -64,6 +66,10 @@ class Planted:
         return f"access-token-{self.tag}"
 
     @property
+    def url_password(self) -> str:
+        return f"url-pw-{self.tag}"
+
+    @property
     def body(self) -> str:
         return f"body-marker-{self.tag}"
 
@@ -76,6 +82,7 @@ class Planted:
             "encryption key": self.encryption_key,
             "payload access token": self.access_token,
             "message body": self.body,
+            "password in a provider's URL": self.url_password,
         }
 
 
@@ -175,7 +182,12 @@ async def test_secrets_never_reach_logs_views_metrics_or_errors(
     worker = start_worker({**env, "POSTROOM_METRICS_PORT": str(metrics_port)}, log_file)
     try:
         async with await PostroomClient.connect(settings) as client:
-            letter = Letter(messageId="m-1", content=planted.body, accessToken=planted.access_token)
+            letter = Letter(
+                messageId="m-1",
+                content=planted.body,
+                accessToken=planted.access_token,
+                callbackUrl=f"https://bot:{planted.url_password}@push.example.test/send",
+            )
             failing = await client.enqueue(flaky.call(letter))
             done = await client.enqueue(deliver.call(letter))
             sent = await client.enqueue_payload(
@@ -209,6 +221,7 @@ async def test_secrets_never_reach_logs_views_metrics_or_errors(
         worker.wait(timeout=60)
     worker_log = outputs.add("worker log (DEBUG)", log_file.read_bytes())
     assert "dead-lettered" in worker_log and " DEBUG " in worker_log
+    assert "https://bot:***@push.example.test/send" in worker_log
 
     await bad_starts(planted, secret_redis, env, settings, outputs)
     outputs.add("in-process logs (DEBUG)", caplog.text)
@@ -246,7 +259,8 @@ async def read_admin_api(
             assert refused.status_code == 401
             outputs.add("admin API refusal", refused.text + str(refused.headers))
     letter = outputs.texts[f"admin API GET {queue}/failed/{failed_id}"]
-    assert failed_id in letter and "provider answered 503" in letter and "***" in letter
+    assert failed_id in letter and "provider answered 503" in letter
+    assert "at https://bot:***@push.example.test/send" in letter  # the error, its URL redacted
 
 
 def read_cli(env: dict[str, str], failed_id: str, sent_id: str, outputs: Outputs) -> None:
@@ -312,3 +326,20 @@ async def bad_starts(
         )
     outputs.add("client error, wrong password", repr(caught.value) + str(caught.value))
     await asyncio.sleep(0)
+
+
+def test_secrets_url_passwords_are_redacted_wherever_text_is_shown() -> None:
+    """The one redaction every output shares (config/redaction.py): a URL's password goes,
+    its user, host and path stay; a password holding "@" does not get out either."""
+    cases = {
+        "redis://:hunter2@cache:6379/0": "redis://:***@cache:6379/0",
+        "rediss://postroom:p@ss@cache/0 failed": "rediss://postroom:***@cache/0 failed",
+        "GET https://bot:t0k3n@push.example/send": "GET https://bot:***@push.example/send",
+        "redis://cache:6379/0 and user@example.com": "redis://cache:6379/0 and user@example.com",
+        "amqp://a:b@mq/ and postgresql://u:v@db/x": "amqp://a:***@mq/ and postgresql://u:***@db/x",
+    }
+    assert {text: redact_credentials(text) for text in cases} == cases
+    assert mask({"callbackUrl": "https://bot:t0k3n@push.example/send", "count": 2}) == {
+        "callbackUrl": "https://bot:***@push.example/send",
+        "count": 2,
+    }

@@ -27,7 +27,7 @@ from workers.client import PostroomClient, redis_url
 from workers.connection.acl_rule import CLUSTER_COMMANDS, acl_rule
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.observe.logs import configure_logging
-from workers.observe.masking import mask, masked_letter
+from workers.observe.masking import mask, masked_job, masked_letter
 from workers.ops.cli_tables import table
 from workers.runner.serve import load_task_modules
 from workers.store.dead_letter import retryable, why
@@ -208,8 +208,7 @@ async def _stats(client: PostroomClient, args: argparse.Namespace) -> Result:
 
 async def _jobs(client: PostroomClient, args: argparse.Namespace) -> Result:
     page = await client.list_jobs(args.queue, args.state, offset=args.offset, limit=args.limit)
-    for item in page.items:
-        item.result = mask(item.result)
+    page = page.model_copy(update={"items": [masked_job(item) for item in page.items]})
     rows = [
         [j.job_id, j.state.value, j.task, j.priority, j.tries, j.enqueued_at, j.finished_at,
          j.error]
@@ -225,8 +224,7 @@ async def _job(client: PostroomClient, args: argparse.Namespace) -> Result:
     info = await client.job_info(args.job_id)
     if info is None:
         raise CommandError(f"no job {args.job_id!r}")
-    data = info.model_dump(mode="json")
-    data["result"] = mask(data["result"])
+    data = masked_job(info).model_dump(mode="json")
     data["payload"] = mask(await client.job_payload(args.job_id))
     width = max(len(key) for key in data)
     lines = [
