@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import ConfigError
 from config.settings import PostroomSettings
@@ -168,7 +170,8 @@ def check_server(target: PostroomRedisSettings, variable: str, settings: Postroo
                 check_access(client, settings)
     except (RedisError, OSError) as exc:
         refused = refusal(exc, settings, f"Redis at {describe(target)}")
-        refused = refused or _other_protocol(target, variable)
+        if refused is None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            refused = _other_protocol(target, variable)  # dropped or silent, not an answer
         if refused is not None:
             raise refused from None
         logger.debug("start-up probe of %s: %s", describe(target), exc)
