@@ -137,6 +137,8 @@ def test_redis_acl_user_without_the_rule_gets_a_start_up_error_naming_the_settin
     assert "has no permissions to run the 'evalsha' command" in no_scripts
     no_info = start_with(acl_rule(prefix).replace(" +info", ""))
     assert "has no permissions to run the 'info' command" in no_info
+    no_clock = start_with(acl_rule(prefix).replace(" +time", ""))
+    assert "has no permissions to run the 'time' command" in no_clock
     disabled_user, password = acl_redis.add_user(acl_rule(prefix))
     with acl_redis.client() as admin:
         admin.execute_command("ACL", "SETUSER", disabled_user, "off")
@@ -225,9 +227,9 @@ def test_redis_acl_rule_command_prints_the_rule_of_the_prefix(tmp_path: Path) ->
     assert done.stdout == (
         "ACL SETUSER shop on >CHANGE-ME-LONG-RANDOM-PASSWORD resetkeys ~{shop-1:* ~shop-1:* "
         "resetchannels &shop-1:* -@all +@read +@write +@keyspace +@scripting +@pubsub "
-        "+@blocking +@connection -@dangerous -function -script|flush -script|kill +info\n"
+        "+@blocking +@connection -@dangerous -function -script|flush -script|kill +info +time\n"
     )
     on_cluster = run_postroom({**env, "POSTROOM_REDIS_CLUSTER": "10.0.0.1:7000"}, "acl-rule")
     assert on_cluster.stdout.startswith("ACL SETUSER postroom on >CHANGE-ME")
-    assert on_cluster.stdout.endswith(" +info +cluster|slots\n")
+    assert on_cluster.stdout.endswith(" +info +time +cluster|slots\n")
     assert "not-shown" not in done.stdout + on_cluster.stdout

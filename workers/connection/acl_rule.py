@@ -5,8 +5,9 @@ Worked out by running the workers, the client, the admin API and the CLI under a
 this rule and nothing failed (tests/test_redis_auth.py runs them so): scripts (EVALSHA,
 SCRIPT LOAD, and what the scripts call), reads and writes of the prefix's keys, SCAN (live
 workers), blocking pops (idle workers), pub/sub (real-time channels), INFO (the start-up
-probe). Dangerous commands stay out (FLUSHALL, KEYS, CONFIG, DEBUG, RESTORE, ...), and so do
-FUNCTION and SCRIPT FLUSH/KILL, which would reach other deployments on the same server.
+probe), TIME (the rate limits' script reads Redis' clock). Dangerous commands stay out
+(FLUSHALL, KEYS, CONFIG, DEBUG, RESTORE, ...), and so do FUNCTION and SCRIPT FLUSH/KILL,
+which would reach other deployments on the same server.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COMMANDS = (
     "-script|flush",
     "-script|kill",
     "+info",
+    "+time",
 )
 # On a Cluster, redis-py's client also reads the slot map from the nodes.
 CLUSTER_COMMANDS = ("+cluster|slots",)

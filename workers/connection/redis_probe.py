@@ -147,7 +147,9 @@ def _node_kwargs(target: PostroomRedisSettings) -> dict[str, Any]:
 def check_access(client: redis.Redis, settings: PostroomSettings) -> None:
     """NoPermissionError unless the (ACL) user may run scripts on the served queues' keys
     and touch the prefix's own keys: EVALSHA of no script is refused for a missing command
-    or key permission, else answers NOSCRIPT, and so changes nothing."""
+    or key permission, else answers NOSCRIPT, and so changes nothing. TIME too, which the
+    rate limits' script calls (a script's own calls are checked only when it runs)."""
+    client.time()
     keys = Keys(settings.key_prefix)
     names = [keys.of(queue).queue for queue in settings.worker_queues] + [keys.control_queue()]
     for name in names:
