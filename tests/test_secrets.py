@@ -53,6 +53,11 @@ class Planted:
         return f"admin-token-{self.tag}"
 
     @property
+    def named_token(self) -> str:
+        """An operator's own token (POSTROOM_ADMIN_TOKENS), the audit trail names its owner."""
+        return f"named-token-{self.tag}"
+
+    @property
     def short_token(self) -> str:
         """An admin token too short to be accepted: refused, and not shown either."""
         return f"tok-{self.tag[:8]}"
@@ -78,6 +83,7 @@ class Planted:
             "Redis password": self.redis_password,
             "wrong Redis password": self.wrong_password,
             "admin token": self.admin_token,
+            "named admin token": self.named_token,
             "short admin token": self.short_token,
             "encryption key": self.encryption_key,
             "payload access token": self.access_token,
@@ -120,6 +126,22 @@ class Outputs:
         ]
 
 
+def admin_tokens(planted: Planted) -> str:
+    return orjson.dumps({"ops-alice": {"token": planted.named_token, "role": "operator"}}).decode()
+
+
+def letter_payload(planted: Planted, message_id: str) -> dict[str, object]:
+    """A `tests.security.deliver` payload as JSON, every secret of a payload in it."""
+    return {
+        "letter": {
+            "messageId": message_id,
+            "content": planted.body,
+            "accessToken": planted.access_token,
+            "callbackUrl": f"https://bot:{planted.url_password}@push.example.test/send",
+        }
+    }
+
+
 def deployment_env(planted: Planted, url: str, tmp_path: Path, prefix: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -128,6 +150,7 @@ def deployment_env(planted: Planted, url: str, tmp_path: Path, prefix: str) -> d
         "POSTROOM_DATA_DIR": str(tmp_path / "data"),
         "POSTROOM_TASK_MODULES": "tasks,tests.security_tasks",
         "POSTROOM_ADMIN_TOKEN": planted.admin_token,
+        "POSTROOM_ADMIN_TOKENS": admin_tokens(planted),
         "POSTROOM_ENCRYPTION__KEYS": orjson.dumps({"k1": planted.encryption_key}).decode(),
         "POSTROOM_ENCRYPTION__ACTIVE_KEY_ID": "k1",
         "POSTROOM_LOG_LEVEL": "DEBUG",
@@ -175,6 +198,7 @@ async def test_secrets_never_reach_logs_views_metrics_or_errors(
         key_prefix=prefix,
         data_dir=tmp_path / "data",
         admin_token=planted.admin_token,
+        admin_tokens=admin_tokens(planted),
         encryption={"keys": {"k1": planted.encryption_key}, "active_key_id": "k1"},
     )
     metrics_port = free_port()
@@ -215,7 +239,7 @@ async def test_secrets_never_reach_logs_views_metrics_or_errors(
             async with httpx.AsyncClient() as http:
                 metrics = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
             assert "postroom_jobs_dead_lettered" in outputs.add("worker /metrics", metrics.text)
-            read_cli(env, failing.job_id, sent.job_id, outputs)
+            read_cli(env, planted, failing.job_id, sent.job_id, outputs)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
@@ -254,6 +278,24 @@ async def read_admin_api(
                 answer = await api.get(path, headers=auth)
                 assert answer.status_code == 200, (path, answer.text)
                 outputs.add(f"admin API GET {path}", answer.text)
+            operator = {"Authorization": f"Bearer {planted.named_token}"}
+            posted = await api.post(
+                "/jobs",
+                headers=operator,
+                json={"task": "tests.security.deliver", "payload": letter_payload(planted, "m-3")},
+            )
+            assert posted.status_code == 201, posted.text
+            outputs.add("admin API POST /jobs", posted.text)
+            unknown = await api.post(
+                "/jobs",
+                headers=operator,
+                json={"task": "no.such", "payload": letter_payload(planted, "m-4")},
+            )
+            assert unknown.status_code == 422
+            outputs.add("admin API POST /jobs refused", unknown.text)
+            trail = await api.get("/audit", headers=auth)
+            assert trail.status_code == 200 and "ops-alice" in trail.text, trail.text
+            outputs.add("admin API GET /audit", trail.text)
             wrong = {"Authorization": f"Bearer {planted.wrong_password}"}
             refused = await api.get(queue, headers=wrong)
             assert refused.status_code == 401
@@ -263,7 +305,9 @@ async def read_admin_api(
     assert "at https://bot:***@push.example.test/send" in letter  # the error, its URL redacted
 
 
-def read_cli(env: dict[str, str], failed_id: str, sent_id: str, outputs: Outputs) -> None:
+def read_cli(
+    env: dict[str, str], planted: Planted, failed_id: str, sent_id: str, outputs: Outputs
+) -> None:
     """The operator commands, in both output formats."""
     commands = [
         ("table", ["stats"]),
@@ -275,11 +319,18 @@ def read_cli(env: dict[str, str], failed_id: str, sent_id: str, outputs: Outputs
             for args in (["failed", "message-delivery", "--traceback"], ["job", failed_id])
         ],
     ]
+    payload = orjson.dumps(letter_payload(planted, "m-5")).decode()
+    enqueued = cli(env, "enqueue", "tests.security.deliver", "--json", payload)
+    assert enqueued.returncode == 0, enqueued.stderr
+    outputs.add("CLI enqueue", enqueued.stdout + enqueued.stderr)
+    commands += [("table", ["audit"]), ("json", ["audit"])]
     for output, args in commands:
         done = cli(env, *args, "--output", output)
         assert done.returncode == 0, done.stderr
         outputs.add(f"CLI {' '.join(args)} ({output})", done.stdout + done.stderr)
     assert failed_id in outputs.texts["CLI failed message-delivery --traceback (table)"]
+    trail = outputs.texts["CLI audit (json)"]
+    assert "ops-alice" in trail and "job.enqueue" in trail  # the API's and the CLI's enqueues
 
 
 async def bad_starts(
