@@ -10,12 +10,24 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-# The password runs to the last "@" before a space or "/": a raw "@" in it is not a way out.
-_URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s/]*@", re.IGNORECASE)
+# After "://": the user, ":", the password up to the last "@" before a space or "/" (a raw
+# "@" in a password is not a way out).
+_USER_INFO = re.compile(r"[^\s:/@]*:[^\s/]*@")
 
 
 def redact_credentials(text: str) -> str:
     """`text` with each URL's password replaced by `***` (the user name is kept)."""
     if "@" not in text or "://" not in text:  # the common case costs two scans
         return text
-    return _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    parts: list[str] = []
+    done = 0
+    start = text.find("://")
+    while start != -1:
+        begin = start + 3
+        found = _USER_INFO.match(text, begin)
+        if found:
+            user = text[begin : text.index(":", begin)]
+            parts += [text[done:begin], user, ":", MASK, "@"]
+            done = found.end()
+        start = text.find("://", found.end() if found else begin)
+    return "".join(parts) + text[done:] if parts else text
