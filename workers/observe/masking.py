@@ -11,8 +11,9 @@ import re
 from typing import Any
 
 from config.redaction import MASK, redact_credentials
-from workers.store.dead_letter import DeadLetter
+from workers.store.dead_letter import DeadLetter, opened_letter
 from workers.store.job_status import JobInfo
+from workers.store.sealing import NO_SEALER, PayloadSealer
 
 __all__ = ["MASK", "mask", "masked_job", "masked_letter"]
 
@@ -53,9 +54,10 @@ def _masked_field(name: str, value: Any) -> Any:
     return mask(value, body=normal in BODY_FIELDS or normal.endswith(("content", "body")))
 
 
-def masked_letter(letter: DeadLetter) -> DeadLetter:
-    """A copy of a dead letter with its payload masked and URL passwords out of its errors,
-    as the API and the CLI show it."""
+def masked_letter(letter: DeadLetter, sealer: PayloadSealer = NO_SEALER) -> DeadLetter:
+    """A copy of a dead letter, opened with `sealer` (sealing.py), its payload masked and URL
+    passwords out of its errors, as the API and the CLI show it."""
+    opened = opened_letter(sealer, letter)
     errors = [
         error.model_copy(
             update={
@@ -63,9 +65,9 @@ def masked_letter(letter: DeadLetter) -> DeadLetter:
                 "traceback": redact_credentials(error.traceback),
             }
         )
-        for error in letter.errors
+        for error in opened.errors
     ]
-    return letter.model_copy(update={"payload": mask(letter.payload), "errors": errors})
+    return opened.model_copy(update={"payload": mask(opened.payload), "errors": errors})
 
 
 def masked_job(info: JobInfo) -> JobInfo:
