@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import tests.sample_tasks  # noqa: F401 - registers the tasks the tests enqueue
@@ -94,8 +95,23 @@ def worker_env(settings: PostroomSettings, **extra: str) -> dict[str, str]:
         "POSTROOM_KEY_PREFIX": settings.key_prefix,
         "POSTROOM_TASK_MODULES": "tests.sample_tasks",
         "POSTROOM_DATA_DIR": str(settings.data_dir),
+        **_encryption_env(settings),
         **extra,
     }
+
+
+def _encryption_env(settings: PostroomSettings) -> dict[str, str]:
+    """The keyring of `settings`: a worker without it could not open the jobs it seals."""
+    encryption = settings.encryption
+    env = {}
+    if encryption.keys:
+        keys = {k: v.get_secret_value() for k, v in encryption.keys.items()}
+        env["POSTROOM_ENCRYPTION__KEYS"] = orjson.dumps(keys).decode()
+    if encryption.active_key_id is not None:
+        env["POSTROOM_ENCRYPTION__ACTIVE_KEY_ID"] = encryption.active_key_id
+    if settings.payload_encryption is not None:
+        env["POSTROOM_PAYLOAD_ENCRYPTION"] = str(settings.payload_encryption).lower()
+    return env
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
