@@ -180,6 +180,19 @@ class Keys:
         """Set of the handlers that ran for a queued event (events/queued.py)."""
         return f"{self.prefix}:event:{event_id}:handled"
 
+    def event_group_handled(self, group: str, event_id: str) -> str:
+        """Set of the handlers of one consumer group that ran for a RabbitMQ event
+        (events/rabbitmq/consumer.py): each group keeps its own log."""
+        return f"{self.prefix}:event-group:{group}:{event_id}:handled"
+
+    def event_published(self, event_id: str) -> str:
+        """Marker of an event RabbitMQ confirmed, so publishing it again is a no-op."""
+        return f"{self.prefix}:event:{event_id}:published"
+
+    def event_groups(self) -> str:
+        """Set of the RabbitMQ consumer groups that ever ran, for the admin tools to list."""
+        return f"{self.prefix}:event-groups"
+
     def user_channel(self, user_id: str) -> str:
         """The pub/sub channel of one user's real-time events (tasks/realtime.py)."""
         return f"{self.prefix}:user:{user_id}"
