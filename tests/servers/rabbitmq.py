@@ -149,3 +149,21 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     finally:
         server.stop()
         server.stop_epmd()
+
+
+@pytest.fixture
+def restartable_rabbitmq(
+    rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Broker]:
+    """A broker the test may restart: the session's own, or (when RABBITMQ_URL names
+    someone else's) one started for this test alone."""
+    if rabbitmq.server is not None:
+        yield rabbitmq
+        return
+    server = RabbitMQServer(tmp_path_factory.mktemp("rabbitmq-restart"))
+    try:
+        server.start()
+        yield Broker(server.url, server)
+    finally:
+        server.stop()
+        server.stop_epmd()
