@@ -39,4 +39,4 @@ async def record(context: EventContext, what: str, event_id: str) -> int:
     """Append `event_id` to the list of `what`; returns how many entries it now has."""
     assert context.client is not None
     key = record_key(context.client.settings.key_prefix, group(), what)
-    return int(await context.client.redis.rpush(key, event_id))  # type: ignore[misc]
+    return int(await context.client.redis.rpush(key, event_id))

@@ -91,7 +91,7 @@ async def wait_consuming(settings: PostroomSettings, group: str, consumers: int 
 
 async def recorded(client: PostroomClient, group: str, what: str) -> list[str]:
     key = record_key(client.settings.key_prefix, group, what)
-    return [item.decode() for item in await client.redis.lrange(key, 0, -1)]  # type: ignore[misc]
+    return [item.decode() for item in await client.redis.lrange(key, 0, -1)]
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> int:
