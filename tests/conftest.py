@@ -40,7 +40,7 @@ pytest_plugins = [
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own REDIS_URL or POSTROOM_* settings must not leak into a test."""
     for name in list(os.environ):
-        if name.startswith(("REDIS_", "POSTROOM_", "USE_QUEUE_EVENT_BUS")):
+        if name.startswith(("REDIS_", "POSTROOM_", "USE_QUEUE_EVENT_BUS", "RABBITMQ_")):
             monkeypatch.delenv(name)
 
 
