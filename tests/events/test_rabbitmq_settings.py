@@ -40,7 +40,7 @@ async def test_rabbitmq_transport_keeps_use_queue_event_bus_working(
     monkeypatch.setenv("POSTROOM_EVENT_TRANSPORT", "queued")  # the same choice twice is fine
     assert load_settings().event_bus_transport == "queued"
     monkeypatch.setenv("POSTROOM_EVENT_TRANSPORT", "rabbitmq")
-    with pytest.raises(ConfigError, match="POSTROOM_EVENT_TRANSPORT.*USE_QUEUE_EVENT_BUS"):
+    with pytest.raises(ConfigError, match=r"POSTROOM_EVENT_TRANSPORT.*USE_QUEUE_EVENT_BUS"):
         load_settings()
 
 
