@@ -103,10 +103,13 @@ async def test_rabbitmq_consumer_sigkilled_mid_handler_gets_the_event_redelivere
 async def test_rabbitmq_broker_restart_mid_stream_loses_no_confirmed_event(
     settings: PostroomSettings, client: PostroomClient, restartable_rabbitmq: Broker
 ) -> None:
+    """alpha consumes throughout (it reconnects); beta's consumer is stopped, so what it is
+    sent sits in its queue across the restart, and is handled once beta starts again."""
     broker = restartable_rabbitmq
     assert broker.server is not None
     rabbit = rabbit_settings(settings, broker, event_publish_timeout=120)
-    consumer = consumer_process(rabbit, "alpha", "tests.events.rabbitmq_alpha")
+    alpha = consumer_process(rabbit, "alpha", "tests.events.rabbitmq_alpha")
+    beta = consumer_process(rabbit, "beta", "tests.events.rabbitmq_beta")
     bus = event_bus(rabbit)
     assert isinstance(bus, RabbitMQEventBus)
     confirmed: list[str] = []
@@ -122,9 +125,14 @@ async def test_rabbitmq_broker_restart_mid_stream_loses_no_confirmed_event(
                 after_restart.append(event.id)
             await asyncio.sleep(0)
 
+    async def handled_by(group: str) -> bool:
+        return len(set(await recorded(client, group, "shipped"))) >= len(confirmed)
+
     try:
         await wait_consuming(rabbit, "alpha")
-        publisher = asyncio.create_task(publish(300))
+        await wait_consuming(rabbit, "beta")
+        assert stop_process(beta) == 0  # its queue stays, bound, and fills up
+        publisher = asyncio.create_task(publish(200))
 
         async def some_published() -> bool:
             assert not publisher.done() or publisher.exception() is None
@@ -135,16 +143,17 @@ async def test_rabbitmq_broker_restart_mid_stream_loses_no_confirmed_event(
         restarted.set()
         await publisher
         assert after_restart, "the publisher carried on after the restart"
-
-        async def all_handled() -> bool:
-            return len(set(await recorded(client, "alpha", "shipped"))) >= len(confirmed)
-
-        await eventually(all_handled, "every confirmed event was handled", within=120)
-        handled = await recorded(client, "alpha", "shipped")
-        assert set(handled) == set(confirmed)
-        # A redelivery after the restart skipped what its handler had done (the handled log).
-        assert len(handled) == len(confirmed)
-        assert stop_process(consumer) == 0
+        await eventually(lambda: handled_by("alpha"), "alpha handled every event", within=60)
+        beta = consumer_process(rabbit, "beta", "tests.events.rabbitmq_beta")
+        await eventually(lambda: handled_by("beta"), "beta handled every event", within=60)
+        for group in ("alpha", "beta"):
+            handled = await recorded(client, group, "shipped")
+            assert set(handled) == set(confirmed)
+            # A redelivery after the restart skipped what its handler had done.
+            assert len(handled) == len(confirmed)
+        assert stop_process(alpha) == 0
+        assert stop_process(beta) == 0
     finally:
-        stop_process(consumer)
+        stop_process(alpha)
+        stop_process(beta)
         await bus.close()
