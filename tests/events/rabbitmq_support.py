@@ -57,9 +57,7 @@ def consumer_process(
             POSTROOM_EVENT_EXCHANGE=settings.event_exchange,
             POSTROOM_EVENT_GROUP=group,
             POSTROOM_TASK_MODULES=modules,
-            POSTROOM_SHUTDOWN_GRACE="5",
-            **RETRY_ENV,
-            **env,
+            **{"POSTROOM_SHUTDOWN_GRACE": "5", **RETRY_ENV, **env},
         ),
     )
 

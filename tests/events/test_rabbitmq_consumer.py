@@ -21,6 +21,7 @@ from workers.client import PostroomClient
 from workers.errors import PermanentError
 from workers.events import DomainEvent, EventHandlers, EventPublishError, RabbitMQEventBus
 from workers.events.envelope import MalformedEvent, decode, encode
+from workers.events.rabbitmq import headers
 from workers.events.rabbitmq.dead_letters import EventDeadLetter, EventDeadLetters
 
 registry = EventHandlers()
@@ -49,6 +50,18 @@ async def ledger(event: Charged) -> None:
         raise PermanentError("the ledger refuses this charge")
     if event.id not in fixed:
         raise RuntimeError("the ledger is down")
+
+
+class Traced(DomainEvent):
+    type: Literal["tests.rabbitmq.traced"] = "tests.rabbitmq.traced"
+
+
+seen_headers: dict[str, object] = {}
+
+
+@registry.on(Traced)
+async def read_trace(event: Traced) -> None:
+    seen_headers[event.id] = headers.incoming.get().get("traceparent")
 
 
 async def _dead_letters(letters: EventDeadLetters, group: str, count: int) -> list[EventDeadLetter]:
@@ -180,3 +193,30 @@ async def test_rabbitmq_publish_while_the_broker_is_away_raises_naming_it() -> N
     assert f"127.0.0.1:{port}" in message and "POSTROOM_EVENT_PUBLISH_TIMEOUT" in message
     assert "secret" not in message
     await bus.close()
+
+
+async def test_rabbitmq_traceparent_header_travels_from_publisher_to_handlers(
+    settings: PostroomSettings, client: PostroomClient, rabbitmq: Broker
+) -> None:
+    rabbit = rabbit_settings(settings, rabbitmq)
+    bus = RabbitMQEventBus(rabbitmq.url, rabbit.event_exchange)
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    def tracing(event: DomainEvent) -> dict[str, str]:
+        return {"traceparent": trace}
+
+    headers.outgoing.append(tracing)
+    try:
+        async with consuming_here(rabbit, client, registry, "traced"):
+            event = Traced()
+            await bus.publish(event)
+
+            async def read() -> bool:
+                return event.id in seen_headers
+
+            await eventually(read, "the handler ran")
+        assert seen_headers[event.id] == trace
+        assert headers.incoming.get() == {}  # only while the handlers run
+    finally:
+        headers.outgoing.remove(tracing)
+        await bus.close()

@@ -8,7 +8,7 @@ import signal
 
 from config.settings import PostroomSettings
 from tests.conftest import eventually
-from tests.events.rabbitmq_events import Audited, Shipped, Stuck
+from tests.events.rabbitmq_events import Audited, Shipped, Stuck, record_key
 from tests.events.rabbitmq_support import (
     consumer_process,
     queue_state,
@@ -156,4 +156,53 @@ async def test_rabbitmq_broker_restart_mid_stream_loses_no_confirmed_event(
     finally:
         stop_process(alpha)
         stop_process(beta)
+        await bus.close()
+
+
+async def test_rabbitmq_consumer_shutdown_finishes_a_running_event_or_requeues_it(
+    settings: PostroomSettings, client: PostroomClient, rabbitmq: Broker
+) -> None:
+    rabbit = rabbit_settings(settings, rabbitmq)
+    gate = record_key(settings.key_prefix, "gated", "gate")
+    bus = RabbitMQEventBus(rabbitmq.url, rabbit.event_exchange)
+    queue = f"{rabbit.event_exchange}.gated"
+
+    async def started(count: int) -> bool:
+        return len(await recorded(client, "gated", "started")) >= count
+
+    # SIGTERM while it runs: it is given the grace period, finishes, and is acked.
+    consumer = consumer_process(rabbit, "gated", "tests.events.rabbitmq_gated")
+    try:
+        await wait_consuming(rabbit, "gated")
+        finished = Stuck()
+        await bus.publish(finished)
+        await eventually(lambda: started(1), "the handler is running")
+        consumer.send_signal(signal.SIGTERM)
+        await client.redis.set(gate, 1)
+        assert await asyncio.to_thread(consumer.wait) == 0
+        assert await recorded(client, "gated", "done") == [finished.id]
+        assert await queue_state(rabbitmq.url, queue) == (0, 0)
+        await client.redis.delete(gate)
+        # Past a short grace it is cancelled unacked, and the broker keeps it for the next one.
+        consumer = consumer_process(
+            rabbit, "gated", "tests.events.rabbitmq_gated", POSTROOM_SHUTDOWN_GRACE="0.2"
+        )
+        await wait_consuming(rabbit, "gated")
+        requeued = Stuck()
+        await bus.publish(requeued)
+        await eventually(lambda: started(2), "the second event's handler is running")
+        consumer.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(consumer.wait) == 0
+        assert await queue_state(rabbitmq.url, queue) == (1, 0)
+        await client.redis.set(gate, 1)
+        consumer = consumer_process(rabbit, "gated", "tests.events.rabbitmq_gated")
+
+        async def done() -> bool:
+            return len(await recorded(client, "gated", "done")) == 2
+
+        await eventually(done, "the requeued event was handled by the next consumer")
+        assert await recorded(client, "gated", "done") == [finished.id, requeued.id]
+        assert stop_process(consumer) == 0
+    finally:
+        stop_process(consumer)
         await bus.close()

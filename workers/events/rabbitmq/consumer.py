@@ -25,6 +25,7 @@ broker requeues (a second signal skips the wait).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -72,6 +73,8 @@ logger = logging.getLogger(__name__)
 _MARK = LuaScript.file("mark_handled")
 # An error kept with a dead letter is cut to this many characters.
 MAX_ERROR = 2_000
+# Seconds before a delivery that failed outside its handlers (Redis away) is requeued.
+REQUEUE_PAUSE = 1.0
 
 
 class GroupHandledLog:
@@ -223,6 +226,19 @@ class EventConsumer:
                 type(exc).__name__,
                 exc,
             )
+        except Exception as exc:
+            # Not the handlers (their errors are retried above) but what they stand on: Redis
+            # (the handled log) away, say. Give it back a moment later, not at once in a loop.
+            logger.error(
+                "event message %s not handled (%s: %s); requeued in %gs",
+                message.message_id,
+                type(exc).__name__,
+                exc,
+                REQUEUE_PAUSE,
+            )
+            await asyncio.sleep(REQUEUE_PAUSE)
+            with contextlib.suppress(*transient_errors()):
+                await message.nack(requeue=True)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         headers = dict(message.headers or {})
