@@ -22,7 +22,9 @@ from workers.events.rabbitmq.consumer import EventConsumer
 
 # Quick retries for the tests: three tries, 0.2 s then 0.4 s apart (no jitter).
 RETRY_QUEUES = {"message_notification": {"max_tries": 3, "backoff": {"base": 0.2, "jitter": False}}}
+# A consumer's claim on a running event lapses 2 s after the consumer dies.
 RETRY_ENV = {
+    "POSTROOM_LEASE_SECONDS": "2",
     "POSTROOM_QUEUES__MESSAGE_NOTIFICATION__MAX_TRIES": "3",
     "POSTROOM_QUEUES__MESSAGE_NOTIFICATION__BACKOFF__BASE": "0.2",
     "POSTROOM_QUEUES__MESSAGE_NOTIFICATION__BACKOFF__JITTER": "false",
@@ -40,6 +42,7 @@ def rabbit_settings(settings: PostroomSettings, broker: Broker, **extra: Any) ->
         rabbitmq_url=broker.url,
         event_exchange=broker.exchange(),
         queues=RETRY_QUEUES,
+        lease_seconds=2,
         **extra,
     )
 

@@ -185,6 +185,11 @@ class Keys:
         (events/rabbitmq/consumer.py): each group keeps its own log."""
         return f"{self.prefix}:event-group:{group}:{event_id}:handled"
 
+    def event_group_claim(self, group: str, event_id: str) -> str:
+        """Held (with a renewed TTL) while a consumer of `group` runs the event's handlers, so
+        two deliveries of one event (a publish repeated) never run them at once."""
+        return f"{self.prefix}:event-group:{group}:{event_id}:claim"
+
     def event_published(self, event_id: str) -> str:
         """Marker of an event RabbitMQ confirmed, so publishing it again is a no-op."""
         return f"{self.prefix}:event:{event_id}:published"

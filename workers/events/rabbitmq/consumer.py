@@ -7,9 +7,10 @@ copy. Per delivery:
 
 1. decode the envelope; a malformed one (not JSON, not the schema, unknown type, invalid
    data) goes to the group's dead letters with its reason, and the consumer carries on;
-2. run the handlers the group's handled log (Redis, per group and event id) has not seen
-   succeed, so a redelivery (after a crash, or a retry after another handler failed) runs
-   only those that did not;
+2. claim the event for the group (claim.py: two deliveries of one event never run at once),
+   then run the handlers the group's handled log (Redis, per group and event id) has not
+   seen succeed, so a redelivery (after a crash, or a retry after another handler failed)
+   runs only those that did not;
 3. on failure, republish to a wait queue with the event queue's backoff
    (`POSTROOM_EVENT_QUEUE`'s policy, workers/runner/backoff.py: the same delays as a job)
    until its `max_tries`; then, or at once when every failing handler raised
@@ -43,7 +44,9 @@ from workers.events.handlers import (
     EventHandlersRejected,
     handlers,
 )
+from workers.events.model import DomainEvent
 from workers.events.rabbitmq import headers as event_headers
+from workers.events.rabbitmq.claim import EventClaims
 from workers.events.rabbitmq.publisher import broker_address, connect
 from workers.events.rabbitmq.topology import (
     BROKER_HEADERS,
@@ -133,6 +136,7 @@ class EventConsumer:
             self.names.group,
             settings.keep_result + settings.dead_letter_retention,
         )
+        self.claims = EventClaims(client.redis, self.keys, self.names.group, settings.lease_seconds)
         self.context = EventContext(client=client)
         self.event_types = sorted(
             cls.event_type for cls in registry if registry.handlers_for(cls.event_type)
@@ -255,6 +259,24 @@ class EventConsumer:
             await self._dead_letter(message, exc.reason, str(exc), attempt, None)
             await message.ack()
             return
+        async with self.claims.claim(event.id) as claimed:
+            if not claimed:
+                # Another delivery of this event runs now: look again once it is done.
+                logger.info("event %s %s is being handled; requeued", event.type, event.id)
+                await asyncio.sleep(REQUEUE_PAUSE)
+                await message.nack(requeue=True)
+                return
+            await self._run(message, event, headers, attempt)
+        await message.ack()
+
+    async def _run(
+        self,
+        message: AbstractIncomingMessage,
+        event: DomainEvent,
+        headers: dict[str, Any],
+        attempt: int,
+    ) -> None:
+        """Run the handlers; on failure, send the event on to a retry or the dead letters."""
         token = event_headers.incoming.set(headers)
         try:
             async with asyncio.timeout(self.policy.timeout):
@@ -277,7 +299,6 @@ class EventConsumer:
                 await self._retry(message, attempt)
         finally:
             event_headers.incoming.reset(token)
-        await message.ack()
 
     def _copy(self, message: AbstractIncomingMessage, headers: dict[str, Any], **extra: Any) -> Any:
         from aio_pika import DeliveryMode, Message

@@ -41,10 +41,21 @@ def broker_address(url: str) -> str:
 
 
 async def connect(url: str, connect_timeout: float) -> AbstractRobustConnection:
-    """A connection that reconnects by itself; the first connect fails after `connect_timeout`."""
-    import aio_pika
+    """A connection that reconnects by itself; the first connect fails after `connect_timeout`.
 
-    return await aio_pika.connect_robust(url, timeout=connect_timeout, reconnect_interval=0.5)
+    A first connect that fails (or is cancelled) closes the connection: aio-pika would
+    otherwise keep its reconnect loop running for an object nobody holds.
+    """
+    from aio_pika import RobustConnection
+    from aio_pika.connection import make_url
+
+    connection = RobustConnection(make_url(url), reconnect_interval=0.5)
+    try:
+        await connection.connect(timeout=connect_timeout)
+    except BaseException:
+        await asyncio.shield(connection.close())
+        raise
+    return connection
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
@@ -81,10 +92,10 @@ class RabbitMQEventBus:
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
 
-    async def _open(self) -> AbstractExchange:
+    async def _open(self, connect_timeout: float) -> AbstractExchange:
         async with self._lock:
             if self._exchange is None:
-                connection = await connect(self.url, self.publish_timeout)
+                connection = await connect(self.url, connect_timeout)
                 try:
                     channel = await connection.channel(publisher_confirms=True)
                     self._exchange = await declare_exchange(channel, self.exchange_name)
@@ -132,7 +143,7 @@ class RabbitMQEventBus:
         while True:
             remaining = deadline - loop.time()
             try:
-                exchange = await asyncio.wait_for(self._open(), max(remaining, 0.001))
+                exchange = await self._open(max(remaining, 0.001))
                 await exchange.publish(
                     message, routing_key=event.type, timeout=max(remaining, 0.001)
                 )
