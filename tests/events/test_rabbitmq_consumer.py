@@ -203,3 +203,29 @@ async def test_rabbitmq_publish_while_the_broker_is_away_raises_naming_it(broker
     left = [t for t in asyncio.all_tasks() if "connection_factory" in repr(t.get_coro())]
     assert left == []
     await bus.close()
+
+
+async def test_rabbitmq_traceparent_header_travels_from_publisher_to_handlers(
+    settings: PostroomSettings, client: PostroomClient, rabbitmq: Broker
+) -> None:
+    rabbit = rabbit_settings(settings, rabbitmq)
+    bus = RabbitMQEventBus(rabbitmq.url, rabbit.event_exchange)
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    def tracing(event: DomainEvent) -> dict[str, str]:
+        return {"traceparent": trace}
+
+    headers.outgoing.append(tracing)
+    try:
+        async with consuming_here(rabbit, client, registry, "traced"):
+            event = Traced()
+            await bus.publish(event)
+
+            async def read() -> bool:
+                return event.id in seen_headers
+
+            await eventually(read, "the handler ran")
+        assert seen_headers[event.id] == trace
+    finally:
+        headers.outgoing.remove(tracing)
+        await bus.close()
