@@ -6,7 +6,7 @@ a script whose declared KEYS span slots (CROSSSLOT), and since every script carr
 the slot of its KEYS, declared or built in Lua. Transactions (MULTI/EXEC, WATCH) go to the node
 that owns the queue's slot, which refuses them if one command strays from it. Each queue's
 life (enqueue, claim, progress, renew, finish, cancel, dead-letter retry, clean, a bulk enqueue
-with its checkpoint) runs for two queues on two different primaries.
+with its checkpoint, a reseal) runs for two queues on two different primaries.
 """
 
 from __future__ import annotations
@@ -25,18 +25,24 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from config.queues import QueueName
+from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
 from workers.events.queued import RedisHandledLog, handled_key
+from workers.keyring.keyring import Keyring
 from workers.store import key_migration
+from workers.store.audit_log import AuditLog, AuditRecord
 from workers.store.cancellation import cancel_job
 from workers.store.dead_letter import DeadLetter, DeadLetterStore, TryError
 from workers.store.enqueue import Checkpoint, NewJob, write_jobs
 from workers.store.job_listing import clean_jobs
 from workers.store.keys import Keys, QueueKeys
 from workers.store.progress import ProgressReporter
+from workers.store.rate_limit import reserve, take
+from workers.store.resealing import reseal_queue
 from workers.store.scripts import LuaScript
-from workers.store.serialization import dumps
+from workers.store.sealing import PayloadSealer, sealed_key_id
+from workers.store.serialization import dumps, loads
 from workers.store.worker_scripts import (
     CLAIM,
     CLAIMED_FIELDS,
@@ -62,6 +68,10 @@ RUN_ON_CLUSTER = {
     "workers.store.dead_letter._RETRY",
     "workers.store.indexed_delete._DELETE_INDEXED",
     "workers.events.queued._MARK",
+    "workers.store.audit_log._APPEND",
+    "workers.store.rate_limit.RATE_LIMIT",
+    "workers.store.resealing.SWAP",
+    "workers.store.resealing.SWAP_LIST",
 }
 # `postroom migrate-keys` moves jobs out of the layout before hash tags, whose keys (arq's
 # global `arq:job:<id>`, `<prefix>:queue:<queue>`) carry no tag: its scripts span slots by
@@ -272,6 +282,15 @@ async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None
     assert await redis.get(mark.key) == b"2"
     assert await redis.exists(keys.cron_tick("x", 1))
 
+    # `postroom reseal`: the plain jobs and try errors sealed in place, a key per call.
+    await redis.rpush(keys.try_errors("chunk-1"), try_error())
+    sealer = PayloadSealer(Keyring({"k": bytes(32)}, "k"), seals=True)
+    resealed = await accepted("reseal_queue", reseal_queue(redis, Keys(prefix), queue, sealer))
+    assert resealed.resealed >= 4 and resealed.changed == 0 and resealed.unopenable == []
+    assert sealed_key_id(loads(await redis.get(keys.job("chunk-1")))["k"]) == "k"
+    [error] = await redis.lrange(keys.try_errors("chunk-1"), 0, -1)
+    assert sealed_key_id(loads(error)["message"]) == "k"
+
 
 async def test_cluster_runs_every_script_of_two_queues(
     cluster_client: RedisCluster, redis_cluster: LocalCluster
@@ -298,6 +317,43 @@ async def test_cluster_marks_handled_events_on_two_primaries(
         await accepted("_MARK", log.mark(event_id, "second"))
         assert await log.handled(event_id) == {"first", "second"}
         assert 0 < await cluster_client.ttl(handled_key(prefix, event_id)) <= 60
+
+
+async def test_cluster_keeps_the_audit_trail_of_deployments_on_two_primaries(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """The audit stream is one key outside any queue: appended, trimmed and read on its node."""
+    ports: dict[int, str] = {}
+    while len(ports) < 2:
+        prefix = f"test-{uuid.uuid4().hex[:10]}"
+        key = Keys(prefix).audit_log()
+        ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, prefix)
+    for prefix in ports.values():
+        log = AuditLog(cluster_client, Keys(prefix), retention=3600, max_records=2)
+        for n in range(3):
+            record = AuditRecord(actor="alice", via="api", action="queue.pause", outcome="ok",
+                                 count=n)  # fmt: skip
+            await accepted("_APPEND", log.append(record))
+        assert [r.count for r in (await log.query()).items] == [2, 1]
+
+
+async def test_cluster_runs_the_rate_limit_script_on_queue_and_named_buckets(
+    cluster_client: RedisCluster,
+) -> None:
+    """A queue's bucket (its first partition's tag) and a named limit's (a tag of its own,
+    bucket and held slots together) each run in one slot."""
+    keys = Keys(f"rate-{uuid.uuid4().hex[:8]}", {QueueName.DELIVERY: 4})
+    ten = RateLimit.model_validate(parse_rate_limit("10/s burst=2"))
+    grant = await accepted(
+        "RATE_LIMIT", take(cluster_client, keys.of(QueueName.DELIVERY).rate_bucket, ten, 5)
+    )
+    assert grant.granted == 2
+    named = keys.rate_limit("sms")
+    delays = await accepted(
+        "RATE_LIMIT", reserve(cluster_client, named.bucket, named.held, ten, ["a", "b", "c"], 0.05)
+    )
+    assert delays[:2] == [0, 0] and delays[2] < 0
+    assert await cluster_client.zcard(named.held) == 1
 
 
 def test_cluster_test_covers_every_script() -> None:

@@ -88,6 +88,19 @@ async def test_rabbitmq_event_dead_letters_are_listed_retried_and_purged_by_the_
         assert (await api.get("/events/refunds/failed")).json()["total"] == 0
         unknown = await api.get("/events/nobody/failed")
         assert unknown.status_code == 404 and "nobody" in unknown.json()["detail"]
+        # Each change is in the audit trail, as a queue's dead letters' are.
+        trail = (await api.get("/audit", params={"limit": 20})).json()["items"]
+        done = [
+            (r["action"], r["job_ids"], r["count"], r["outcome"], r["detail"].get("group"))
+            for r in trail
+            if r["action"].startswith("event-dead-letter.")
+        ]
+        assert done == [  # newest first
+            ("event-dead-letter.purge", [], 1, "ok", "refunds"),
+            ("event-dead-letter.remove", [events[1].id], None, "error", "refunds"),
+            ("event-dead-letter.remove", [events[1].id], 1, "ok", "refunds"),
+            ("event-dead-letter.retry", [events[0].id], 1, "ok", "refunds"),
+        ]
     await bus.close()
     # A deployment without RabbitMQ says so.
     plain = create_admin_app(settings=settings, token=TOKEN)
@@ -104,7 +117,10 @@ async def test_rabbitmq_event_dead_letters_are_listed_retried_and_purged_by_the_
 
 async def _postroom(rabbit: PostroomSettings, *args: str) -> tuple[int, str, str]:
     env = worker_env(
-        rabbit, RABBITMQ_URL=str(rabbit.rabbitmq_url), POSTROOM_EVENT_EXCHANGE=rabbit.event_exchange
+        rabbit,
+        RABBITMQ_URL=str(rabbit.rabbitmq_url),
+        POSTROOM_EVENT_EXCHANGE=rabbit.event_exchange,
+        POSTROOM_OPERATOR="carol",
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers", *args,
@@ -149,4 +165,14 @@ async def test_rabbitmq_event_dead_letters_commands_list_retry_and_purge(
         assert (code, orjson.loads(out)) == (0, {"removed": 1})
         code, _, err = await _postroom(rabbit, "event-failed", "nobody")
         assert code == 2 and "nobody" in err
+        code, out, _ = await _postroom(rabbit, "audit", "--via", "cli", "--json")
+        trail = [
+            (r["action"], r["actor"], r["count"], r["outcome"], r["detail"].get("group"))
+            for r in orjson.loads(out)["items"]
+        ]
+        assert trail == [
+            ("event-dead-letter.purge", "carol", 1, "ok", "cli-refunds"),
+            ("event-dead-letter.remove", "carol", 0, "error", "cli-refunds"),
+            ("event-dead-letter.retry", "carol", 2, "ok", "cli-refunds"),
+        ]
     await bus.close()

@@ -5,8 +5,11 @@ Three buses behind one `EventBus` interface, picked by `POSTROOM_EVENT_TRANSPORT
 queued (each event is a job whose id is the event's id, run by the workers, retried and
 dead-lettered like any job) and rabbitmq (events leave the deployment through a topic
 exchange, for consumers in any language; workers/events/rabbitmq/).
+`audit_events(EventType, ...)` sends events to the audit trail without holding up the
+publisher.
 """
 
+from workers.events.audit import audit_events
 from workers.events.bus import EventBus, event_bus
 from workers.events.errors import EventDefinitionError, EventPublishError, UnknownEventError
 from workers.events.handlers import (
@@ -38,6 +41,7 @@ __all__ = [
     "QueuedEventBus",
     "RabbitMQEventBus",
     "UnknownEventError",
+    "audit_events",
     "event_bus",
     "handler_name",
     "handlers",

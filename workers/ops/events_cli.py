@@ -2,7 +2,8 @@
 letters: event-groups, event-failed, event-retry, event-remove, event-purge.
 
 The dead-letter commands read the broker directly, as the admin API does; a group, an id
-or a broker that is not there exits 2 with a message.
+or a broker that is not there exits 2 with a message. The changing ones are recorded in the
+audit trail (cli_audit.py) with the operator's name, as `retry`/`remove`/`purge` are.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -18,9 +19,19 @@ from config.errors import ConfigError
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient
 from workers.observe.logs import configure_logging
+from workers.ops.cli_audit import CliAudit, audit_command
 from workers.ops.cli_tables import table
 
+if TYPE_CHECKING:
+    from workers.events.rabbitmq.dead_letters import EventDeadLetters
+
 COMMANDS = ("events", "event-groups", "event-failed", "event-retry", "event-remove", "event-purge")
+# The changing commands, and the action their audit records name.
+AUDITED = {
+    "event-retry": "event-dead-letter.retry",
+    "event-remove": "event-dead-letter.remove",
+    "event-purge": "event-dead-letter.purge",
+}
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +68,10 @@ def add_commands(commands: Any) -> None:
     purge = commands.add_parser("event-purge", help="delete every event dead letter of a group")
     purge.add_argument("group")
     _output(purge)
+    for parser in (retry, remove, purge):
+        parser.add_argument(
+            "--operator", help="who the audit record names (POSTROOM_OPERATOR, else the OS user)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,43 +115,67 @@ def _consume(settings: PostroomSettings, args: argparse.Namespace) -> int:
     return run_event_consumer(settings, args.group)
 
 
+def _audit(settings: PostroomSettings, args: argparse.Namespace) -> CliAudit:
+    action = AUDITED.get(args.command)
+    if args.command == "event-retry" and args.all:
+        action = "event-dead-letter.retry-all"
+    return CliAudit(
+        action=action,
+        operator=getattr(args, "operator", None) or settings.operator,
+        host=settings.host_name,
+        job_ids=list(getattr(args, "ids", None) or []),
+        detail={"group": args.group} if hasattr(args, "group") else {},
+    )
+
+
 async def _run(settings: PostroomSettings, args: argparse.Namespace) -> tuple[Any, str]:
-    from workers.events.rabbitmq.dead_letters import EventDeadLetters, UnknownEventGroup
+    from workers.events.rabbitmq.dead_letters import EventDeadLetters
 
     async with await PostroomClient.connect(settings, retries=0) as client:
         letters = EventDeadLetters(settings, client.redis)
+        audit = _audit(settings, args)
         try:
-            if args.command == "event-groups":
-                groups = await letters.groups()
-                return groups, "\n".join(groups) or "no event group has run"
-            group = args.group
-            if args.command == "event-failed":
-                page = await letters.list(group, args.offset, args.limit)
-                total = await letters.count(group)
-                items = [letter.masked() for letter in page]
-                rows = [[x.id, x.type, x.reason, x.tries, x.dead_at, x.error[:80]] for x in items]
-                text = table(["id", "type", "reason", "tries", "dead", "error"], rows)
-                data = {
-                    "group": group,
-                    "total": total,
-                    "offset": args.offset,
-                    "items": [x.model_dump(mode="json") for x in items],
-                }
-                return data, f"{text}\n{group}: {len(items)} of {total} event dead letters"
-            if args.command == "event-retry":
-                if args.all == bool(args.ids):
-                    raise UnknownEventGroup("name the dead letters to retry, or --all (not both)")
-                count = await letters.retry(group, None if args.all else set(args.ids))
-                _missing(args.ids, count, group)
-                return {"retried": count}, f"retried {count} event(s) of group {group}"
-            if args.command == "event-remove":
-                count = await letters.remove(group, set(args.ids))
-                _missing(args.ids, count, group)
-                return {"removed": count}, f"removed {count} event dead letter(s) of {group}"
-            count = await letters.purge(group)
-            return {"removed": count}, f"removed {count} event dead letter(s) of {group}"
+            async with audit_command(client, audit):
+                data, text = await _command(letters, args, audit)
         finally:
             await letters.close()
+    return data, text
+
+
+async def _command(
+    letters: EventDeadLetters, args: argparse.Namespace, audit: CliAudit
+) -> tuple[Any, str]:
+    from workers.events.rabbitmq.dead_letters import UnknownEventGroup
+
+    if args.command == "event-groups":
+        groups = await letters.groups()
+        return groups, "\n".join(groups) or "no event group has run"
+    group = args.group
+    if args.command == "event-failed":
+        page = await letters.list(group, args.offset, args.limit)
+        total = await letters.count(group)
+        items = [letter.masked() for letter in page]
+        rows = [[x.id, x.type, x.reason, x.tries, x.dead_at, x.error[:80]] for x in items]
+        text = table(["id", "type", "reason", "tries", "dead", "error"], rows)
+        data = {
+            "group": group,
+            "total": total,
+            "offset": args.offset,
+            "items": [x.model_dump(mode="json") for x in items],
+        }
+        return data, f"{text}\n{group}: {len(items)} of {total} event dead letters"
+    if args.command == "event-retry":
+        if args.all == bool(args.ids):
+            raise UnknownEventGroup("name the dead letters to retry, or --all (not both)")
+        audit.count = count = await letters.retry(group, None if args.all else set(args.ids))
+        _missing(args.ids, count, group)
+        return {"retried": count}, f"retried {count} event(s) of group {group}"
+    if args.command == "event-remove":
+        audit.count = count = await letters.remove(group, set(args.ids))
+        _missing(args.ids, count, group)
+        return {"removed": count}, f"removed {count} event dead letter(s) of {group}"
+    audit.count = count = await letters.purge(group)
+    return {"removed": count}, f"removed {count} event dead letter(s) of {group}"
 
 
 def _missing(ids: list[str], done: int, group: str) -> None:

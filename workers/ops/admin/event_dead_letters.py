@@ -3,7 +3,9 @@ removed, purged, like a queue's failed jobs.
 
 Each request opens its own connection to the broker and closes it (the admin API is called
 seldom, and a mounted admin app has no lifespan to close a lasting one). An unknown group
-is a 404, a deployment without RABBITMQ_URL a 409, a broker that is away a 503.
+is a 404, a deployment without RABBITMQ_URL a 409, a broker that is away a 503. Each change
+is recorded in the audit trail (`event-dead-letter.retry`, `.retry-all`, `.remove`,
+`.purge`, with the group in `detail`), as a queue's dead letters are.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from pydantic import BaseModel
 
 from workers.client import PostroomClient
 from workers.events.rabbitmq.dead_letters import EventDeadLetter, EventDeadLetters
+from workers.ops.admin.audit import Audit, AuditedRoute, audited
 from workers.ops.admin.params import Limit, Offset, Responses
 from workers.ops.admin.schemas import Problem, Removed, Retried
 from workers.ops.admin.state import admin_client, admin_state
 
-router = APIRouter(tags=["event dead letters"])
+router = APIRouter(tags=["event dead letters"], route_class=AuditedRoute)
 Client = Annotated[PostroomClient, Depends(admin_client)]
 Group = Annotated[
     str,
@@ -124,28 +127,39 @@ async def failed_one(group: Group, letter_id: str, letters: Letters) -> EventDea
     "/events/{group}/failed/retry",
     summary="Send every dead letter of the group back to it",
     responses=ERRORS,
+    openapi_extra=audited("event-dead-letter.retry-all"),
 )
-async def retry_all(group: Group, letters: Letters) -> Retried:
-    return Retried(retried=await letters.retry(group))
+async def retry_all(group: Group, letters: Letters, audit: Audit) -> Retried:
+    audit.detail["group"] = group
+    audit.count = await letters.retry(group)
+    return Retried(retried=audit.count)
 
 
 @router.post(
     "/events/{group}/failed/{letter_id}/retry",
     summary="Send one dead letter back to its group (a fresh try budget)",
     responses=ERRORS,
+    openapi_extra=audited("event-dead-letter.retry"),
 )
-async def retry(group: Group, letter_id: str, letters: Letters) -> Retried:
+async def retry(group: Group, letter_id: str, letters: Letters, audit: Audit) -> Retried:
+    audit.detail["group"], audit.job_ids = group, [letter_id]
     if not await letters.retry(group, {letter_id}):
         raise _no_letter(group, letter_id)
+    audit.count = 1
     return Retried(retried=1)
 
 
 @router.delete(
-    "/events/{group}/failed/{letter_id}", summary="Delete one event dead letter", responses=ERRORS
+    "/events/{group}/failed/{letter_id}",
+    summary="Delete one event dead letter",
+    responses=ERRORS,
+    openapi_extra=audited("event-dead-letter.remove"),
 )
-async def remove(group: Group, letter_id: str, letters: Letters) -> Removed:
+async def remove(group: Group, letter_id: str, letters: Letters, audit: Audit) -> Removed:
+    audit.detail["group"], audit.job_ids = group, [letter_id]
     if not await letters.remove(group, {letter_id}):
         raise _no_letter(group, letter_id)
+    audit.count = 1
     return Removed(removed=1)
 
 
@@ -153,6 +167,9 @@ async def remove(group: Group, letter_id: str, letters: Letters) -> Removed:
     "/events/{group}/failed",
     summary="Delete every event dead letter of the group",
     responses=ERRORS,
+    openapi_extra=audited("event-dead-letter.purge"),
 )
-async def purge(group: Group, letters: Letters) -> Removed:
-    return Removed(removed=await letters.purge(group))
+async def purge(group: Group, letters: Letters, audit: Audit) -> Removed:
+    audit.detail["group"] = group
+    audit.count = await letters.purge(group)
+    return Removed(removed=audit.count)
