@@ -27,7 +27,8 @@ from workers.runtime import Runtime
 ROOT = Path(__file__).resolve().parent.parent
 
 # Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA, a Redis
-# Cluster, Redis servers wanting a password, ACL users or TLS, a Sentinel set.
+# Cluster, Redis servers wanting a password, ACL users or TLS, a Sentinel set, a RabbitMQ
+# broker.
 pytest_plugins = [
     "tests.databases",
     "tests.mail_server",
@@ -35,6 +36,7 @@ pytest_plugins = [
     "tests.servers.guarded",
     "tests.servers.sentinel",
     "tests.servers.tls",
+    "tests.servers.rabbitmq",
 ]
 
 
@@ -42,7 +44,7 @@ pytest_plugins = [
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own REDIS_URL or POSTROOM_* settings must not leak into a test."""
     for name in list(os.environ):
-        if name.startswith(("REDIS_", "POSTROOM_", "USE_QUEUE_EVENT_BUS")):
+        if name.startswith(("REDIS_", "POSTROOM_", "USE_QUEUE_EVENT_BUS", "RABBITMQ_")):
             monkeypatch.delenv(name)
 
 
