@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
         TaskDefinitionError,
         UnknownTaskError,
     )
+    from workers.observe.trace_gate import client_span
     from workers.registry import JobRequest, Task, TaskRegistry, registry, task
     from workers.resources import ResourceFactory
     from workers.runner.arq_settings import Settings
@@ -61,6 +62,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "workers.store.queue_stats": ("QueueStats",),
     "workers.registry": ("JobRequest", "Task", "TaskRegistry", "registry", "task"),
     "workers.resources": ("ResourceFactory",),
+    "workers.observe.trace_gate": ("client_span",),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -91,6 +93,7 @@ __all__ = [
     "TaskDefinitionError",
     "TaskRegistry",
     "UnknownTaskError",
+    "client_span",
     "marker_rule",
     "registry",
     "task",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ from config.settings import PostroomSettings, load_settings
 from workers.connection.cluster_connection import connect_cluster
 from workers.connection.connections import create_pool, describe, redis_settings
 from workers.errors import PostroomError
+from workers.observe.trace_gate import tracing_for
 from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.store.cancellation import CancelOutcome, cancel_job
 from workers.store.dead_letter import DeadLetterStore
@@ -33,6 +35,7 @@ from workers.store.worker_health import live_workers
 
 if TYPE_CHECKING:  # only the worker side counts enqueues: the client need not load prometheus
     from workers.observe.metrics import EnqueueMetrics
+    from workers.observe.tracing import Tracing
 
 R = TypeVar("R")
 
@@ -128,6 +131,8 @@ class PostroomClient:
         self.metrics = metrics
         self.keys = Keys.of_settings(settings)
         self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
+        # With POSTROOM_TRACING, each enqueue is a span whose trace context the job carries.
+        self.tracing: Tracing | None = tracing_for(settings)
 
     @classmethod
     async def connect(
@@ -196,13 +201,11 @@ class PostroomClient:
         """
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
-        created = await write_jobs(
-            self.redis,
-            [job for job, _ in jobs],
-            checkpoint=checkpoint,
-            replicas=self.settings.enqueue_wait_replicas,
-            replica_timeout_ms=int(self.settings.enqueue_wait_timeout * 1000),
-        )
+        if self.tracing is None:
+            created = await self._write([job for job, _ in jobs], checkpoint)
+        else:  # each job under its span, carrying its trace context
+            write = functools.partial(self._write, checkpoint=checkpoint)
+            created = await self.tracing.sent([job for job, _ in jobs], write)
         if self.metrics is not None:
             self.metrics.enqueued(
                 (task.queue, task.name) for (_, task), new in zip(jobs, created, strict=True) if new
@@ -211,6 +214,15 @@ class PostroomClient:
             JobHandle(job.job_id, task, new, self, job.keys)
             for (job, task), new in zip(jobs, created, strict=True)
         ]
+
+    async def _write(self, jobs: list[NewJob], checkpoint: Checkpoint | None) -> list[bool]:
+        return await write_jobs(
+            self.redis,
+            jobs,
+            checkpoint=checkpoint,
+            replicas=self.settings.enqueue_wait_replicas,
+            replica_timeout_ms=int(self.settings.enqueue_wait_timeout * 1000),
+        )
 
     async def enqueue_payload(
         self,

@@ -6,10 +6,15 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from config.settings import PostroomSettings
 from workers.observe.metrics import WorkerMetrics
+from workers.observe.trace_gate import tracing_for
 from workers.resources import Resources
+
+if TYPE_CHECKING:
+    from workers.observe.tracing import Tracing
 
 
 @dataclass
@@ -27,6 +32,9 @@ class Runtime:
     resources: Resources = field(init=False)
     # This process's Prometheus metrics (served by the supervisor with `metrics_port`).
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    # This process's tracing (POSTROOM_TRACING), None when off: every run is a span then.
+    tracing: Tracing | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.settings)
+        self.tracing = tracing_for(self.settings, worker=True)

@@ -63,6 +63,7 @@ class Run(NamedTuple):
     kwargs: dict[str, Any]
     job_try: int
     enqueue_ms: int
+    trace: dict[str, str] | None = None  # the enqueue's trace context (job_record.py)
 
 
 def decode(claim: Claim, decoder: Callable[[bytes], dict[str, Any]]) -> Run | None:
@@ -76,7 +77,7 @@ def decode(claim: Claim, decoder: Callable[[bytes], dict[str, Any]]) -> Run | No
     job_try = claim.job_try
     if record["t"] and record["t"] > job_try:  # arq's `_job_try` enqueue option
         job_try = record["t"]
-    return Run(record["f"], record["k"], job_try, record["et"])
+    return Run(record["f"], record["k"], job_try, record["et"], record.get("tc"))
 
 
 class EndWriter:

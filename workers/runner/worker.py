@@ -367,7 +367,13 @@ class QueueWorker:
             self.function_tasks[job_id] = task
             try:
                 keys = self.parts[claim.partition].keys
-                outcome = await self.execution.run(ctx, keys, run.name, run.kwargs)
+                tracing = self.execution.runtime.tracing
+                if tracing is None:
+                    outcome = await self.execution.run(ctx, keys, run.name, run.kwargs)
+                else:  # the try as a span, child of its enqueue's
+                    outcome = await tracing.run(
+                        self.execution.run, self.queue, ctx, keys, run.name, run.kwargs, run.trace
+                    )
             finally:
                 del self.function_tasks[job_id]
                 if task.cancelling():
