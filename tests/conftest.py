@@ -26,12 +26,13 @@ from workers.runtime import Runtime
 ROOT = Path(__file__).resolve().parent.parent
 
 # Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA, a Redis
-# Cluster, a Sentinel set.
+# Cluster, a Sentinel set; and OpenTelemetry's in-memory exporter.
 pytest_plugins = [
     "tests.databases",
     "tests.mail_server",
     "tests.servers.cluster",
     "tests.servers.sentinel",
+    "tests.traces",
 ]
 
 
