@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -94,12 +94,12 @@ print(json.dumps({"result": result, "otel": otel}))
 """
 
 
-def _probe(settings: PostroomSettings, tracing: str) -> dict[str, object]:
+def _probe(settings: PostroomSettings, tracing: str) -> dict[str, Any]:
     args = [str(settings.redis_url), settings.key_prefix, str(settings.data_dir), tracing]
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    found: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    found: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return found
 
 
@@ -158,7 +158,8 @@ async def test_tracing_an_enqueue_is_a_producer_span_whose_context_the_job_recor
         "postroom.created": True,
     }
     record = orjson.loads(raw)
-    span = send.get_span_context()
+    span = send.context
+    assert span is not None
     traceparent = f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
     assert record["tc"] == {"traceparent": traceparent}
     # The arguments are unchanged, the context beside them; the record parser keeps it.
@@ -178,7 +179,8 @@ async def test_tracing_each_try_is_a_consumer_span_under_and_linked_to_its_enque
     [send] = named(spans, SEND)
     tries = named(spans, PROCESS)
     assert [s.attributes["postroom.try"] for s in tries if s.attributes] == [1, 2]
-    producer = send.get_span_context()
+    producer = send.context
+    assert producer is not None
     for span in tries:
         assert span.kind is SpanKind.CONSUMER
         assert span.context is not None and span.context.trace_id == producer.trace_id
@@ -232,7 +234,7 @@ async def test_tracing_a_job_without_a_usable_trace_context_runs_as_a_new_trace(
         assert check_job_record(data).trace is None
     async with await PostroomClient.connect(traced_settings) as client:
         keys = client.keys.of(QueueName.DELIVERY)
-        record = {
+        record: dict[str, Any] = {
             "f": "tests.echo",
             "a": [],
             "k": {"greeting": {"messageId": "m1", "text": "hi"}},
