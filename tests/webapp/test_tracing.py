@@ -11,6 +11,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pytest_httpserver import HTTPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from config.notify import PushSettings
 from config.queues import QueueName
@@ -22,6 +26,7 @@ from tests.tasks.conftest import fast_retries
 from tests.traces import named
 from tests.webapp.test_lifespan import serving
 from workers.client import PostroomClient
+from workers.integrations.asgi import trace_requests
 
 NOTIFY = {
     "recipientId": "u1",
@@ -122,3 +127,23 @@ async def test_tracing_one_request_to_the_example_app_is_one_trace_through_its_j
         statements = [s for s in in_trace if _parent_of(s) == _id(run) and s is not run]
         systems = {_attribute(s, "db.system.name", "db.system") for s in statements}
         assert "sqlite" in systems, [s.name for s in statements]
+
+
+async def test_tracing_a_starlette_app_gets_a_server_span_per_request(
+    traced_settings: PostroomSettings, span_exporter: InMemorySpanExporter
+) -> None:
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    app = Starlette(routes=[Route("/hello", hello)])
+    trace_requests(app, traced_settings)
+    async with serving(app) as address, httpx.AsyncClient(base_url=f"http://{address}") as http:
+        assert (await http.get("/hello")).text == "hello"
+    [server] = [s for s in span_exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert _attribute(server, "url.path", "http.target") == "/hello"
+
+
+def test_tracing_off_trace_requests_leaves_the_app_as_it_was(settings: PostroomSettings) -> None:
+    app = Starlette(routes=[])
+    trace_requests(app, settings)
+    assert app.user_middleware == []
