@@ -192,8 +192,10 @@ async def test_tracing_each_try_is_a_consumer_span_under_and_linked_to_its_enque
         assert attributes["messaging.message.id"] == job.job_id
         assert attributes["messaging.operation.type"] == "process"
         assert attributes["postroom.task"] == "tests.observed.fails_once"
+        assert attributes["messaging.destination.partition.id"] == "0"
     first, second = tries
     assert first.attributes is not None and first.attributes["postroom.outcome"] == "retried"
+    assert first.attributes["postroom.retry_in_s"] == observed.QUICK.base
     assert first.status.status_code is StatusCode.ERROR
     assert first.attributes["error.type"] == "RuntimeError"
     [event] = first.events
@@ -216,6 +218,7 @@ async def test_tracing_a_failed_validation_keeps_the_refused_value_out_of_the_sp
             await job.result(timeout=30)
     [run] = named(span_exporter.get_finished_spans(), PROCESS)
     assert run.attributes is not None and run.attributes["postroom.outcome"] == "dead_lettered"
+    assert run.attributes["postroom.dead_letter.reason"] == "max-tries"  # its one try
     [event] = run.events
     assert event.attributes == {
         "exception.type": "ValidationError",

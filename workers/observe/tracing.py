@@ -10,8 +10,9 @@ OpenTelemetry's messaging conventions:
   the retries of a request's job stay in the request's trace) and linked to it; the task's
   HTTP, SQL and SMTP calls nest under it;
 - the attributes: messaging.system "postroom", messaging.destination.name (the queue),
-  messaging.message.id (the job id), messaging.operation.type/name, postroom.task,
-  postroom.try and, once the try ended, postroom.outcome (a failed try's span has status
+  messaging.message.id (the job id), messaging.operation.type/name, postroom.task; a try's
+  also messaging.destination.partition.id, postroom.try and, once it ended, postroom.outcome
+  (with postroom.retry_in_s or postroom.dead_letter.reason; a failed try's span has status
   ERROR and the error's type).
 
 The tracer provider is the process's global one when the application set one up (an SDK
@@ -211,12 +212,17 @@ class Tracing:
                 "messaging.message.id": ctx["job_id"],
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "process",
+                "messaging.destination.partition.id": str(keys.partition),
                 "postroom.task": name,
                 "postroom.try": ctx["job_try"],
             },
         ) as span:
             outcome = await execute(ctx, keys, name, kwargs)
             span.set_attribute("postroom.outcome", outcome.kind)
+            if outcome.retry_in_s:
+                span.set_attribute("postroom.retry_in_s", outcome.retry_in_s)
+            if outcome.letter is not None:
+                span.set_attribute("postroom.dead_letter.reason", outcome.letter.reason)
             error = outcome.exception
             if outcome.kind in FAILED and error is not None:
                 span.set_attribute("error.type", type(error).__qualname__)
