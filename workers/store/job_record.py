@@ -103,10 +103,9 @@ def _too_deep(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def trace_context(data: dict[str, Any]) -> dict[str, str] | None:
-    """The record's trace context (`tc`), or None. A malformed one is ignored, not the job's
+def trace_context(found: Any) -> dict[str, str] | None:
+    """A record's trace context (its `tc`), or None. A malformed one is ignored, not the job's
     end: W3C's rule for a bad `traceparent` is to start a new trace, and the job still runs."""
-    found = data.get("tc")
     if not isinstance(found, dict) or not found:
         return None
     if found.keys() - TRACE_KEYS or not all(
@@ -138,7 +137,10 @@ def check_job_record(data: Any, raw: bytes = b"") -> JobRecord:
     # Only a record with that many brackets can be nested that deep: the walk is rare.
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(kwargs):
         raise MalformedJobRecord(f"kwargs (k) is nested more than {MAX_DEPTH} levels deep")
-    return JobRecord(task, args, kwargs, job_try, enqueue_ms, trace_context(data))
+    trace = data.get("tc")
+    if trace is not None:  # an enqueue with tracing on
+        trace = trace_context(trace)
+    return JobRecord(task, args, kwargs, job_try, enqueue_ms, trace)
 
 
 def parse_job_record(raw: bytes) -> JobRecord:

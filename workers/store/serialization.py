@@ -66,15 +66,13 @@ def job_decoder(known_tasks: Collection[str]) -> Callable[[bytes], dict[str, Any
                 f"no task {record.task!r} is registered on this queue",
                 {"args": record.args, "kwargs": record.kwargs},
             )
-        decoded: dict[str, Any] = {
+        return {
             "f": record.task,
             "a": record.args,
             "k": record.kwargs,
             "t": record.job_try,
             "et": record.enqueue_ms,
+            "tc": record.trace,
         }
-        if record.trace is not None:
-            decoded["tc"] = record.trace
-        return decoded
 
     return decode
