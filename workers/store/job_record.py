@@ -5,8 +5,8 @@ ms}`, written by the client or by any other Redis writer, plus, when the enqueue
 postroom's `"tc": {"traceparent": ..., "tracestate": ...}` (tracing.py). arq reads its
 fields unchecked, so a string where a number belongs raised deep inside a run (and killed the
 worker); here every field's type and range is checked first, and a record that fails says
-which field and why.
-The worker dead-letters such a record with that reason; the reading tools show it as malformed.
+which field and why. The worker dead-letters such a record with that reason; the reading
+tools show it as malformed.
 """
 
 from __future__ import annotations
