@@ -25,16 +25,19 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from config.queues import QueueName
+from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
 from workers.events.queued import RedisHandledLog, handled_key
 from workers.store import key_migration
+from workers.store.audit_log import AuditLog, AuditRecord
 from workers.store.cancellation import cancel_job
 from workers.store.dead_letter import DeadLetter, DeadLetterStore, TryError
 from workers.store.enqueue import Checkpoint, NewJob, write_jobs
 from workers.store.job_listing import clean_jobs
 from workers.store.keys import Keys, QueueKeys
 from workers.store.progress import ProgressReporter
+from workers.store.rate_limit import reserve, take
 from workers.store.scripts import LuaScript
 from workers.store.serialization import dumps
 from workers.store.worker_scripts import (
@@ -62,6 +65,8 @@ RUN_ON_CLUSTER = {
     "workers.store.dead_letter._RETRY",
     "workers.store.indexed_delete._DELETE_INDEXED",
     "workers.events.queued._MARK",
+    "workers.store.audit_log._APPEND",
+    "workers.store.rate_limit.RATE_LIMIT",
 }
 # `postroom migrate-keys` moves jobs out of the layout before hash tags, whose keys (arq's
 # global `arq:job:<id>`, `<prefix>:queue:<queue>`) carry no tag: its scripts span slots by
@@ -298,6 +303,43 @@ async def test_cluster_marks_handled_events_on_two_primaries(
         await accepted("_MARK", log.mark(event_id, "second"))
         assert await log.handled(event_id) == {"first", "second"}
         assert 0 < await cluster_client.ttl(handled_key(prefix, event_id)) <= 60
+
+
+async def test_cluster_keeps_the_audit_trail_of_deployments_on_two_primaries(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """The audit stream is one key outside any queue: appended, trimmed and read on its node."""
+    ports: dict[int, str] = {}
+    while len(ports) < 2:
+        prefix = f"test-{uuid.uuid4().hex[:10]}"
+        key = Keys(prefix).audit_log()
+        ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, prefix)
+    for prefix in ports.values():
+        log = AuditLog(cluster_client, Keys(prefix), retention=3600, max_records=2)
+        for n in range(3):
+            record = AuditRecord(actor="alice", via="api", action="queue.pause", outcome="ok",
+                                 count=n)  # fmt: skip
+            await accepted("_APPEND", log.append(record))
+        assert [r.count for r in (await log.query()).items] == [2, 1]
+
+
+async def test_cluster_runs_the_rate_limit_script_on_queue_and_named_buckets(
+    cluster_client: RedisCluster,
+) -> None:
+    """A queue's bucket (its first partition's tag) and a named limit's (a tag of its own,
+    bucket and held slots together) each run in one slot."""
+    keys = Keys(f"rate-{uuid.uuid4().hex[:8]}", {QueueName.DELIVERY: 4})
+    ten = RateLimit.model_validate(parse_rate_limit("10/s burst=2"))
+    grant = await accepted(
+        "RATE_LIMIT", take(cluster_client, keys.of(QueueName.DELIVERY).rate_bucket, ten, 5)
+    )
+    assert grant.granted == 2
+    named = keys.rate_limit("sms")
+    delays = await accepted(
+        "RATE_LIMIT", reserve(cluster_client, named.bucket, named.held, ten, ["a", "b", "c"], 0.05)
+    )
+    assert delays[:2] == [0, 0] and delays[2] < 0
+    assert await cluster_client.zcard(named.held) == 1
 
 
 def test_cluster_test_covers_every_script() -> None:

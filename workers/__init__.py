@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
         PayloadValidationError,
         PermanentError,
         PostroomError,
+        RateLimited,
         TaskDefinitionError,
         UnknownTaskError,
     )
@@ -51,6 +52,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "PayloadValidationError",
         "PermanentError",
         "PostroomError",
+        "RateLimited",
         "TaskDefinitionError",
         "UnknownTaskError",
     ),
@@ -87,6 +89,7 @@ __all__ = [
     "Progress",
     "QueueName",
     "QueueStats",
+    "RateLimited",
     "ResourceFactory",
     "Settings",
     "Task",
