@@ -374,3 +374,27 @@ def test_tracing_bad_exporter_setting_names_the_variable(monkeypatch: pytest.Mon
     monkeypatch.setenv("POSTROOM_TRACING_EXPORTER", "zipkin")
     with pytest.raises(ConfigError, match="POSTROOM_TRACING_EXPORTER"):
         load_settings()
+
+
+def test_tracing_a_message_s_headers_carry_its_producer_span_to_its_consumer_span(
+    traced_settings: PostroomSettings, span_exporter: InMemorySpanExporter
+) -> None:
+    """What a transport with message headers (AMQP) uses: the producer's context out, a
+    consumer span under it from the headers as they come back (strings, or bytes)."""
+    tracing = tracing_for(traced_settings)
+    assert tracing is not None
+    with tracing.producing("send events", {"messaging.system": "rabbitmq"}) as headers:
+        pass
+    received = {name: value.encode() for name, value in headers.items()}
+    with tracing.consumed("process events.group", received, {"messaging.system": "rabbitmq"}):
+        pass
+    with tracing.consumed("process events.group", {"traceparent": 5}, {}):  # not a context
+        pass
+    [send] = named(span_exporter.get_finished_spans(), "send events")
+    first, unrelated = named(span_exporter.get_finished_spans(), "process events.group")
+    assert send.kind is SpanKind.PRODUCER and send.context is not None
+    assert headers["traceparent"].split("-")[2] == f"{send.context.span_id:016x}"
+    assert first.kind is SpanKind.CONSUMER
+    assert first.parent is not None and first.parent.span_id == send.context.span_id
+    assert [link.context.span_id for link in first.links] == [send.context.span_id]
+    assert unrelated.parent is None and list(unrelated.links) == []

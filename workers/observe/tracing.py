@@ -236,19 +236,22 @@ class Tracing:
         with self.tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
             yield
 
-    def current_carrier(self) -> dict[str, str]:
-        """The current span's W3C trace context, for a message's headers (an event)."""
-        found: dict[str, str] = {}
-        PROPAGATOR.inject(found)
-        return found
+    @contextmanager
+    def producing(self, name: str, attributes: Mapping[str, str | int]) -> Iterator[dict[str, str]]:
+        """A PRODUCER span for a message sent while the block runs; yields its W3C trace
+        context, for the message's headers."""
+        with self.tracer.start_as_current_span(
+            name, kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            yield carrier(span)
 
     @contextmanager
     def consumed(
-        self, name: str, headers: Mapping[str, str], attributes: Mapping[str, str | int]
+        self, name: str, headers: Mapping[str, Any], attributes: Mapping[str, str | int]
     ) -> Iterator[None]:
         """A CONSUMER span for a message received with `headers`, child of and linked to the
         span that sent it (when they carry its trace context)."""
-        parent = PROPAGATOR.extract(headers)
+        parent = PROPAGATOR.extract(text_headers(headers))
         sender = trace.get_current_span(parent).get_span_context()
         valid = sender.is_valid
         with self.tracer.start_as_current_span(
@@ -256,9 +259,21 @@ class Tracing:
             context=parent if valid else otel_context.Context(),
             kind=SpanKind.CONSUMER,
             links=[Link(sender)] if valid else None,
-            attributes={"messaging.system": SYSTEM, **attributes},
+            attributes=attributes,
         ):
             yield
+
+
+def text_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    """The trace context of a message's headers as text (AMQP may hand strings as bytes)."""
+    found: dict[str, str] = {}
+    for name in ("traceparent", "tracestate"):
+        value = headers.get(name)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if isinstance(value, str):
+            found[name] = value
+    return found
 
 
 def carrier(span: trace.Span) -> dict[str, str]:
