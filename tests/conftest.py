@@ -26,12 +26,15 @@ from workers.runtime import Runtime
 ROOT = Path(__file__).resolve().parent.parent
 
 # Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA, a Redis
-# Cluster, a Sentinel set; and OpenTelemetry's in-memory exporter.
+# Cluster, Redis servers wanting a password, ACL users or TLS, a Sentinel set; and
+# OpenTelemetry's in-memory exporter.
 pytest_plugins = [
     "tests.databases",
     "tests.mail_server",
     "tests.servers.cluster",
+    "tests.servers.guarded",
     "tests.servers.sentinel",
+    "tests.servers.tls",
     "tests.traces",
 ]
 

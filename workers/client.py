@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from arq.connections import ArqRedis
 from arq.jobs import SerializationError, deserialize_result
+from redis.exceptions import RedisError
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.connection.cluster_connection import connect_cluster
 from workers.connection.connections import create_pool, describe, redis_settings
+from workers.connection.redis_refusal import refusal
 from workers.errors import PostroomError
 from workers.observe.trace_gate import tracing_for
 from workers.registry import JobRequest, Task, TaskRegistry, registry
@@ -30,6 +32,7 @@ from workers.store.job_status import JobInfo, JobState, read_job_info, read_job_
 from workers.store.keys import Keys, QueueKeys
 from workers.store.priority import Priority
 from workers.store.queue_stats import QueueStats, read_queue_stats, read_queues_stats
+from workers.store.sealing import PayloadSealer
 from workers.store.serialization import dumps, loads
 from workers.store.worker_health import live_workers
 
@@ -96,9 +99,13 @@ class JobHandle(Generic[R]):
                     stored = deserialize_result(raw, deserializer=loads)
                 except SerializationError as exc:
                     raise JobFailedError(self.job_id, f"malformed result record: {exc}") from exc
+                # SealError (naming the job) when its seal does not open with the keys held.
+                result = self.client.sealer.open(
+                    stored.result, self.job_id, self.task.queue, "result"
+                )
                 if not stored.success:
-                    raise JobFailedError(self.job_id, stored.result)
-                return self.task.returns.validate_python(stored.result)
+                    raise JobFailedError(self.job_id, result)
+                return self.task.returns.validate_python(result)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {self.job_id} has no result after {timeout}s")
             await asyncio.sleep(delay)
@@ -106,11 +113,11 @@ class JobHandle(Generic[R]):
 
 
 def redis_url(settings: PostroomSettings) -> str:
-    """The Redis a client talks to (for messages): the sentinels, `REDIS_URL` (or
-    `REDIS_HOST`), else the embedded one."""
-    if settings.redis_sentinels:
-        return describe(redis_settings(settings))
-    return settings.redis_dsn() or f"redis://127.0.0.1:{settings.embedded_redis_port}"
+    """The Redis a client talks to, for messages and logs, never with its credentials: the
+    Cluster, the sentinels, `REDIS_URL` (or `REDIS_HOST`), else the embedded one."""
+    if settings.redis_cluster:
+        return f"the Redis Cluster at {','.join(settings.redis_cluster)}"
+    return describe(redis_settings(settings))
 
 
 class PostroomClient:
@@ -131,6 +138,8 @@ class PostroomClient:
         self.metrics = metrics
         self.keys = Keys.of_settings(settings)
         self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
+        # Seals each job's payload before it is written (store/sealing.py), opens results.
+        self.sealer = PayloadSealer.of_settings(settings)
         # With POSTROOM_TRACING, each enqueue is a span whose trace context the job carries.
         self.tracing: Tracing | None = tracing_for(settings)
 
@@ -158,7 +167,13 @@ class PostroomClient:
         target = redis_settings(settings)
         if retries is not None:
             target.conn_retries = retries
-        redis = await create_pool(target, job_serializer=dumps, job_deserializer=loads)
+        try:
+            redis = await create_pool(target, job_serializer=dumps, job_deserializer=loads)
+        except (RedisError, OSError) as exc:
+            refused = refusal(exc, settings, f"Redis at {describe(target)}")
+            if refused is not None:
+                raise refused from None
+            raise
         return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:
@@ -254,7 +269,7 @@ class PostroomClient:
 
     async def job_info(self, job_id: str) -> JobInfo | None:
         """Any job's state, progress, tries, result or error, by id alone."""
-        return await read_job_info(self.redis, self.keys, job_id)
+        return await read_job_info(self.redis, self.keys, job_id, sealer=self.sealer)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
         """Cancel a job: "cancelled" if it had not started (it never will), "stopping" if it
@@ -275,7 +290,9 @@ class PostroomClient:
         self, queue: QueueName, state: JobState, *, offset: int = 0, limit: int = 50
     ) -> JobPage:
         """A page of `queue`'s jobs in `state` (queued in start order, finished newest first)."""
-        return await list_jobs(self.redis, self.keys, queue, state, offset=offset, limit=limit)
+        return await list_jobs(
+            self.redis, self.keys, queue, state, offset=offset, limit=limit, sealer=self.sealer
+        )
 
     async def clean(self, queue: QueueName, state: CleanState, older_than: float = 0) -> int:
         """Delete `queue`'s finished jobs of `state` older than `older_than` seconds."""
@@ -284,7 +301,7 @@ class PostroomClient:
     async def job_payload(self, job_id: str) -> dict[str, Any] | None:
         """The arguments a job was enqueued with, while its job data, result or dead letter
         is kept."""
-        return await read_job_payload(self.redis, self.keys, job_id)
+        return await read_job_payload(self.redis, self.keys, job_id, sealer=self.sealer)
 
     async def live_workers(self, queues: Iterable[QueueName]) -> dict[str, int]:
         """How many worker processes serve each of `queues` right now."""
@@ -308,7 +325,7 @@ class PostroomClient:
             job_id=job_id,
             keys=self.keys.route(task.queue, request.route_key(job_id)),
             task=task.name,
-            kwargs=request.kwargs,
+            kwargs=self.sealer.seal(request.kwargs, job_id, task.queue, "kwargs"),
             due_ms=due,
             enqueue_ms=now_ms,
             priority=request.priority,

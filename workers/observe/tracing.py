@@ -58,8 +58,6 @@ PROPAGATOR = TraceContextTextMapPropagator()
 # A try that ended so is a failed one: its span's status is ERROR.
 FAILED = frozenset({"retried", "dead_lettered"})
 
-Execute = Callable[["dict[str, Any]", "QueueKeys", str, "dict[str, Any]"], Awaitable["RunOutcome"]]
-
 
 def _provider(exporter: str) -> TracerProvider:
     """A tracer provider exporting as `POSTROOM_TRACING_EXPORTER` says."""
@@ -189,15 +187,15 @@ class Tracing:
 
     async def run(
         self,
-        execute: Execute,
+        job: Awaitable[RunOutcome],
         queue: QueueName,
         ctx: dict[str, Any],
         keys: QueueKeys,
         name: str,
-        kwargs: dict[str, Any],
         trace_context: Mapping[str, str] | None,
     ) -> RunOutcome:
-        """`execute` one try of a job under its CONSUMER span (see the module's doc)."""
+        """Await one try of a job (`job`, its run not yet started) under its CONSUMER span
+        (see the module's doc)."""
         parent = PROPAGATOR.extract(trace_context) if trace_context else None
         producer = trace.get_current_span(parent).get_span_context() if parent else None
         links = [Link(producer)] if producer is not None and producer.is_valid else None
@@ -217,7 +215,7 @@ class Tracing:
                 "postroom.try": ctx["job_try"],
             },
         ) as span:
-            outcome = await execute(ctx, keys, name, kwargs)
+            outcome = await job
             span.set_attribute("postroom.outcome", outcome.kind)
             if outcome.retry_in_s:
                 span.set_attribute("postroom.retry_in_s", outcome.retry_in_s)

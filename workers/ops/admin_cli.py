@@ -1,6 +1,6 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, cancel, enqueue, audit, migrate-keys, serve): tables by default,
-`--json` for scripts.
+clean, pause, resume, cancel, enqueue, audit, migrate-keys, reseal, acl-rule, serve): tables by
+default, `--json` for scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
 unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message. Each change
@@ -27,9 +27,10 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient, redis_url
+from workers.connection.acl_rule import CLUSTER_COMMANDS, acl_rule
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.observe.logs import configure_logging
-from workers.observe.masking import mask, masked_letter
+from workers.observe.masking import mask, masked_job, masked_letter
 from workers.ops.cli_audit import AUDITED, CliAudit, audit_command, audit_listing, list_audit
 from workers.ops.cli_tables import table
 from workers.ops.rate_limits import read_rate_limits
@@ -45,10 +46,11 @@ from workers.store.key_migration import (
     migrate_markers,
 )
 from workers.store.priority import Priority
+from workers.store.resealing import reseal_queue
 
 COMMANDS = (
     "stats", "jobs", "job", "failed", "retry", "remove", "purge", "clean", "pause", "resume",
-    "cancel", "enqueue", "audit", "migrate-keys", "serve",
+    "cancel", "enqueue", "audit", "migrate-keys", "reseal", "acl-rule", "serve",
 )  # fmt: skip
 KNOWN = ", ".join(q.value for q in QueueName)
 
@@ -145,6 +147,17 @@ def add_commands(commands: Any) -> None:
                               "move with a run over every queue)")  # fmt: skip
     migrate.add_argument("--dry-run", action="store_true", help="count what would move")
     _output(migrate)
+    reseal = commands.add_parser(
+        "reseal", help="seal queued jobs, results and dead letters again under the active key"
+    )
+    reseal.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE",
+                        help="only these queues (default every queue)")  # fmt: skip
+    reseal.add_argument("--dry-run", action="store_true", help="count what would be sealed")
+    _output(reseal)
+    acl = commands.add_parser(
+        "acl-rule", help="print the ACL SETUSER line of a Redis user with only what postroom needs"
+    )
+    acl.add_argument("--user", default="postroom", help="the user's name (default postroom)")
     serve = commands.add_parser("serve", help="run the admin HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
@@ -159,12 +172,24 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "serve":
         return serve(settings, args.host, args.port, local_only=args.local_only)
+    if args.command == "acl-rule":
+        print(acl_setuser(settings, args.user))
+        return 0
     try:
         asyncio.run(_run(settings, args))
     except (CommandError, PayloadValidationError, UnknownTaskError) as exc:
         print(f"postroom {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def acl_setuser(settings: PostroomSettings, user: str) -> str:
+    """The ACL SETUSER command for this deployment's prefix (and a Cluster's slot map), with
+    a placeholder where the password goes: it is never printed."""
+    rule = acl_rule(settings.key_prefix)
+    if settings.redis_cluster:
+        rule = " ".join([rule, *CLUSTER_COMMANDS])
+    return f"ACL SETUSER {user} on >CHANGE-ME-LONG-RANDOM-PASSWORD {rule}"
 
 
 async def _run(settings: PostroomSettings, args: argparse.Namespace) -> None:
@@ -226,8 +251,7 @@ async def _rate_limits(client: PostroomClient, args: argparse.Namespace) -> Resu
 
 async def _jobs(client: PostroomClient, args: argparse.Namespace) -> Result:
     page = await client.list_jobs(args.queue, args.state, offset=args.offset, limit=args.limit)
-    for item in page.items:
-        item.result = mask(item.result)
+    page = page.model_copy(update={"items": [masked_job(item) for item in page.items]})
     rows = [
         [j.job_id, j.state.value, j.task, j.priority, j.tries, j.enqueued_at, j.finished_at,
          j.error]
@@ -243,8 +267,7 @@ async def _job(client: PostroomClient, args: argparse.Namespace) -> Result:
     info = await client.job_info(args.job_id)
     if info is None:
         raise CommandError(f"no job {args.job_id!r}")
-    data = info.model_dump(mode="json")
-    data["result"] = mask(data["result"])
+    data = masked_job(info).model_dump(mode="json")
     data["payload"] = mask(await client.job_payload(args.job_id))
     width = max(len(key) for key in data)
     lines = [
@@ -260,7 +283,7 @@ def _text(value: Any) -> str:
 async def _failed(client: PostroomClient, args: argparse.Namespace) -> Result:
     letters = await client.dead_letters.list(args.queue, offset=args.offset, limit=args.limit)
     total = await client.dead_letters.count(args.queue)
-    letters = [masked_letter(x) for x in letters]
+    letters = [masked_letter(x, client.sealer) for x in letters]
     rows = [
         [x.job_id, x.task, x.reason, x.tries, x.failed_at,
          x.malformed or (f"{x.errors[-1].type}: {x.errors[-1].message}" if x.errors else None)]
@@ -436,6 +459,32 @@ def _migration_summary(
     return "\n".join(lines)
 
 
+async def _reseal(client: PostroomClient, args: argparse.Namespace) -> Result:
+    sealer = client.sealer
+    if sealer.keyring is None:
+        raise CommandError(
+            "no keys are configured (POSTROOM_ENCRYPTION__KEYS): there is nothing to seal with"
+        )
+    reports = [
+        await reseal_queue(client.redis, client.keys, queue, sealer, dry_run=args.dry_run)
+        for queue in args.queues or QueueName
+    ]
+    rows = [[r.queue.value, r.resealed, r.current, r.changed, len(r.unopenable)] for r in reports]
+    text = table(["queue", "resealed", "current", "changed", "unopenable"], rows)
+    verb = "would seal" if args.dry_run else "sealed"
+    lines = [f"{verb} {sum(r.resealed for r in reports)} record(s) under key "
+             f"{sealer.active_key_id!r}"]  # fmt: skip
+    for r in reports:
+        if r.unopenable:
+            lines.append(
+                f"{r.queue.value}: {len(r.unopenable)} job(s) whose seal does not open with "
+                f"the keys held ({', '.join(r.unopenable[:5])}); a worker dead-letters them"
+            )
+    data = {"dry_run": args.dry_run, "active_key_id": sealer.active_key_id,
+            "queues": [r.as_dict() for r in reports]}  # fmt: skip
+    return data, f"{text}\n" + "\n".join(lines)
+
+
 HANDLERS: dict[str, Handler] = {
     "stats": _stats,
     "rate-limits": _rate_limits,
@@ -452,6 +501,7 @@ HANDLERS: dict[str, Handler] = {
     "enqueue": _enqueue,
     "audit": _audit,
     "migrate-keys": _migrate_keys,
+    "reseal": _reseal,
 }
 
 

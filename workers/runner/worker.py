@@ -192,7 +192,9 @@ class QueueWorker:
         self._connected_at = time.monotonic()
         for part in self.parts:
             batcher = ScriptBatcher(self.pool, part.finish, (part.keys.queue,))
-            part.end = EndWriter(part.keys, batcher, self.keep_result_s)
+            part.end = EndWriter(
+                part.keys, batcher, self.keep_result_s, self.execution.runtime.sealer
+            )
         logger.info("queue %s: worker started", self.queue)
         while True:
             await self._poll_iteration()
@@ -372,7 +374,7 @@ class QueueWorker:
         start_ms = timestamp_ms()
         run: Run | None = None
         try:
-            run = decode(claim, self.decoder)
+            run = decode(claim, self.decoder, self.execution.runtime.sealer, self.queue)
         except Exception as exc:  # the decoder turns every bad record into a run: a bug
             logger.exception("job %s: its record could not be decoded", claim.job_id)
             outcome = self._cannot_run(claim, "malformed", exc)
@@ -418,11 +420,10 @@ class QueueWorker:
                 keys = self.parts[claim.partition].keys
                 tracing = self.execution.runtime.tracing
                 if tracing is None:
-                    outcome = await self.execution.run(ctx, keys, run.name, run.kwargs)
+                    outcome = await self.execution.run(ctx, keys, run.name, run.kwargs, run.stored)
                 else:  # the try as a span, child of its enqueue's
-                    outcome = await tracing.run(
-                        self.execution.run, self.queue, ctx, keys, run.name, run.kwargs, run.trace
-                    )
+                    job = self.execution.run(ctx, keys, run.name, run.kwargs, run.stored)
+                    outcome = await tracing.run(job, self.queue, ctx, keys, run.name, run.trace)
             finally:
                 del self.function_tasks[job_id]
                 if task.cancelling():

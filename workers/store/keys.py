@@ -205,6 +205,15 @@ class Keys:
         """Set of the handlers that ran for a queued event (events/queued.py)."""
         return f"{self.prefix}:event:{event_id}:handled"
 
+    def acl_key_patterns(self) -> tuple[str, str]:
+        """ACL key patterns (`~...`) that cover every key of this prefix and no other
+        deployment's: the queues' hash-tagged keys and the few outside a queue."""
+        return (f"{{{self.prefix}:*", f"{self.prefix}:*")
+
+    def acl_channel_pattern(self) -> str:
+        """The ACL channel pattern (`&...`) of every channel of this prefix (users, events)."""
+        return f"{self.prefix}:*"
+
     def user_channel(self, user_id: str) -> str:
         """The pub/sub channel of one user's real-time events (tasks/realtime.py)."""
         return f"{self.prefix}:user:{user_id}"
