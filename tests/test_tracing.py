@@ -398,3 +398,25 @@ def test_tracing_a_message_s_headers_carry_its_producer_span_to_its_consumer_spa
     assert first.parent is not None and first.parent.span_id == send.context.span_id
     assert [link.context.span_id for link in first.links] == [send.context.span_id]
     assert unrelated.parent is None and list(unrelated.links) == []
+
+
+async def test_tracing_context_stays_outside_sealed_arguments_and_reaches_the_run(
+    traced_settings: PostroomSettings, span_exporter: InMemorySpanExporter
+) -> None:
+    """With payload encryption the arguments are sealed; the trace context is a field of its
+    own beside them, plaintext (ids only), and the run still joins the enqueue's trace."""
+    from tests.test_payload_encryption import new_key, with_keys
+
+    sealed = with_keys(traced_settings, {"k1": new_key()}, "k1", payload_encryption=True)
+    async with await PostroomClient.connect(sealed) as client:
+        job = await client.enqueue(echo.call(Greeting(messageId="m1", text="sealed hello")))
+        raw = await client.redis.get(client.keys.of(QueueName.DELIVERY).job(job.job_id))
+        async with running_worker(sealed, queues=[QueueName.DELIVERY]):
+            assert (await job.result(timeout=30))["text"] == "sealed hello"
+    record = orjson.loads(raw)
+    assert b"sealed hello" not in raw and set(record["k"]) == {"$sealed"}
+    [send] = named(span_exporter.get_finished_spans(), SEND)
+    [run] = named(span_exporter.get_finished_spans(), PROCESS)
+    assert send.context is not None and run.parent is not None
+    assert record["tc"]["traceparent"].split("-")[2] == f"{send.context.span_id:016x}"
+    assert run.parent.span_id == send.context.span_id
