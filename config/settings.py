@@ -174,6 +174,19 @@ class PostroomSettings(BaseSettings):
         validation_alias=AliasChoices("USE_QUEUE_EVENT_BUS", "POSTROOM_USE_QUEUE_EVENT_BUS"),
     )
     event_queue: QueueName = QueueName.NOTIFICATION
+    # Which bus carries events: memory, queued (as USE_QUEUE_EVENT_BUS=true) or rabbitmq
+    # (workers/events/rabbitmq/); unset, USE_QUEUE_EVENT_BUS decides.
+    event_transport: Literal["memory", "queued", "rabbitmq"] | None = None
+    # The RabbitMQ transport: the broker, its topic exchange, this consumer's handler group
+    # (one durable queue per group), how many events a consumer runs at once, and how long a
+    # publish waits for a broker that is away before it raises.
+    rabbitmq_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("RABBITMQ_URL", "POSTROOM_RABBITMQ_URL")
+    )
+    event_exchange: str = Field(default="postroom.events", pattern=r"^[A-Za-z0-9_.:-]+$")
+    event_group: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    event_prefetch: int = Field(default=10, ge=1, le=10_000)
+    event_publish_timeout: float = Field(default=10.0, gt=0)
     # The admin API's bearer token (`POSTROOM_ADMIN_TOKEN`); without one it serves only
     # when `admin_local_only` says it is reachable from this machine alone.
     admin_token: SecretStr | None = None
@@ -278,6 +291,28 @@ class PostroomSettings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < ADMIN_TOKEN_MIN_LENGTH:
             raise ValueError(f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters")
         return value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("event_transport")
+    @classmethod
+    def _one_event_bus(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """USE_QUEUE_EVENT_BUS=true beside another transport would leave one of them ignored."""
+        if value not in (None, "queued") and info.data.get("use_queue_event_bus"):
+            raise ValueError(f"is {value!r} but USE_QUEUE_EVENT_BUS is true: set one of the two")
+        return value
+
+    @property
+    def event_bus_transport(self) -> Literal["memory", "queued", "rabbitmq"]:
+        """The bus in use: POSTROOM_EVENT_TRANSPORT, else USE_QUEUE_EVENT_BUS's choice."""
+        if self.event_transport is not None:
+            return self.event_transport
+        return "queued" if self.use_queue_event_bus else "memory"
 
     @field_validator("admin_tokens", mode="before")
     @classmethod

@@ -137,9 +137,12 @@ class PostroomClient:
         # Counts the jobs this client writes (postroom_jobs_enqueued_total), when given.
         self.metrics = metrics
         self.keys = Keys.of_settings(settings)
-        self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
-        # Seals each job's payload before it is written (store/sealing.py), opens results.
+        # Seals each job's payload before it is written (store/sealing.py), opens results
+        # and what the dead letters hand out.
         self.sealer = PayloadSealer.of_settings(settings)
+        self.dead_letters = DeadLetterStore(
+            redis, self.keys, settings.dead_letter_retention, self.sealer
+        )
         # With POSTROOM_TRACING, each enqueue is a span whose trace context the job carries.
         self.tracing: Tracing | None = tracing_for(settings)
 
