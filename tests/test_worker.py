@@ -13,7 +13,7 @@ from workers.client import PostroomClient
 from workers.store.enqueue import Checkpoint
 from workers.store.keys import Keys
 from workers.store.queue_stats import read_queue_stats
-from workers.store.worker_scripts import lua_string
+from workers.store.scripts import lua_string
 
 # Far longer than any test may run: a job that starts at all was started by a wake-up.
 NEVER = 3600.0

@@ -23,6 +23,7 @@ from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.store.cancellation import CancelOutcome, cancel_job
 from workers.store.dead_letter import DeadLetterStore
 from workers.store.enqueue import Checkpoint, NewJob, write_jobs
+from workers.store.enqueue_batch import EnqueueBatcher
 from workers.store.job_listing import CleanState, JobPage, clean_jobs, list_jobs
 from workers.store.job_status import JobInfo, JobState, read_job_info, read_job_payload
 from workers.store.keys import Keys, QueueKeys
@@ -128,6 +129,8 @@ class PostroomClient:
         self.metrics = metrics
         self.keys = Keys.of_settings(settings)
         self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
+        # Writes the jobs of concurrent enqueues together, one round trip at a time.
+        self.writer = EnqueueBatcher(redis)
 
     @classmethod
     async def connect(
@@ -157,6 +160,7 @@ class PostroomClient:
         return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:
+        await self.writer.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> PostroomClient:
@@ -181,7 +185,8 @@ class PostroomClient:
         `delay` or `at` hold it back until then; `priority` (default normal) orders it among
         the queue's ready jobs.
         """
-        request = request.with_options(job_id=job_id, delay=delay, at=at, priority=priority)
+        if job_id is not None or delay is not None or at is not None or priority is not None:
+            request = request.with_options(job_id=job_id, delay=delay, at=at, priority=priority)
         [handle] = await self.enqueue_many([request])
         return handle
 
@@ -190,19 +195,24 @@ class PostroomClient:
     ) -> list[JobHandle[Any]]:
         """Queue many jobs in one round trip (bulk sends); answers in the same order.
 
-        A `checkpoint` key is set in the same transaction (see `Checkpoint`). With
-        `POSTROOM_ENQUEUE_WAIT_REPLICAS`, it answers once the jobs are on that many replicas
-        (else NotReplicatedError: retry with the same ids).
+        Calls made from many coroutines at once share round trips (`EnqueueBatcher`), each
+        still answered for its own jobs. A `checkpoint` key is set in the same transaction
+        (see `Checkpoint`). With `POSTROOM_ENQUEUE_WAIT_REPLICAS`, it answers once the jobs
+        are on that many replicas (else NotReplicatedError: retry with the same ids).
         """
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
-        created = await write_jobs(
-            self.redis,
-            [job for job, _ in jobs],
-            checkpoint=checkpoint,
-            replicas=self.settings.enqueue_wait_replicas,
-            replica_timeout_ms=int(self.settings.enqueue_wait_timeout * 1000),
-        )
+        replicas = self.settings.enqueue_wait_replicas
+        if checkpoint is None and not replicas:
+            created = await self.writer.write([job for job, _ in jobs])
+        else:
+            created = await write_jobs(
+                self.redis,
+                [job for job, _ in jobs],
+                checkpoint=checkpoint,
+                replicas=replicas,
+                replica_timeout_ms=int(self.settings.enqueue_wait_timeout * 1000),
+            )
         if self.metrics is not None:
             self.metrics.enqueued(
                 (task.queue, task.name) for (_, task), new in zip(jobs, created, strict=True) if new

@@ -40,6 +40,13 @@ def lua_source(*names: str, **values: object) -> str:
     return string.Template(text).substitute(values) if values else text
 
 
+def lua_string(text: str) -> str:
+    """`text` as a Lua string literal: every byte outside printable ASCII, and quote and
+    backslash, as a decimal escape, so no key prefix can break out of it."""
+    safe = (chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in text.encode())
+    return '"' + "".join(safe) + '"'
+
+
 class LuaScript:
     """One script's source and SHA1; build once (at import is fine: it is only text).
 
