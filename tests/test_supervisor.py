@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ from tests.conftest import running_worker
 from tests.sample_tasks import Greeting, echo, occupy
 from workers.client import PostroomClient
 from workers.connection.redis_server import EmbeddedRedis, _answers_ping
-from workers.registry import registry
+from workers.registry import TaskRegistry, registry
 from workers.runner.supervisor import Supervisor
 from workers.runtime import Runtime
 
@@ -109,3 +110,33 @@ async def test_burst_mode_returns_once_the_queue_is_empty(
     await asyncio.wait_for(supervisor.run(), timeout=60)
     assert [(await h.result(timeout=1))["text"] for h in handles] == ["burst"] * 3
     assert await client.redis.zcard(client.keys.of(QueueName.DELIVERY).queue) == 0
+
+
+async def test_stop_during_start_up_ends_even_when_a_cancellation_is_swallowed(
+    settings: PostroomSettings,
+) -> None:
+    """A SIGTERM while a queue still starts must end the process. On Python 3.11 a cancel
+    that races a connect timeout (`asyncio.timeout`) can turn into a TimeoutError that
+    redis-py retries, so the queue's start-up goes on as if never cancelled; here a start-up
+    hook swallows the cancellation the same way."""
+    tasks = TaskRegistry()
+    entered = asyncio.Event()
+
+    async def start_up_swallowing_one_cancel(ctx: dict[str, object]) -> None:
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+    tasks.hooks.on_startup.append(start_up_swallowing_one_cancel)
+    supervisor = Supervisor(
+        Runtime(settings),
+        tasks,
+        RedisSettings.from_dsn(settings.redis_dsn() or ""),
+        queues=[QueueName.DELIVERY],
+    )
+    run = asyncio.create_task(supervisor.run())
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    supervisor.request_stop()
+    # Not a timing bound: without the fix run() never returns; 30 s only ends the test.
+    await asyncio.wait_for(run, timeout=30)
+    assert supervisor.workers == {}

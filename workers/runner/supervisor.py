@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 # How often a worker process refreshes its host's entry (host_state.HOST_TTL_S: its expiry).
 HOST_REFRESH_S = 10.0
 # Reconnect backoff after Redis is lost: doubles from the first value up to the second.
+# How long a cancelled poll loop may take to unwind before it is cancelled again.
+RECANCEL_AFTER_S = 1.0
 RECONNECT_DELAYS = (0.5, 10.0)
 
 
@@ -204,10 +206,8 @@ class Supervisor:
                     await asyncio.gather(self._maintenance, return_exceptions=True)
                 await self._close_resources()
                 mains = [w.main_task for w in workers if w.main_task is not None]
-                for main in mains:
-                    main.cancel()
                 # Let each poll loop unwind (and release its pipeline) before its pool closes.
-                await asyncio.gather(*mains, return_exceptions=True)
+                await _cancel_until_done(mains)
                 await asyncio.gather(*(self._close(w) for w in workers))
             finally:
                 self._jobs_done.set()
@@ -377,3 +377,15 @@ class Supervisor:
                 )
                 await sleep_unless(self._stop, delay)
                 delay = min(delay * 2, RECONNECT_DELAYS[1])
+
+
+async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for them, cancelling again any that carries on: on Python
+    3.11 a cancel racing a connect timeout becomes a TimeoutError that redis-py retries,
+    and a queue still starting would then run on after the stop."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)
+    await asyncio.gather(*tasks, return_exceptions=True)
