@@ -21,9 +21,10 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.utils import ms_to_datetime, timestamp_ms
+from redis.exceptions import NoScriptError
 
 from config.queues import QueueName
-from workers.connection.redis_pool import close_pool, open_pool
+from workers.connection.redis_pool import close_pool, on_cluster, open_pool
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
 from workers.registry import Hook
 from workers.runner.claimed_run import Claim, EndWriter, Run, decode
@@ -31,7 +32,7 @@ from workers.runner.execution import JobExecution
 from workers.runner.waiting import sleep_unless
 from workers.store.dead_letter import Reason
 from workers.store.keys import Keys, QueueKeys
-from workers.store.outcome import RunOutcome, dead_lettered
+from workers.store.outcome import PUT_BACK, RunOutcome, dead_lettered
 from workers.store.scripts import ScriptBatcher
 from workers.store.worker_scripts import (
     CLAIM,
@@ -127,6 +128,8 @@ class QueueWorker:
         self._wake = asyncio.Event()
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False
+        # Whether the claim queued behind the last idle wait took every ready job.
+        self._claimed_all_ready = False
         # When this worker last (re)connected: for a moment after, it leaves lapsed runs to
         # their workers (see `_claim_and_start`).
         self._connected_at = 0.0
@@ -233,16 +236,55 @@ class QueueWorker:
             while self.max_jobs - self._in_flight < wanted and time.monotonic() < deadline:
                 self._wake.clear()
                 await sleep_unless(self._wake, deadline - time.monotonic())
-        else:
-            # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
+        elif on_cluster(self.pool):  # redis-py 5's Cluster pipelines refuse EVALSHA
             wake = self.parts[self._next_part].keys.wake
             await self.pool.execute_command("BLPOP", wake, tick)  # type: ignore[no-untyped-call]
+        else:
+            await self._idle_wait(tick)
+
+    async def _idle_wait(self, tick: float) -> None:
+        """Block on the wake list with the next claim queued behind it, in one round trip.
+
+        Redis runs the commands a blocked client sent after BLPOP the moment BLPOP returns
+        (a wake token, or the tick), so the claim runs as the enqueue lands and a new job
+        starts one hop after it instead of two. The claim's time and free slots are those
+        of the wait's start: slots only free meanwhile, and a job that fell due during the
+        wait is promoted at the next claim. A cancel (the stop) waits for the round trip,
+        at most a tick, so what the claim took is never left behind: its runs start, or
+        are put back while the queue stops or pauses (see `_put_back`)."""
+        inner = asyncio.ensure_future(self._blpop_and_claim(tick))
+        try:
+            await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            await asyncio.gather(inner, return_exceptions=True)
+            raise
+
+    async def _blpop_and_claim(self, tick: float) -> None:
+        part = self._next_part
+        keys = self.parts[part].keys
+        count = min(self.max_jobs - self._in_flight, self.read_limit)
+        args = self._claim_args(keys, count, self._retake())
+        async with self.pool.pipeline(transaction=False) as pipe:
+            # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
+            pipe.execute_command("BLPOP", keys.wake, tick)
+            CLAIM.queue(pipe, (keys.queue, keys.active, keys.results), args)
+            _, claimed = await pipe.execute(raise_on_error=False)
+        if isinstance(claimed, NoScriptError):
+            await CLAIM.load(self.pool)  # the next turn's claim runs it
+            return
+        if isinstance(claimed, Exception):
+            raise claimed
+        found = self._start_claimed(part, claimed)
+        self._next_part = (part + 1) % len(self.parts)
+        # Fewer than asked for: nothing else is ready, the next turn need not claim again.
+        self._claimed_all_ready = found < count
 
     async def _poll_iteration(self) -> None:
         free = self.max_jobs - self._in_flight
         self._more_ready = False
         self._wake.clear()  # before the claim: a slot freed after it ends the wait
-        if self.allow_pick_jobs and free > 0:
+        claimed_all_ready, self._claimed_all_ready = self._claimed_all_ready, False
+        if self.allow_pick_jobs and free > 0 and not claimed_all_ready:
             await self._claim_and_start(min(free, self.read_limit))
         for token, task in list(self.tasks.items()):
             if task.done():
@@ -258,7 +300,7 @@ class QueueWorker:
         live workers renew theirs as they reconnect (Supervisor._maintain); a dead worker's
         job waits that much longer.
         """
-        retake = int(time.monotonic() - self._connected_at > self.lease_s)
+        retake = self._retake()
         parts = len(self.parts)
         start, self._next_part = self._next_part, (self._next_part + 1) % parts
         for i in range(parts):
@@ -268,10 +310,18 @@ class QueueWorker:
                 self._more_ready = True
                 return
 
+    def _retake(self) -> int:
+        return int(time.monotonic() - self._connected_at > self.lease_s)
+
     async def _claim(self, partition: int, count: int, retake: int) -> int:
         keys = self.parts[partition].keys
+        args = self._claim_args(keys, count, retake)
+        claimed = await CLAIM(self.pool, (keys.queue, keys.active, keys.results), args)
+        return self._start_claimed(partition, claimed)
+
+    def _claim_args(self, keys: QueueKeys, count: int, retake: int) -> list[str | int]:
         now = timestamp_ms()
-        args: list[str | int] = [
+        return [
             now,
             count,
             self.read_limit,
@@ -288,8 +338,12 @@ class QueueWorker:
             now - int(self.keep_result_s * 1000),
             retake,
         ]
-        claimed = await CLAIM(self.pool, (keys.queue, keys.active, keys.results), args)
+
+    def _start_claimed(self, partition: int, claimed: list[Any]) -> int:
+        """Start a run per claimed job (or put it back: the queue stopped or paused while
+        the claim was on the wire); returns how many."""
         found = len(claimed) // CLAIMED_FIELDS
+        start = self._run_claimed if self.allow_pick_jobs else self._put_back
         self._serial += found
         for i in range(0, len(claimed), CLAIMED_FIELDS):
             raw_id, raw_score, payload, job_try, lost_by, token, recoveries = claimed[
@@ -307,7 +361,7 @@ class QueueWorker:
             )
             self._in_flight += 1
             self.claims[claim.job_id] = claim
-            task = asyncio.create_task(self._run_claimed(claim))
+            task = asyncio.create_task(start(claim))
             task.add_done_callback(functools.partial(self._ended, claim.job_id, claim.token))
             self.tasks[claim.token] = task
         return found
@@ -318,6 +372,13 @@ class QueueWorker:
             del self.claims[job_id]
         self._in_flight -= 1
         self._wake.set()
+
+    async def _put_back(self, claim: Claim) -> None:
+        """A job claimed as its queue stopped taking jobs: back in the queue, its try
+        refunded, as a run put back by a shutdown."""
+        end = self.parts[claim.partition].end
+        assert end is not None, "a claim before main()"
+        await end.write(claim, end.call(claim, None, PUT_BACK, timestamp_ms()))
 
     async def _run_claimed(self, claim: Claim) -> None:
         start_ms = timestamp_ms()
