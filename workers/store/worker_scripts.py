@@ -27,6 +27,7 @@ RETRY_TTL_S = 88400
 # Promotes every waiting job whose time has come into its band (priority.py), then claims
 # ready jobs in priority order, skipping those running (they stay in the queue until they
 # finish; those whose lease is live are skipped without a command, the rest by SET NX).
+# A job's first try is counted by one SET NX of its counter (INCR and EXPIRE after that).
 # Claiming a job sets its lease, reads its payload and counts its try; sets its running
 # marker to the run's lease token `<worker>/<n>`, which fences every later write of the run
 # (RENEW, FINISH, progress: a run whose marker is no longer its token has lost the job); and
