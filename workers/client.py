@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -101,6 +101,15 @@ class JobHandle(Generic[R]):
                 raise TimeoutError(f"job {self.job_id} has no result after {timeout}s")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+
+def new_job_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as `uuid.uuid4().hex` writes it, without
+    building the UUID object (a fifth of an enqueue's own CPU)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    n = (n & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    return f"{n:032x}"
 
 
 def redis_url(settings: PostroomSettings) -> str:
@@ -301,7 +310,7 @@ class PostroomClient:
                 else request.delay
             )
             due = now_ms + int(seconds * 1000)
-        job_id = request.job_id or uuid.uuid4().hex
+        job_id = request.job_id or new_job_id()
         job = NewJob(
             job_id=job_id,
             keys=self.keys.route(task.queue, request.route_key(job_id)),

@@ -120,6 +120,8 @@ class Task(Generic[P, R]):
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> JobRequest[R]:
         """Validate a call now, so a bad payload never reaches Redis."""
+        if not args and self._by_keyword:  # as validating would: no need to bind them
+            return JobRequest(self, self.encode(kwargs))
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -185,6 +187,13 @@ class Task(Generic[P, R]):
             return self.arguments.model_validate(dict(arguments))
         except ValidationError as exc:
             raise PayloadValidationError(self.name, _field_errors(exc)) from exc
+
+    @functools.cached_property
+    def _by_keyword(self) -> bool:
+        """Whether every argument may be passed by keyword: then keyword arguments are
+        checked by the arguments model alone (a missing or unknown one names its field)."""
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return all(p.kind in kinds for p in self._signature.parameters.values())
 
     @functools.cached_property
     def _signature(self) -> inspect.Signature:
