@@ -21,7 +21,8 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.utils import ms_to_datetime, timestamp_ms
-from redis.exceptions import NoScriptError
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, ResponseError
 
 from config.queues import QueueName
 from workers.connection.redis_pool import close_pool, on_cluster, open_pool
@@ -33,7 +34,7 @@ from workers.runner.waiting import sleep_unless
 from workers.store.dead_letter import Reason
 from workers.store.keys import Keys, QueueKeys
 from workers.store.outcome import PUT_BACK, RunOutcome, dead_lettered
-from workers.store.scripts import ScriptBatcher
+from workers.store.scripts import ScriptBatcher, pack
 from workers.store.worker_scripts import (
     CLAIM,
     CLAIMED_FIELDS,
@@ -130,6 +131,8 @@ class QueueWorker:
         self._more_ready = False
         # Whether the claim queued behind the last idle wait took every ready job.
         self._claimed_all_ready = False
+        # The pool, and the connection of it that the idle waits use (`_idle_connection`).
+        self._held: tuple[ArqRedis, AbstractConnection] | None = None
         # When this worker last (re)connected: for a moment after, it leaves lapsed runs to
         # their workers (see `_claim_and_start`).
         self._connected_at = 0.0
@@ -200,6 +203,15 @@ class QueueWorker:
         await close_pool(self.pool)
         self._pool = None
 
+    async def _idle_connection(self) -> AbstractConnection:
+        """The connection the idle waits use, taken from the pool once (the pool's checkout
+        polls the socket each time) and kept; a new pool (a reconnect) gets a new one. It
+        closes with the pool, which closes the connections it lent too."""
+        held = self._held
+        if held is None or held[0] is not self.pool:
+            held = self._held = (self.pool, await self.pool.connection_pool.get_connection())
+        return held[1]
+
     async def _serve_partitions_used(self) -> None:
         """Record this worker's partition count as the queue's most ever, and serve as many
         as it ever had: a lowered count leaves jobs in the partitions it no longer fills."""
@@ -264,11 +276,18 @@ class QueueWorker:
         keys = self.parts[part].keys
         count = min(self.max_jobs - self._in_flight, self.read_limit)
         args = self._claim_args(keys, count, self._retake())
-        async with self.pool.pipeline(transaction=False) as pipe:
-            # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
-            pipe.execute_command("BLPOP", keys.wake, tick)
-            CLAIM.queue(pipe, (keys.queue, keys.active, keys.results), args)
-            _, claimed = await pipe.execute(raise_on_error=False)
+        connection = await self._idle_connection()
+        await connection.send_packed_command(
+            pack(["BLPOP", keys.wake, f"{tick:.3f}"])
+            + pack(["EVALSHA", CLAIM.sha, 3, keys.queue, keys.active, keys.results, *args])
+        )
+        replies: list[Any] = []
+        for _ in range(2):  # both read, whatever they are: the connection stays in step
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        claimed = replies[1]
         if isinstance(claimed, NoScriptError):
             await CLAIM.load(self.pool)  # the next turn's claim runs it
             return

@@ -29,7 +29,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from workers.store import enqueue
 from workers.store.enqueue import NewJob, enqueue_call
 from workers.store.keys import QueueKeys
-from workers.store.scripts import LuaScript, RedisClient, lua_string
+from workers.store.scripts import LuaScript, RedisClient, lua_string, pack
 
 # The most jobs one coalesced write carries (a caller's own jobs are never split).
 MAX_BATCH_JOBS = 1000
@@ -43,18 +43,6 @@ def enqueue_batch_script(keys: QueueKeys) -> LuaScript:
     repeated id is written once; returns each job's 1 (written) or 0 (its id was taken)."""
     names = {"JOB": keys.job(""), "RESULT": keys.result(""), "WAKE": keys.wake}
     return LuaScript.file("enqueue_batch", **{k: lua_string(v) for k, v in names.items()})
-
-
-def pack(args: Sequence[bytes | str | int]) -> bytes:
-    """One command in the Redis protocol (RESP2)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        out.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
-    return b"".join(out)
 
 
 class _Call:
