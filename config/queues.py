@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+from config.rate_limits import RateLimitSpec
+
 
 class QueueName(StrEnum):
     """The six queues; the value is the name operators see in logs, metrics and Redis keys."""
@@ -59,6 +61,9 @@ class QueueConfig(BaseModel):
     dead_letter_retention: PositiveFloat | None = None
     # How many slots (Redis Cluster shards) the queue is split over (keys.py `Keys.route`).
     partitions: Annotated[int, Field(ge=1, le=1024)] = 1
+    # How fast the queue's jobs may start, across every worker process (`100/s`, `600/m`,
+    # `100/s burst=20`; config/rate_limits.py); None: as fast as the workers go.
+    rate_limit: RateLimitSpec | None = None
 
     @property
     def read_limit(self) -> int:

@@ -23,6 +23,7 @@ from config.encryption import EncryptionSettings
 from config.errors import ConfigError
 from config.notify import PushSettings, SmsSettings, SmtpSettings
 from config.queues import QueueName, QueueTable
+from config.rate_limits import RateLimitSpec
 
 ENV_PREFIX = "POSTROOM_"
 # A shorter bearer token could be guessed; `secrets.token_urlsafe(32)` makes a good one.
@@ -94,6 +95,13 @@ class PostroomSettings(BaseSettings):
     key_prefix: str = Field(default="postroom", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     queues: QueueTable = QueueTable()
     worker_queues: Annotated[list[QueueName], NoDecode] = list(QueueName)
+    # Named rate limits shared by every worker process (`POSTROOM_RATE_LIMITS__SMS=10/s`):
+    # a notification channel's (sms, push, email) or any name a task throttles on with
+    # `ctx["throttle"](name)`; workers/runner/throttle.py.
+    rate_limits: dict[str, RateLimitSpec] = {}
+    # How often a job may be deferred because its provider answered "too many requests"
+    # (HTTP 429 with Retry-After) before it is dead-lettered as `rate-limited`.
+    max_rate_limited: int = Field(default=20, ge=0)
     task_modules: Annotated[list[str], NoDecode] = ["tasks"]
 
     # A cron tick found later than this (after downtime) is skipped, not replayed.
@@ -147,6 +155,14 @@ class PostroomSettings(BaseSettings):
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _comma_list(value)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limit_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9_]+", name):
+                raise ValueError(f"limit name {name!r}: use lower-case letters, digits and _")
+        return value
 
     @field_validator("redis_cluster")
     @classmethod

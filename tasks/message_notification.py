@@ -3,7 +3,9 @@
 The notification is stored first (id: the payload's or the job's, so a retry finds the same
 row), then sent, then marked sent. A provider's 4xx (or SMTP 5xx) is a PermanentError: the
 notification is marked failed and the job goes to the dead letters. A 5xx, timeout or lost
-connection raises ProviderUnavailable, and the job retries with backoff. An in-app
+connection raises ProviderUnavailable, and the job retries with backoff; a 429 with
+Retry-After defers it by that long without spending a try. A channel's rate limit
+(`POSTROOM_RATE_LIMITS__SMS=10/s`) is taken before each send, cluster-wide. An in-app
 notification is in the inbox once stored, and is published on the user's real-time channel.
 Neither the body nor the provider's credentials reach a log line.
 """
@@ -66,6 +68,9 @@ async def send_notification(ctx: JobContext, notification: SendNotification) -> 
             notification_id=notification_id, type=notification.type, listeners=listeners
         )
     assert notification.to is not None  # the payload's validator requires it
+    # The channel's own limit (POSTROOM_RATE_LIMITS__SMS=10/s, ...), across every worker:
+    # waits for this job's start slot, or defers the job to it; nothing when unset.
+    await ctx["throttle"](notification.type)
     try:
         await _send(ctx, notification, notification.to, rendered)
     except ProviderRejected:

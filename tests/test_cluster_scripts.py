@@ -26,6 +26,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from config.queues import QueueName
+from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
 from workers.events.queued import RedisHandledLog, handled_key
@@ -37,6 +38,7 @@ from workers.store.enqueue_batch import EnqueueBatcher
 from workers.store.job_listing import clean_jobs
 from workers.store.keys import Keys, QueueKeys
 from workers.store.progress import ProgressReporter
+from workers.store.rate_limit import reserve, take
 from workers.store.scripts import LuaScript
 from workers.store.serialization import dumps
 from workers.store.worker_scripts import (
@@ -64,6 +66,7 @@ RUN_ON_CLUSTER = {
     "workers.store.dead_letter._RETRY",
     "workers.store.indexed_delete._DELETE_INDEXED",
     "workers.events.queued._MARK",
+    "workers.store.rate_limit.RATE_LIMIT",
 }
 # `postroom migrate-keys` moves jobs out of the layout before hash tags, whose keys (arq's
 # global `arq:job:<id>`, `<prefix>:queue:<queue>`) carry no tag: its scripts span slots by
@@ -300,6 +303,25 @@ async def test_cluster_marks_handled_events_on_two_primaries(
         await accepted("_MARK", log.mark(event_id, "second"))
         assert await log.handled(event_id) == {"first", "second"}
         assert 0 < await cluster_client.ttl(handled_key(prefix, event_id)) <= 60
+
+
+async def test_cluster_runs_the_rate_limit_script_on_queue_and_named_buckets(
+    cluster_client: RedisCluster,
+) -> None:
+    """A queue's bucket (its first partition's tag) and a named limit's (a tag of its own,
+    bucket and held slots together) each run in one slot."""
+    keys = Keys(f"rate-{uuid.uuid4().hex[:8]}", {QueueName.DELIVERY: 4})
+    ten = RateLimit.model_validate(parse_rate_limit("10/s burst=2"))
+    grant = await accepted(
+        "RATE_LIMIT", take(cluster_client, keys.of(QueueName.DELIVERY).rate_bucket, ten, 5)
+    )
+    assert grant.granted == 2
+    named = keys.rate_limit("sms")
+    delays = await accepted(
+        "RATE_LIMIT", reserve(cluster_client, named.bucket, named.held, ten, ["a", "b", "c"], 0.05)
+    )
+    assert delays[:2] == [0, 0] and delays[2] < 0
+    assert await cluster_client.zcard(named.held) == 1
 
 
 def test_cluster_test_covers_every_script() -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
         PayloadValidationError,
         PermanentError,
         PostroomError,
+        RateLimited,
         TaskDefinitionError,
         UnknownTaskError,
     )
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "PayloadValidationError",
         "PermanentError",
         "PostroomError",
+        "RateLimited",
         "TaskDefinitionError",
         "UnknownTaskError",
     ),
@@ -85,6 +87,7 @@ __all__ = [
     "Progress",
     "QueueName",
     "QueueStats",
+    "RateLimited",
     "ResourceFactory",
     "Settings",
     "Task",

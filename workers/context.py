@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
@@ -14,6 +15,9 @@ from workers.store.priority import Priority
 if TYPE_CHECKING:
     from workers.runtime import Runtime
     from workers.store.progress import ProgressReporter
+
+# What a task calls to wait for a start slot under a named rate limit (runner/throttle.py).
+ThrottleFunction = Callable[[str], Awaitable[None]]
 
 
 class JobContext(TypedDict):
@@ -32,6 +36,9 @@ class JobContext(TypedDict):
     runtime: Runtime
     # `await ctx["progress"](percentage=..., step=..., current_step=..., total_steps=..., data=...)`
     progress: ProgressReporter
+    # `await ctx["throttle"]("sms")`: wait for a start slot under the named rate limit
+    # (POSTROOM_RATE_LIMITS__SMS), or be deferred to it; at once when the name has no limit.
+    throttle: ThrottleFunction
 
 
 # The ctx keys of postroom's own bookkeeping (not for tasks): a run's lease token

@@ -6,6 +6,7 @@ PostroomError
 ├── UnknownTaskError       (a task name nobody registered)
 ├── PayloadValidationError (a payload does not match its task's signature)
 ├── PermanentError         (raised by a task: retrying cannot help, dead-letter now)
+├── RateLimited            (raised by a task: its provider said "too many requests", defer)
 └── NotReplicatedError     (an enqueue reached the primary but not enough replicas in time)
 """
 
@@ -40,11 +41,23 @@ class PermanentError(PostroomError):
     """Raised by a task when retrying cannot help; the job goes straight to the dead letters."""
 
 
+class RateLimited(PostroomError):
+    """Raised by a task whose provider answered "too many requests" (HTTP 429 with
+    Retry-After): the job is deferred by `retry_after` seconds without spending a try. Each
+    job is deferred so at most POSTROOM_MAX_RATE_LIMITED times, then dead-lettered as
+    `rate-limited`, so a provider refusing forever cannot keep a job alive forever."""
+
+    def __init__(self, message: str = "rate limited", *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 __all__ = [
     "ConfigError",
     "PayloadValidationError",
     "PermanentError",
     "PostroomError",
+    "RateLimited",
     "TaskDefinitionError",
     "UnknownTaskError",
 ]

@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from config.queues import BackoffPolicy, QueueConfig, QueueName
+from config.rate_limits import RateLimit, parse_rate_limit
 from workers.context import JobContext
 from workers.crontab import Cron
 from workers.errors import PayloadValidationError, TaskDefinitionError, UnknownTaskError
@@ -115,6 +116,9 @@ class Task(Generic[P, R]):
     # The payload field (a dotted path of JSON names) whose value picks the job's partition
     # on a partitioned queue; unset or absent, the job id does (keys.Keys.route).
     partition_by: str | None = None
+    # How fast the task's jobs may start across every worker (`10/s`; config/rate_limits.py),
+    # a named limit `task:<name>` taken when each job runs (runner/throttle.py).
+    rate_limit: RateLimit | None = None
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)
     returns: TypeAdapter[R] = field(repr=False, default_factory=lambda: TypeAdapter(Any))
 
@@ -262,6 +266,7 @@ class TaskRegistry:
         backoff: BackoffPolicy | None = None,
         cron: str | Cron | None = None,
         partition_by: str | None = None,
+        rate_limit: str | None = None,
         **unknown: Never,
     ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
         """Register an `async def f(ctx, ...)` on `queue`, overriding the queue's policy.
@@ -270,12 +275,15 @@ class TaskRegistry:
         task on that schedule, once per tick across all worker processes. `partition_by`
         ("message.conversationId") names the payload field that picks a job's partition
         when the queue is partitioned: jobs with the same value share a partition.
+        `rate_limit` ("10/s", "600/m", "10/s burst=5") bounds how fast its jobs start,
+        across every worker process; jobs over it wait, spending no try.
         """
         schedule = Cron(cron) if isinstance(cron, str) else cron
 
         def register(function: TaskFunction[P, R]) -> Task[P, R]:
             task_name = name or function.__name__
             self._check(task_name, function, queue, timeout, max_tries, unknown)
+            limit = _rate_limit(task_name, rate_limit)
             hints = inspect.get_annotations(function, eval_str=True)
             task: Task[P, R] = Task(
                 name=task_name,
@@ -286,6 +294,7 @@ class TaskRegistry:
                 backoff=backoff,
                 cron=schedule,
                 partition_by=partition_by,
+                rate_limit=limit,
                 arguments=_arguments_model(task_name, function),
                 returns=TypeAdapter(hints.get("return", Any)),
             )
@@ -335,6 +344,15 @@ class TaskRegistry:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+def _rate_limit(task: str, spec: str | None) -> RateLimit | None:
+    if spec is None:
+        return None
+    try:
+        return RateLimit.model_validate(parse_rate_limit(spec))
+    except ValueError as exc:
+        raise TaskDefinitionError(f"task {task!r}: rate_limit {exc}") from None
 
 
 registry = TaskRegistry()

@@ -12,6 +12,7 @@ from tasks.notify.errors import (
     InvalidRecipient,
     ProviderError,
     ProviderRejected,
+    ProviderThrottled,
     ProviderUnavailable,
 )
 from tasks.notify.http_channels import HttpChannel, PushChannel, SmsChannel
@@ -26,6 +27,7 @@ __all__ = [
     "MessageTemplate",
     "ProviderError",
     "ProviderRejected",
+    "ProviderThrottled",
     "ProviderUnavailable",
     "PushChannel",
     "RenderedMessage",

@@ -7,7 +7,7 @@ recipient's token or a credential, since they end up in logs and dead letters.
 from __future__ import annotations
 
 from config.errors import PostroomError
-from workers import PermanentError
+from workers import PermanentError, RateLimited
 
 
 class ChannelNotConfigured(PermanentError):
@@ -34,3 +34,14 @@ class ProviderRejected(ProviderError, PermanentError):
 
 class ProviderUnavailable(ProviderError):
     """The provider could not take the message now (5xx, 429, timeout, no connection): retry."""
+
+
+class ProviderThrottled(ProviderUnavailable, RateLimited):
+    """The provider answered 429 with a Retry-After: the runtime defers the job by that long
+    without spending a try (RateLimited), a bounded number of times."""
+
+    def __init__(self, channel: str, provider: str, retry_after: float) -> None:
+        super().__init__(
+            channel, provider, 429, f"too many requests, HTTP 429, retry after {retry_after:g}s"
+        )
+        self.retry_after = retry_after

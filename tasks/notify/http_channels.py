@@ -1,7 +1,9 @@
 """Push and SMS through HTTP providers, each channel with one pooled `httpx.AsyncClient`.
 
-Answers are classified for the runtime: 2xx delivered; 408, 425, 429 and 5xx, timeouts and
-connection errors are ProviderUnavailable (retried with backoff); any other status (4xx, and a
+Answers are classified for the runtime: 2xx delivered; 429 with a Retry-After (seconds or an
+HTTP date) is ProviderThrottled (the job is deferred by that long without spending a try);
+408, 425, 429 without one and 5xx, timeouts and connection errors are ProviderUnavailable
+(retried with backoff); any other status (4xx, and a
 3xx, which means a wrong URL since redirects are not followed) is ProviderRejected
 (dead-lettered). Neither the provider's answer body nor ours is kept in errors or logs: either
 may echo the message or a credential. Failures are logged at INFO only: the runtime already
@@ -11,7 +13,9 @@ logs each failed try with the exception's message.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -19,12 +23,32 @@ from pydantic import AnyHttpUrl
 
 from config.notify import PushSettings, SmsSettings
 from tasks.notify.channel import Channel
-from tasks.notify.errors import ChannelNotConfigured, ProviderRejected, ProviderUnavailable
+from tasks.notify.errors import (
+    ChannelNotConfigured,
+    ProviderRejected,
+    ProviderThrottled,
+    ProviderUnavailable,
+)
 from tasks.notify.templates import RenderedMessage
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 logger = logging.getLogger(__name__)
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's wait in seconds (delta-seconds or an HTTP date), None if it
+    is missing or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _provider_name(url: httpx.URL) -> str:
@@ -72,12 +96,18 @@ class HttpChannel(Channel):
             )
             logger.info("%s", error)
             raise error from exc
-        self._raise_for_status(self.provider, response.status_code)
+        self._raise_for_status(self.provider, response)
 
-    def _raise_for_status(self, provider: str, status: int) -> None:
+    def _raise_for_status(self, provider: str, response: httpx.Response) -> None:
+        status = response.status_code
         if 200 <= status < 300:
             logger.debug("%s sent via %s: HTTP %d", self.channel, provider, status)
             return
+        wait = retry_after(response.headers.get("retry-after")) if status == 429 else None
+        if wait is not None:
+            throttled = ProviderThrottled(self.channel, provider, wait)
+            logger.info("%s", throttled)
+            raise throttled
         if status >= 500 or status in RETRYABLE_STATUSES:
             unavailable = ProviderUnavailable(
                 self.channel, provider, status, f"unavailable, HTTP {status}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import time
 
 import pytest
@@ -13,12 +14,13 @@ from config.notify import PushSettings, SmsSettings
 from tasks.notify import (
     ChannelNotConfigured,
     ProviderRejected,
+    ProviderThrottled,
     ProviderUnavailable,
     PushChannel,
     RenderedMessage,
     SmsChannel,
 )
-from workers.errors import PermanentError
+from workers.errors import PermanentError, RateLimited
 
 TOKEN = "push-token-do-not-leak"
 API_KEY = "sms-key-do-not-leak"
@@ -124,6 +126,39 @@ async def test_throttling_and_outages_are_retryable(httpserver: HTTPServer, stat
         with pytest.raises(ProviderUnavailable) as caught:
             await sms.send("+15550100", MESSAGE)
     assert caught.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("header", "low", "high"),
+    [("7", 7, 7), (" 0 ", 0, 0), ("http-date", 25, 30)],
+)
+async def test_rate_limit_429_with_retry_after_is_provider_throttled(
+    httpserver: HTTPServer, header: str, low: float, high: float
+) -> None:
+    if header == "http-date":  # half a minute from now, as an HTTP date
+        header = email.utils.formatdate(time.time() + 30, usegmt=True)
+    httpserver.expect_oneshot_request("/sms").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": header}
+    )
+    async with SmsChannel(sms_settings(httpserver)) as sms:
+        with pytest.raises(ProviderThrottled) as caught:
+            await sms.send("+15550100", MESSAGE)
+    assert isinstance(caught.value, RateLimited) and isinstance(caught.value, ProviderUnavailable)
+    assert low <= caught.value.retry_after <= high
+    assert caught.value.status == 429
+    assert_nothing_leaked(str(caught.value))
+
+
+async def test_rate_limit_429_with_an_unreadable_retry_after_is_retried(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_oneshot_request("/sms").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "soon"}
+    )
+    async with SmsChannel(sms_settings(httpserver)) as sms:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await sms.send("+15550100", MESSAGE)
+    assert not isinstance(caught.value, RateLimited)
 
 
 async def test_a_refused_connection_is_retryable(

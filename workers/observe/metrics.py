@@ -38,6 +38,11 @@ COUNTERS = (
     ("postroom_jobs_retried", "retried", "Failed runs scheduled to run again."),
     ("postroom_jobs_dead_lettered", "dead_lettered", "Jobs moved to the dead letters."),
     ("postroom_jobs_cancelled", "cancelled", "Runs stopped at a user's request."),
+    (
+        "postroom_jobs_deferred",
+        "deferred",
+        "Runs a rate limit held back (a named limit, or the provider's 429): no try spent.",
+    ),
 )
 HISTOGRAMS = (
     (
@@ -88,6 +93,7 @@ class JobCounts:
     retried: int = 0
     dead_lettered: int = 0
     cancelled: int = 0
+    deferred: int = 0
     duration: Buckets = field(default_factory=lambda: Buckets(DURATION_BUCKETS))
     latency: Buckets = field(default_factory=lambda: Buckets(LATENCY_BUCKETS))
 
@@ -143,6 +149,8 @@ class WorkerMetrics(Collector):
         )
         self._jobs: dict[tuple[QueueName, str], JobCounts] = {}
         self._queues: dict[QueueName, QueueGauges] = {}
+        # Starts this process held back, per rate limit (`queue:<queue>`, a named limit).
+        self.rate_waits: dict[str, int] = {}
         self.registry.register(self)
 
     def task(self, queue: QueueName, task: str) -> JobCounts:
@@ -180,6 +188,15 @@ class WorkerMetrics(Collector):
         for queue, gauges in list(self._queues.items()):
             in_flight.add_metric([queue.value], float(gauges.in_flight))
         yield in_flight
+        waits = CounterMetricFamily(
+            "postroom_rate_limit_waits",
+            "Starts this process held back for a rate limit: claims cut short (queue limits), "
+            "runs that waited for their slot or were deferred to it (named limits).",
+            labels=["limit"],
+        )
+        for name, count in list(self.rate_waits.items()):
+            waits.add_metric([name], float(count))
+        yield waits
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -27,6 +27,7 @@ from workers.errors import PayloadValidationError, PostroomError, UnknownTaskErr
 from workers.observe.logs import configure_logging
 from workers.observe.masking import mask, masked_letter
 from workers.ops.cli_tables import table
+from workers.ops.rate_limits import read_rate_limits
 from workers.runner.serve import load_task_modules
 from workers.store.dead_letter import retryable, why
 from workers.store.job_listing import CLEAN_STATES, CleanState
@@ -75,6 +76,10 @@ def add_commands(commands: Any) -> None:
     stats = commands.add_parser("stats", help="numbers of every queue (or the ones named)")
     stats.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE")
     _output(stats)
+    limits = commands.add_parser(
+        "rate-limits", help="every rate limit: its limit, current rate, throttled jobs"
+    )
+    _output(limits)
     jobs = commands.add_parser("jobs", help="a queue's jobs in one state")
     jobs.add_argument("queue", type=queue_arg)
     jobs.add_argument("--state", type=JobState, choices=list(JobState), default=JobState.QUEUED)
@@ -145,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: PostroomSettings, args: argparse.Namespace) -> None:
-    if args.command in ("enqueue", "migrate-keys"):
+    if args.command in ("enqueue", "migrate-keys", "rate-limits"):  # tasks' own limits
         load_task_modules(settings.task_modules)
     try:
         client = await PostroomClient.connect(settings, retries=0)
@@ -186,6 +191,16 @@ async def _stats(client: PostroomClient, args: argparse.Namespace) -> Result:
     ]  # fmt: skip
     headers = ["queue", "waiting", "active", "delayed", "completed", "failed", "dead", "paused"]
     return stats, table(headers, rows)
+
+
+async def _rate_limits(client: PostroomClient, args: argparse.Namespace) -> Result:
+    limits = await read_rate_limits(client)
+    rows = [
+        [i.name, i.limit, f"{i.rate:.2f}", i.at_limit, i.throttled, i.waiting, i.held]
+        for i in limits
+    ]
+    headers = ["limit", "allowed", "rate/s", "at limit", "throttled", "waiting", "held"]
+    return limits, table(headers, rows) if rows else "no rate limits configured"
 
 
 async def _jobs(client: PostroomClient, args: argparse.Namespace) -> Result:
@@ -377,6 +392,7 @@ def _migration_summary(
 
 HANDLERS: dict[str, Handler] = {
     "stats": _stats,
+    "rate-limits": _rate_limits,
     "jobs": _jobs,
     "job": _job,
     "failed": _failed,

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from config.queues import QueueName
 from workers.client import PostroomClient
+from workers.ops.rate_limits import RateLimitInfo, read_rate_limits
 from workers.store.queue_stats import QueueStats
 
 # (metric name, QueueStats field, help): numbers now, as gauges.
@@ -34,15 +35,27 @@ COUNTERS = (
     ("postroom_queue_retried", "retried", "Failed tries scheduled to run again."),
     ("postroom_queue_dead_lettered", "dead_lettered", "Jobs moved to the dead letters."),
     ("postroom_queue_cancelled", "cancelled", "Jobs cancelled by a user."),
+    ("postroom_queue_deferred", "deferred", "Runs a rate limit deferred (no try spent)."),
+)
+# (metric name, RateLimitInfo field, help), labelled by the limit's name.
+RATE_GAUGES = (
+    ("postroom_rate_limit_per_second", "per_second", "The limit, in starts per second."),
+    ("postroom_rate_limit_rate", "rate", "Starts per second over about the last 5 seconds."),
+    ("postroom_rate_limit_at_limit", "at_limit", "1 while the limit holds starts back."),
+    ("postroom_rate_limit_waiting", "waiting", "Ready jobs of the queue the limit holds back."),
+    ("postroom_rate_limit_held", "held", "Jobs deferred to a reserved start slot."),
 )
 
 
 class _Snapshot(Collector):
     """One scrape's numbers, read beforehand (collect() must not do I/O on the event loop)."""
 
-    def __init__(self, stats: list[QueueStats], workers: dict[str, int]) -> None:
+    def __init__(
+        self, stats: list[QueueStats], workers: dict[str, int], limits: list[RateLimitInfo]
+    ) -> None:
         self.stats = stats
         self.workers = workers
+        self.limits = limits
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         for name, field, text in GAUGES:
@@ -61,18 +74,32 @@ class _Snapshot(Collector):
         for stats in self.stats:
             workers.add_metric([stats.queue.value], float(self.workers.get(stats.queue.value, 0)))
         yield workers
+        for name, field, text in RATE_GAUGES:
+            gauge = GaugeMetricFamily(name, text, labels=["limit"])
+            for info in self.limits:
+                gauge.add_metric([info.name], float(getattr(info, field)))
+            yield gauge
+        throttled = CounterMetricFamily(
+            "postroom_rate_limit_throttled",
+            "Starts that waited for the limit (claims cut short, runs waiting or deferred).",
+            labels=["limit"],
+        )
+        for info in self.limits:
+            throttled.add_metric([info.name], float(info.throttled))
+        yield throttled
 
 
 async def render_cluster_metrics(
     client: PostroomClient, queues: Iterable[QueueName] = tuple(QueueName)
 ) -> bytes:
     """The Prometheus text of every queue's QueueStats and live worker count (from the
-    workers' health keys, see worker_health.py)."""
+    workers' health keys, see worker_health.py), and of every rate limit (rate_limits.py)."""
     chosen = list(queues)
-    stats, workers = await asyncio.gather(
+    stats, workers, limits = await asyncio.gather(
         asyncio.gather(*(client.queue_stats(queue) for queue in chosen)),
         client.live_workers(chosen),
+        read_rate_limits(client),
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(list(stats), workers))
+    registry.register(_Snapshot(list(stats), workers, limits))
     return generate_latest(registry)

@@ -24,22 +24,26 @@ from workers.store.serialization import dumps
 logger = logging.getLogger(__name__)
 
 # The counters each outcome moves (see QueueStats), space separated as finish_script takes
-# them: `failed` counts every failed try. A run put back by a shutdown moves none.
+# them: `failed` counts every failed try, `deferred` every run a rate limit held back. A run
+# put back by a shutdown moves none.
 COUNTERS = {
     "completed": "completed",
     "retried": "retried failed",
     "dead_lettered": "dead_lettered failed",
     "cancelled": "cancelled",
     "put_back": "",
+    "deferred": "deferred",
 }
 # What FINISH does with the job, by outcome: end it (with a result), end it as a dead
-# letter, schedule its next try, or put it back with its try refunded.
+# letter, schedule its next try, defer it with its try refunded, or put it back with its try
+# refunded.
 WHAT = {
     "completed": "finish",
     "cancelled": "finish",
     "dead_lettered": "dead",
     "retried": "retry",
     "put_back": "release",
+    "deferred": "defer",
 }
 
 

@@ -16,20 +16,29 @@ from arq.worker import Retry
 
 from config.queues import QueueConfig, QueueName
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES, JobContext
-from workers.errors import PayloadValidationError, PermanentError
+from workers.errors import PayloadValidationError, PermanentError, RateLimited
 from workers.registry import Task
 from workers.runner.backoff import retry_delay
 from workers.runner.observation import JobObserver
+from workers.runner.throttle import RateDeferral, Throttle
 from workers.runtime import Runtime
 from workers.store.cancellation import JobCancelledError
 from workers.store.dead_letter import Reason, try_error
-from workers.store.keys import QueueKeys
-from workers.store.outcome import LOST, PUT_BACK, RunOutcome, completed, dead_lettered
+from workers.store.keys import Keys, QueueKeys
+from workers.store.outcome import LOST, PUT_BACK, RunOutcome, completed, dead_lettered, deferred
 from workers.store.priority import priority_of
 from workers.store.progress import ProgressReporter
 from workers.store.serialization import UNDELIVERABLE_TASK
 
 logger = logging.getLogger(__name__)
+
+# A provider's Retry-After longer than this defers by this much: it is asked again then.
+MAX_RETRY_AFTER_S = 3600.0
+
+
+def task_limit_name(task: str) -> str:
+    """The named limit of a task's own `rate_limit` (its bucket in Keys.rate_limit)."""
+    return f"task:{task}"
 
 
 class JobExecution:
@@ -46,6 +55,15 @@ class JobExecution:
         self.runtime = runtime
         self.observer = JobObserver(queue, runtime)
         self.tasks = {task.name: (task, task.policy(config)) for task in tasks}
+        # Named limits (POSTROOM_RATE_LIMITS__*) and each task's own, as `task:<name>`.
+        self.throttle = Throttle(
+            Keys.of_settings(runtime.settings),
+            runtime.settings.rate_limits,
+            runtime.metrics.rate_waits,
+        )
+        for task, _ in self.tasks.values():
+            if task.rate_limit is not None:
+                self.throttle.add(task_limit_name(task.name), task.rate_limit)
 
     async def run(
         self, ctx: dict[str, Any], keys: QueueKeys, name: str, kwargs: dict[str, Any]
@@ -68,8 +86,10 @@ class JobExecution:
                 self.runtime.settings.keep_result,
                 fence=(keys.running(ctx["job_id"]), ctx[LEASE_TOKEN]),
             )
+            member = f"{keys.tag}:{ctx['job_id']}"  # the job, in the limits' held slots
+            ctx["throttle"] = self.throttle.bind(ctx["redis"], member, policy.timeout)
             started = self.observer.started(name, ctx)
-            outcome = await self._run(task, policy, ctx, kwargs)
+            outcome = await self._run(task, policy, ctx, kwargs, keys)
         self.observer.ended(started, ctx, outcome)
         return outcome
 
@@ -80,7 +100,12 @@ class JobExecution:
         return self._dead_letter(ctx, task, payload, kind, PermanentError(reason))
 
     async def _run(
-        self, task: Task[Any, Any], policy: QueueConfig, ctx: dict[str, Any], kwargs: dict[str, Any]
+        self,
+        task: Task[Any, Any],
+        policy: QueueConfig,
+        ctx: dict[str, Any],
+        kwargs: dict[str, Any],
+        keys: QueueKeys,
     ) -> RunOutcome:
         # The claim set the running marker, which outlives a dead worker: finding one there
         # means the last run never finished (see worker_scripts.CLAIM).
@@ -91,11 +116,17 @@ class JobExecution:
         try:
             arguments = task.decode(kwargs)
             async with asyncio.timeout(policy.timeout):
+                if task.rate_limit is not None:
+                    await ctx["throttle"](task_limit_name(task.name))
                 result = await task.function(cast(JobContext, ctx), **arguments)
         except asyncio.CancelledError:
             return self._stopped(ctx)
         except (PermanentError, PayloadValidationError) as exc:
             return self._dead_letter(ctx, task.name, kwargs, "permanent", exc)
+        except RateDeferral as exc:
+            return deferred(exc.delay_s, f"rate limit {exc.name!r}: waiting for its start slot")
+        except RateLimited as exc:
+            return await self._provider_limited(task, ctx, kwargs, keys, exc)
         except Exception as exc:
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
@@ -112,6 +143,40 @@ class JobExecution:
                 error=try_error(job_try, exc),
             )
         return completed(result)
+
+    async def _provider_limited(
+        self,
+        task: Task[Any, Any],
+        ctx: dict[str, Any],
+        kwargs: dict[str, Any],
+        keys: QueueKeys,
+        exc: RateLimited,
+    ) -> RunOutcome:
+        """The provider said "too many requests": defer the job by its Retry-After, spending
+        no try, at most POSTROOM_MAX_RATE_LIMITED times (counted in Redis, so across workers;
+        FINISH drops the count when the job ends); then it is dead-lettered as rate-limited."""
+        settings = self.runtime.settings
+        counter = keys.rate_limited(ctx["job_id"])
+        try:
+            times = int(await ctx["redis"].incr(counter))
+            await ctx["redis"].expire(counter, int(settings.dead_letter_retention))
+        except Exception as redis_error:  # Redis away: defer uncounted (its end waits anyway)
+            logger.warning(
+                "job %s: its 429 deferral could not be counted (%s)",
+                ctx["job_id"],
+                redis_error,
+                extra=self.observer.fields(task.name, ctx),
+            )
+            times = 1
+        if times > settings.max_rate_limited:
+            error = PermanentError(
+                f"rate-limited: deferred {times - 1} times by its provider's 429, the most "
+                f"POSTROOM_MAX_RATE_LIMITED allows; last: {exc}"
+            )
+            return self._dead_letter(ctx, task.name, kwargs, "rate-limited", error)
+        delay = min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER_S)
+        why = f"{exc} ({times}/{settings.max_rate_limited} deferrals)"
+        return deferred(delay, why, exc)
 
     def _stopped(self, ctx: dict[str, Any]) -> RunOutcome:
         """A run its worker stopped: lost to another worker (never finished here), put back by

@@ -1,9 +1,10 @@
 """Each run's metrics and log lines: the one place that sees a job start and end.
 
 A run logs at DEBUG when it starts and once when it ends: INFO when it completed, was
-cancelled or put back by a shutdown, WARNING when it will be retried or was lost to another
-worker, ERROR when it was dead-lettered. Each line carries the queue, task, job id and try as
-record fields (see logs.py) and, on failure, the error's type and message; never the payload.
+cancelled, put back by a shutdown or deferred by a rate limit, WARNING when it will be retried
+or was lost to another worker, ERROR when it was dead-lettered. Each line carries the queue,
+task, job id and try as record fields (see logs.py) and, on failure, the error's type and
+message; never the payload.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ class JobObserver:
         if label == "put_back":
             fields.update(outcome=label, duration=duration)
             logger.info("job put back after %.3fs (shutdown)", duration, extra=fields)
+            return
+        if label == "deferred":  # a rate limit held it back: no try spent, nothing failed
+            counts.deferred += 1
+            fields.update(outcome=label, duration=round(duration, 6))
+            logger.info("job deferred after %.3fs (%s)", duration, outcome.detail, extra=fields)
             return
         counts.duration.observe(duration)
         fields.update(outcome=label, duration=round(duration, 6))

@@ -76,4 +76,5 @@ def build_worker(
             if getattr(hooks, name)
         },
         burst=burst,
+        rate_limit=config.rate_limit,
     )

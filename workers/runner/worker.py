@@ -25,6 +25,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
 from config.queues import QueueName
+from config.rate_limits import RateLimit
 from workers.connection.redis_pool import close_pool, on_cluster, open_pool
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
 from workers.registry import Hook
@@ -34,6 +35,7 @@ from workers.runner.waiting import sleep_unless
 from workers.store.dead_letter import Reason
 from workers.store.keys import Keys, QueueKeys
 from workers.store.outcome import PUT_BACK, RunOutcome, dead_lettered
+from workers.store.rate_limit import RATE_LIMIT, take
 from workers.store.scripts import ScriptBatcher, pack
 from workers.store.worker_scripts import (
     CLAIM,
@@ -89,6 +91,7 @@ class QueueWorker:
         ctx: dict[str, Any],
         hooks: dict[str, Hook],
         burst: bool = False,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.all_keys = keys
         self.queue = queue
@@ -107,6 +110,11 @@ class QueueWorker:
         self.ctx = ctx
         self.hooks = hooks
         self.burst = burst
+        # The queue's limit, one bucket for all its partitions and workers (see `_granted`).
+        self.rate_limit = rate_limit
+        self._unused_starts = 0  # granted by the last take, not claimed: given back next time
+        self._throttled_until = 0.0  # monotonic: no start is allowed before then
+        self._limit_name = f"queue:{queue.value}"  # its label in postroom_rate_limit_waits
         self._results_kept, self._errors_kept_s = results_kept, errors_kept_s
         self.parts = [Partition(k, results_kept, errors_kept_s) for k in keys.partitions_of(queue)]
         self._next_part = 0  # where the next claim starts
@@ -137,7 +145,13 @@ class QueueWorker:
         # their workers (see `_claim_and_start`).
         self._connected_at = 0.0
         self._last_health = 0.0
-        self.counts = {"completed": 0, "retried": 0, "dead_lettered": 0, "cancelled": 0}
+        self.counts = {
+            "completed": 0,
+            "retried": 0,
+            "dead_lettered": 0,
+            "cancelled": 0,
+            "deferred": 0,
+        }
 
     @property
     def connected(self) -> bool:
@@ -179,7 +193,7 @@ class QueueWorker:
             if "on_startup" in self.hooks:
                 await self.hooks["on_startup"](self.ctx)
         await self._serve_partitions_used()
-        for script in (CLAIM, RENEW, *(part.finish for part in self.parts)):
+        for script in (CLAIM, RENEW, RATE_LIMIT, *(part.finish for part in self.parts)):
             await script.load(self.pool)  # again only after a NOSCRIPT
         self._connected_at = time.monotonic()
         for part in self.parts:
@@ -238,6 +252,12 @@ class QueueWorker:
         connection meanwhile).
         """
         tick = self.poll_delay_s
+        throttled_for = self._throttled_until - time.monotonic()
+        if throttled_for > 0 and self.allow_pick_jobs and self._in_flight < self.max_jobs:
+            # Until the rate limit allows the next start, a tick at most: a start another
+            # worker took but did not use comes back with its next take, within a tick.
+            await asyncio.sleep(min(throttled_for, tick) if tick > 0 else throttled_for)
+            return
         if tick <= 0:
             return
         if not self.allow_pick_jobs:
@@ -248,7 +268,9 @@ class QueueWorker:
             while self.max_jobs - self._in_flight < wanted and time.monotonic() < deadline:
                 self._wake.clear()
                 await sleep_unless(self._wake, deadline - time.monotonic())
-        elif on_cluster(self.pool):  # redis-py 5's Cluster pipelines refuse EVALSHA
+        elif on_cluster(self.pool) or self.rate_limit is not None:
+            # A Cluster's pipelines refuse EVALSHA (redis-py 5); a rate-limited claim takes
+            # its starts from the bucket first (`_granted`): the claim waits for the wake.
             wake = self.parts[self._next_part].keys.wake
             await self.pool.execute_command("BLPOP", wake, tick)  # type: ignore[no-untyped-call]
         else:
@@ -320,14 +342,43 @@ class QueueWorker:
         job waits that much longer.
         """
         retake = self._retake()
+        if self.rate_limit is not None:
+            granted = count = await self._granted(count)
+            if count == 0:
+                return
         parts = len(self.parts)
         start, self._next_part = self._next_part, (self._next_part + 1) % parts
         for i in range(parts):
             part = (start + i) % parts
             count -= await self._claim(part, count, retake)
             if count <= 0:
-                self._more_ready = True
+                self._more_ready = self._throttled_until <= time.monotonic()
                 return
+        if self.rate_limit is not None:
+            # Fewer jobs were ready than granted: the limit is not what holds this worker
+            # back, so it waits as an idle one does (on the wake list), not for the next
+            # start; the unused starts go back with its next take.
+            self._unused_starts = min(count, granted)
+            self._throttled_until = 0.0
+
+    async def _granted(self, want: int) -> int:
+        """How many of `want` jobs the queue's rate limit lets start now, cluster-wide.
+
+        One call of the bucket's script per claim batch, before the claim, on the bucket's
+        own key (the first partition's tag): one bucket holds for every partition, each in
+        a slot of its own. Starts granted but not claimed (fewer jobs were ready) are given
+        back in the next call; a grant short of `want` names when the next start is
+        allowed, and the worker waits until then (`_wait`). Jobs over the limit stay in
+        their queue untouched: they wait, spending no try, and start as soon as allowed.
+        """
+        assert self.rate_limit is not None
+        refund, self._unused_starts = self._unused_starts, 0
+        grant = await take(self.pool, self.keys.rate_bucket, self.rate_limit, want, refund)
+        if grant.granted < want:
+            waits = self.execution.runtime.metrics.rate_waits
+            waits[self._limit_name] = waits.get(self._limit_name, 0) + 1
+            self._throttled_until = time.monotonic() + grant.wait_s
+        return grant.granted
 
     def _retake(self) -> int:
         return int(time.monotonic() - self._connected_at > self.lease_s)

@@ -22,8 +22,12 @@ from workers.store.serialization import dumps, loads
 
 # "malformed": its job record could not be read (not JSON, or a field of the wrong type or
 # range); "undeliverable": a well-formed record naming no task of its queue; "expired": its
-# record had expired (a job queued past its expiry) when a worker claimed it.
-Reason = Literal["max-tries", "permanent", "undeliverable", "malformed", "stalled", "expired"]
+# record had expired (a job queued past its expiry) when a worker claimed it;
+# "rate-limited": its provider kept answering "too many requests" (more than
+# POSTROOM_MAX_RATE_LIMITED deferrals).
+Reason = Literal[
+    "max-tries", "permanent", "undeliverable", "malformed", "stalled", "expired", "rate-limited"
+]
 
 # Store a letter: KEYS record, index, the job's try errors; ARGV the letter, when it died, id.
 _ADD = LuaScript.file("add_dead_letter")

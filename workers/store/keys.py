@@ -70,6 +70,12 @@ class QueueKeys:
         return f"{self.tag}:partitions"
 
     @property
+    def rate_bucket(self) -> str:
+        """Hash of the queue's rate-limit bucket (first partition's key: one bucket for the
+        whole queue, claimed from in its own call; workers/store/rate_limit.py)."""
+        return f"{self.tag}:rate"
+
+    @property
     def dead_index(self) -> str:
         """Sorted set of the queue's dead-lettered job ids, scored by when they died."""
         return f"{self.tag}:dead"
@@ -101,6 +107,10 @@ class QueueKeys:
         """The last progress a running job reported, kept as long as its result."""
         return f"{self.tag}:progress:{job_id}"
 
+    def rate_limited(self, job_id: str) -> str:
+        """How often the job was deferred by its provider's 429 (execution.py bounds it)."""
+        return f"{self.tag}:rate-limited:{job_id}"
+
     def try_errors(self, job_id: str) -> str:
         """List of the errors of a job's failed tries, kept until it succeeds or dies."""
         return f"{self.tag}:errors:{job_id}"
@@ -115,6 +125,15 @@ class QueueKeys:
     def checkpoint(self, name: str) -> str:
         """A marker written in the same transaction as a bulk enqueue into this queue."""
         return f"{self.tag}:checkpoint:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateKeys:
+    """A named rate limit's bucket (a hash: its GCRA state and recent starts) and its held
+    slots (a sorted set: each deferred job's reserved start, by job id)."""
+
+    bucket: str
+    held: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +186,12 @@ class Keys:
     def health_prefix(self) -> str:
         """What every queue's health keys start with (`health` = this + `<queue>:<worker>`)."""
         return f"{self.prefix}:health:"
+
+    def rate_limit(self, name: str) -> RateKeys:
+        """The keys of a named rate limit (`POSTROOM_RATE_LIMITS__<NAME>`, a task's
+        `rate_limit`), under a hash tag of their own: one slot, whichever queues use it."""
+        tag = f"{{{self.prefix}:rate:{name}}}"
+        return RateKeys(f"{tag}:bucket", f"{tag}:held")
 
     def worker_hosts(self) -> str:
         """Hash of the hosts whose workers share this Redis, with what each keeps locally."""

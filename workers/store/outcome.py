@@ -12,9 +12,13 @@ from config.queues import QueueName
 from workers.store.dead_letter import DeadLetter, Reason, TryError, try_error
 from workers.store.priority import priority_of
 
-# "put_back": stopped by a shutdown, back in its queue with its try refunded; "lost": its
-# worker lost the lease and another worker runs the job now, so nothing of this run is written.
-Outcome = Literal["completed", "retried", "dead_lettered", "cancelled", "put_back", "lost"]
+# "put_back": stopped by a shutdown, back in its queue with its try refunded; "deferred": held
+# back by a rate limit (its own, or its provider's 429), due again later with its try
+# refunded; "lost": its worker lost the lease and another worker runs the job now, so nothing
+# of this run is written.
+Outcome = Literal[
+    "completed", "retried", "dead_lettered", "cancelled", "put_back", "deferred", "lost"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +29,7 @@ class RunOutcome:
     detail: str = ""  # what the end line adds: the next try, a dead letter's reason
     result: Any = None  # "completed": the task's return value
     exception: BaseException | None = None  # what ended it, stored as its failed result
-    retry_in_s: float = 0.0  # "retried": how long until its next try
+    retry_in_s: float = 0.0  # "retried", "deferred": how long until it runs again
     error: TryError | None = None  # the failed try's, kept with the job or its dead letter
     letter: DeadLetter | None = None  # "dead_lettered": the letter, FINISH adds its errors
 
@@ -38,6 +42,13 @@ class RunOutcome:
 COMPLETED = RunOutcome("completed")
 PUT_BACK = RunOutcome("put_back")
 LOST = RunOutcome("lost")
+
+
+def deferred(delay_s: float, why: str, exc: BaseException | None = None) -> RunOutcome:
+    """A run a rate limit held back: due again in `delay_s` seconds, its try not spent."""
+    delay_s = max(delay_s, 0.001)
+    detail = f"{why}; again in {delay_s:.2f}s"
+    return RunOutcome("deferred", detail, exception=exc, retry_in_s=delay_s)
 
 
 def completed(result: Any) -> RunOutcome:

@@ -31,6 +31,7 @@ class QueueStats(BaseModel):
     retried: int = 0
     dead_lettered: int = 0
     cancelled: int = 0
+    deferred: int = 0  # runs a rate limit held back (no try spent)
 
 
 async def read_queue_stats(redis: ArqRedis, keys: Keys, queue: QueueName) -> QueueStats:

@@ -52,11 +52,12 @@ RENEW = LuaScript.file("renew")
 
 # Baked in ($NAMES, see `finish_script`): the queue's keys (queue, active set, stats, result
 # index, dead-letter index), the key prefixes of a job's lease, running marker, try counter,
-# payload, result, try errors and dead letter, how many results the queue keeps, how long
+# payload, result, try errors, dead letter and 429 deferral count, how many results the
+# queue keeps, how long
 # try errors are kept (s). KEYS: the queue (declared so that a Redis Cluster routes the call
 # to the queue's slot, which holds every key the script touches). ARGV: the ends of a batch of
-# runs, FINISH_FIELDS each: job id, the run's lease token, what ("finish", "dead", "retry" or
-# "release"), result data ('' for none), its TTL ms ('' for forever), the retry's score
+# runs, FINISH_FIELDS each: job id, the run's lease token, what ("finish", "dead", "retry",
+# "defer" or "release"), result data ('' for none), its TTL ms ('' for forever), the retry's score
 # increment, now ms, the counters to increment (space separated, '' for none), the try's
 # error (JSON, '' for none), and for "dead" the dead letter's JSON up to its error list.
 #
@@ -67,7 +68,9 @@ RENEW = LuaScript.file("renew")
 # "dead" does the same and stores the dead letter, its error list the try errors kept so far
 # and this try's; "retry" keeps the try's error and moves the job out of its band to wait for
 # its backoff, keeping its priority (where arq would ZINCRBY it to a later time in the same
-# band); "release" leaves it ready and refunds its try (a run put back by a shutdown).
+# band); "defer" moves it so too but refunds its try and keeps no error (a rate limit or a
+# provider's 429 held it back); "release" leaves it ready and refunds its try (a run put
+# back by a shutdown).
 # Each run's writes are per job only where they must be; the rest are one command for the
 # whole batch: one ZREM from the active set and one from the queue, one HINCRBY per counter,
 # one ZADD to the result index, one DEL.
@@ -92,6 +95,7 @@ def finish_script(keys: QueueKeys, *, results_kept: int, errors_kept_s: int) -> 
         "JOB": keys.job(""),
         "RESULT": keys.result(""),
         "ERRORS": keys.try_errors(""),
+        "LIMITED": keys.rate_limited(""),
         "LETTER": keys.dead_record(""),
         "DEAD": keys.dead_index,
     }

@@ -19,7 +19,7 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient, redis_url
-from workers.ops.admin import dashboard, dead_letters, health, jobs, queues
+from workers.ops.admin import dashboard, dead_letters, health, jobs, queues, rate_limits
 from workers.ops.admin.auth import require_token, token_digest
 from workers.ops.admin.errors import add_error_handlers
 from workers.ops.admin.metrics import router as metrics_router
@@ -34,6 +34,7 @@ PROTECTED_ROUTERS: list[APIRouter] = [
     dead_letters.router,
     health.router,
     metrics_router,
+    rate_limits.router,
 ]
 
 

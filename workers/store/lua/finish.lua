@@ -25,6 +25,7 @@ for j = 1, #ARGV, $FIELDS do
             gone[#gone + 1] = $RETRY .. id
             gone[#gone + 1] = $JOB .. id
             gone[#gone + 1] = $ERRORS .. id
+            gone[#gone + 1] = $LIMITED .. id
             if what == 'dead' then
                 local earlier = redis.call('LRANGE', $ERRORS .. id, 0, -1)
                 earlier[#earlier + 1] = error
@@ -40,7 +41,7 @@ for j = 1, #ARGV, $FIELDS do
                 indexed[#indexed + 1] = now
                 indexed[#indexed + 1] = id
             end
-        elseif what == 'retry' then
+        elseif what == 'retry' or what == 'defer' then
             if error ~= '' then
                 redis.call('RPUSH', $ERRORS .. id, error)
                 redis.call('EXPIRE', $ERRORS .. id, $ERRORS_TTL)
@@ -51,6 +52,9 @@ for j = 1, #ARGV, $FIELDS do
                 local tag = TAG_OF_OFFSET[offset_of(score)] or 0
                 local due = math.floor(score) + tonumber(ARGV[j + 5])
                 redis.call('ZADD', queue, fmt(due + tag / 8), id)
+            end
+            if what == 'defer' and tonumber(redis.call('GET', $RETRY .. id) or '0') > 0 then
+                redis.call('DECR', $RETRY .. id)  -- a deferral spends no try
             end
         elseif what == 'release' then
             if tonumber(redis.call('GET', $RETRY .. id) or '0') > 0 then

@@ -176,7 +176,7 @@ function renderQueues(queues) {
     const name = el("td", { className: "name" }, q.queue);
     if (q.paused) name.append(" ", el("span", { className: "badge", dataset: { testid: "paused" } }, "paused"));
     row.append(name);
-    for (const field of ["waiting", "active", "delayed", "dead_lettered_now", "completed", "failed", "retried", "cancelled"]) {
+    for (const field of ["waiting", "active", "delayed", "dead_lettered_now", "completed", "failed", "retried", "cancelled", "deferred"]) {
       row.append(el("td", { className: "count", dataset: { testid: `count-${field}` } }, q[field] ?? 0));
     }
     const button = el("button", {
@@ -190,6 +190,24 @@ function renderQueues(queues) {
       },
     }, action === "pause" ? "Pause" : "Resume");
     row.append(el("td", {}, button));
+    return row;
+  });
+}
+
+// ---- rate limits ----
+
+function renderRateLimits(limits) {
+  const table = $("rate-limits");
+  table.hidden = limits.length === 0;
+  reconcile(table.tBodies[0], limits, (l) => l.name, (l) => {
+    const row = el("tr", { dataset: { testid: "rate-limit-row", limit: l.name } });
+    row.append(el("td", { className: "name" }, l.name));
+    row.append(el("td", { dataset: { testid: "rate-limit-limit" } }, l.limit));
+    row.append(el("td", { className: "count", dataset: { testid: "rate-limit-rate" } }, l.rate.toFixed(2)));
+    row.append(el("td", { dataset: { testid: "rate-limit-at-limit" } }, l.at_limit ? "yes" : "no"));
+    for (const field of ["throttled", "waiting", "held"]) {
+      row.append(el("td", { className: "count", dataset: { testid: `rate-limit-${field}` } }, l[field] ?? 0));
+    }
     return row;
   });
 }
@@ -406,6 +424,7 @@ async function refresh() {
   inFlight = true;
   try {
     renderQueues(itemsOf(await api("GET", "queues")));
+    renderRateLimits(itemsOf(await api("GET", "rate-limits")));
     $("queue").hidden = !view.queue;
     if (view.queue) {
       $("queue-name").textContent = view.queue;
