@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import re
 import socket
 from pathlib import Path
@@ -19,6 +20,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.admin import (
+    ADMIN_TOKEN_MIN_LENGTH,
+    LEGACY_TOKEN_NAME,
+    AdminToken,
+    parse_admin_tokens,
+)
 from config.encryption import EncryptionSettings
 from config.errors import ConfigError
 from config.notify import PushSettings, SmsSettings, SmtpSettings
@@ -26,14 +33,20 @@ from config.queues import QueueName, QueueTable
 from config.rate_limits import RateLimitSpec
 
 ENV_PREFIX = "POSTROOM_"
-# A shorter bearer token could be guessed; `secrets.token_urlsafe(32)` makes a good one.
-ADMIN_TOKEN_MIN_LENGTH = 16
 
 
 def _comma_list(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _os_user() -> str:
+    """Who runs this process, for the audit trail of CLI commands (`POSTROOM_OPERATOR`)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER, as in some containers
+        return "unknown"
 
 
 def _address(value: Any) -> Any:
@@ -143,7 +156,16 @@ class PostroomSettings(BaseSettings):
     # The admin API's bearer token (`POSTROOM_ADMIN_TOKEN`); without one it serves only
     # when `admin_local_only` says it is reachable from this machine alone.
     admin_token: SecretStr | None = None
+    # Named tokens with roles (config/admin.py), JSON: {"<name>": {"token", "role"}};
+    # POSTROOM_ADMIN_TOKEN is one more, an operator named "admin".
+    admin_tokens: Annotated[dict[str, AdminToken], NoDecode] = {}
     admin_local_only: bool = False
+    # The audit trail (workers/store/audit_log.py): records older than this many seconds, and
+    # all but the newest `audit_max_records`, are trimmed at each write.
+    audit_retention: float = Field(default=90 * 86_400.0, gt=0)
+    audit_max_records: int = Field(default=100_000, ge=1)
+    # Who a CLI command's audit record names (`--operator` overrides it).
+    operator: str = Field(default_factory=_os_user, min_length=1, max_length=200)
     log_format: Literal["plain", "json"] = "plain"
     # Each worker process serves Prometheus metrics on this port when set (0: any free port);
     # with `--processes K`, process i uses port + i.
@@ -214,6 +236,22 @@ class PostroomSettings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < ADMIN_TOKEN_MIN_LENGTH:
             raise ValueError(f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters")
         return value
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _named_tokens(cls, value: Any, info: ValidationInfo) -> dict[str, AdminToken]:
+        tokens = parse_admin_tokens(value)
+        single = info.data.get("admin_token")
+        if single is not None and LEGACY_TOKEN_NAME in tokens:
+            raise ValueError(
+                f"names a token {LEGACY_TOKEN_NAME!r}, the name POSTROOM_ADMIN_TOKEN goes by: "
+                "rename it, or move POSTROOM_ADMIN_TOKEN into POSTROOM_ADMIN_TOKENS"
+            )
+        if single is not None and any(
+            t.token.get_secret_value() == single.get_secret_value() for t in tokens.values()
+        ):
+            raise ValueError("holds the same secret as POSTROOM_ADMIN_TOKEN")
+        return tokens
 
     @field_validator("redis_url")
     @classmethod

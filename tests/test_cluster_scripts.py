@@ -31,6 +31,7 @@ from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
 from workers.events.queued import RedisHandledLog, handled_key
 from workers.store import key_migration
+from workers.store.audit_log import AuditLog, AuditRecord
 from workers.store.cancellation import cancel_job
 from workers.store.dead_letter import DeadLetter, DeadLetterStore, TryError
 from workers.store.enqueue import Checkpoint, NewJob, write_jobs
@@ -66,6 +67,7 @@ RUN_ON_CLUSTER = {
     "workers.store.dead_letter._RETRY",
     "workers.store.indexed_delete._DELETE_INDEXED",
     "workers.events.queued._MARK",
+    "workers.store.audit_log._APPEND",
     "workers.store.rate_limit.RATE_LIMIT",
 }
 # `postroom migrate-keys` moves jobs out of the layout before hash tags, whose keys (arq's
@@ -303,6 +305,24 @@ async def test_cluster_marks_handled_events_on_two_primaries(
         await accepted("_MARK", log.mark(event_id, "second"))
         assert await log.handled(event_id) == {"first", "second"}
         assert 0 < await cluster_client.ttl(handled_key(prefix, event_id)) <= 60
+
+
+async def test_cluster_keeps_the_audit_trail_of_deployments_on_two_primaries(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """The audit stream is one key outside any queue: appended, trimmed and read on its node."""
+    ports: dict[int, str] = {}
+    while len(ports) < 2:
+        prefix = f"test-{uuid.uuid4().hex[:10]}"
+        key = Keys(prefix).audit_log()
+        ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, prefix)
+    for prefix in ports.values():
+        log = AuditLog(cluster_client, Keys(prefix), retention=3600, max_records=2)
+        for n in range(3):
+            record = AuditRecord(actor="alice", via="api", action="queue.pause", outcome="ok",
+                                 count=n)  # fmt: skip
+            await accepted("_APPEND", log.append(record))
+        assert [r.count for r in (await log.query()).items] == [2, 1]
 
 
 async def test_cluster_runs_the_rate_limit_script_on_queue_and_named_buckets(

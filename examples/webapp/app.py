@@ -6,8 +6,9 @@ and the admin API under `/admin`.
 
 Without `REDIS_URL` it uses (or starts) the embedded Redis `postroom worker` starts, and the
 SQLite store in `POSTROOM_DATA_DIR`, so the app and a local worker meet with no set-up.
-Without `POSTROOM_ADMIN_TOKEN` the admin API is open to anyone who reaches the app, which is
-why the app listens on 127.0.0.1: set a token before serving it on any other address.
+Without `POSTROOM_ADMIN_TOKEN` (or `POSTROOM_ADMIN_TOKENS`) the admin API is open to anyone
+who reaches the app, which is why the app listens on 127.0.0.1: set a token before serving it
+on any other address.
 """
 
 from __future__ import annotations
@@ -53,11 +54,10 @@ def create_app(settings: PostroomSettings | None = None) -> FastAPI:
     """The app; `settings` default to the environment's (uvicorn's `--factory` calls this at
     startup, not at import)."""
     settings = settings or load_settings()
-    if settings.admin_token is None:
-        logger.warning("no POSTROOM_ADMIN_TOKEN: %s is open to local clients", ADMIN_PREFIX)
-    admin = create_admin_app(
-        settings=settings, local_only=True if settings.admin_token is None else None
-    )
+    tokenless = settings.admin_token is None and not settings.admin_tokens
+    if tokenless:
+        logger.warning("no POSTROOM_ADMIN_TOKEN(S): %s is open to local clients", ADMIN_PREFIX)
+    admin = create_admin_app(settings=settings, local_only=True if tokenless else None)
     app = FastAPI(
         title="postroom example",
         lifespan=PostroomLifespan(

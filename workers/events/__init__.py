@@ -3,8 +3,11 @@
 Two buses behind one `EventBus` interface, picked by `USE_QUEUE_EVENT_BUS` (`event_bus()`):
 in-memory (handlers run in the publishing process) and queued (each event is a job whose id
 is the event's id, run by the workers, retried and dead-lettered like any job).
+`audit_events(EventType, ...)` sends events to the audit trail without holding up the
+publisher.
 """
 
+from workers.events.audit import audit_events
 from workers.events.bus import EventBus, event_bus
 from workers.events.errors import EventDefinitionError, UnknownEventError
 from workers.events.handlers import (
@@ -33,6 +36,7 @@ __all__ = [
     "InMemoryEventBus",
     "QueuedEventBus",
     "UnknownEventError",
+    "audit_events",
     "event_bus",
     "handler_name",
     "handlers",

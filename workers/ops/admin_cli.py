@@ -1,8 +1,12 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, enqueue, migrate-keys, serve): tables by default, `--json` for scripts.
+clean, pause, resume, cancel, enqueue, audit, migrate-keys, serve): tables by default,
+`--json` for scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
-unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message.
+unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message. Each change
+(retry, remove, purge, clean, pause, resume, cancel, enqueue, migrate-keys) is recorded in
+the audit trail (cli_audit.py) with the operator's name (`--operator`, else
+`POSTROOM_OPERATOR`, else the OS user) and this host, whether it succeeded or not.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from workers.client import PostroomClient, redis_url
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.observe.logs import configure_logging
 from workers.observe.masking import mask, masked_letter
+from workers.ops.cli_audit import AUDITED, CliAudit, audit_command, audit_listing, list_audit
 from workers.ops.cli_tables import table
 from workers.ops.rate_limits import read_rate_limits
 from workers.runner.serve import load_task_modules
@@ -43,7 +48,7 @@ from workers.store.priority import Priority
 
 COMMANDS = (
     "stats", "jobs", "job", "failed", "retry", "remove", "purge", "clean", "pause", "resume",
-    "enqueue", "migrate-keys", "serve",
+    "cancel", "enqueue", "audit", "migrate-keys", "serve",
 )  # fmt: skip
 KNOWN = ", ".join(q.value for q in QueueName)
 
@@ -69,6 +74,12 @@ def _output(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
 def _paging(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset", type=int, default=0)
     parser.add_argument("--limit", type=int, default=20)
+
+
+def _operator(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operator", help="who the audit record names (POSTROOM_OPERATOR, else the OS user)"
+    )
 
 
 def add_commands(commands: Any) -> None:
@@ -121,6 +132,11 @@ def add_commands(commands: Any) -> None:
     enqueue.add_argument("--priority", type=Priority, choices=list(Priority))
     enqueue.add_argument("--delay", type=float, help="seconds before it may start")
     _output(enqueue, json_flag=False)
+    cancel = commands.add_parser("cancel", help="cancel a waiting or running job")
+    cancel.add_argument("job_id", metavar="ID")
+    _output(cancel)
+    audit_listing(commands.add_parser("audit", help="the audit trail, newest first"))
+    _output(commands.choices["audit"])
     migrate = commands.add_parser(
         "migrate-keys", help="move jobs left in the key layout before hash tags to the new one"
     )
@@ -134,6 +150,8 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--local-only", action="store_true",
                        help="serve without POSTROOM_ADMIN_TOKEN; binds loopback only")  # fmt: skip
+    for name in AUDITED:
+        _operator(commands.choices[name])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,8 +175,11 @@ async def _run(settings: PostroomSettings, args: argparse.Namespace) -> None:
     except (RedisError, OSError) as exc:
         raise CommandError(f"cannot reach Redis at {redis_url(settings)}: {exc}") from None
     async with client:
+        audit = CliAudit.of(settings, args)
+        args.audit = audit
         try:
-            result = await HANDLERS[args.command](client, args)
+            async with audit_command(client, audit):
+                result = await HANDLERS[args.command](client, args)
         except (RedisError, OSError) as exc:
             raise CommandError(f"Redis at {redis_url(settings)} failed: {exc}") from None
     data, text = result
@@ -269,29 +290,32 @@ async def _letters(client: PostroomClient, queue: QueueName, job_ids: list[str])
 async def _retry(client: PostroomClient, args: argparse.Namespace) -> Result:
     if args.all == bool(args.job_ids):
         raise CommandError("name the dead letters to retry, or --all (not both)")
+    audit: CliAudit = args.audit
     if args.all:
-        count = await client.dead_letters.retry_all(args.queue)
+        audit.count = count = await client.dead_letters.retry_all(args.queue)
     else:
-        count = 0
+        audit.count = count = 0
         for job_id in await _letters(client, args.queue, args.job_ids):
             letter = await client.dead_letters.get(job_id)
             if letter is not None and not retryable(letter):
                 raise CommandError(f"job {job_id!r} cannot be retried: {why(letter)}")
             if not await client.dead_letters.retry(job_id):
                 raise CommandError(f"job {job_id!r} is still being finished; retry in a moment")
-            count += 1
+            audit.count = count = count + 1
     return {"retried": count}, f"retried {count} job(s) of {args.queue.value}"
 
 
 async def _remove(client: PostroomClient, args: argparse.Namespace) -> Result:
-    count = 0
+    audit: CliAudit = args.audit
+    audit.count = count = 0
     for job_id in await _letters(client, args.queue, args.job_ids):
         count += await client.dead_letters.remove(job_id)
+        audit.count = count
     return {"removed": count}, f"removed {count} dead letter(s) of {args.queue.value}"
 
 
 async def _purge(client: PostroomClient, args: argparse.Namespace) -> Result:
-    count = await client.dead_letters.purge(args.queue)
+    args.audit.count = count = await client.dead_letters.purge(args.queue)
     return {"removed": count}, f"removed {count} dead letter(s) of {args.queue.value}"
 
 
@@ -299,7 +323,7 @@ async def _clean(client: PostroomClient, args: argparse.Namespace) -> Result:
     if args.older_than < 0:
         raise CommandError("--older-than must not be negative")
     state: CleanState = args.state
-    count = await client.clean(args.queue, state, args.older_than)
+    args.audit.count = count = await client.clean(args.queue, state, args.older_than)
     return {"removed": count}, f"removed {count} {state} job(s) of {args.queue.value}"
 
 
@@ -326,10 +350,30 @@ async def _enqueue(client: PostroomClient, args: argparse.Namespace) -> Result:
     handle = await client.enqueue_payload(
         args.task, payload, job_id=args.job_id, priority=args.priority, delay=args.delay
     )
+    audit: CliAudit = args.audit
+    audit.queue, audit.job_ids, audit.count = task.queue.value, [handle.job_id], 1
+    audit.detail["created"] = handle.created
     data = {"job_id": handle.job_id, "task": task.name, "queue": task.queue.value,
             "created": handle.created}  # fmt: skip
     verb = "queued" if handle.created else "already taken:"
     return data, f"{verb} job {handle.job_id} ({task.name} on {task.queue.value})"
+
+
+async def _cancel(client: PostroomClient, args: argparse.Namespace) -> Result:
+    info = await client.job_info(args.job_id)
+    audit: CliAudit = args.audit
+    audit.queue = info.queue.value if info is not None and info.queue is not None else None
+    outcome = await client.cancel(args.job_id)
+    audit.detail["outcome"] = outcome
+    if outcome == "not-found":
+        raise CommandError(f"no job {args.job_id!r} waiting or running")
+    audit.count = 1
+    verb = "cancelled" if outcome == "cancelled" else "stopping"
+    return {"job_id": args.job_id, "outcome": outcome}, f"{verb} job {args.job_id}"
+
+
+async def _audit(client: PostroomClient, args: argparse.Namespace) -> Result:
+    return await list_audit(client, args)
 
 
 async def _migrate_keys(client: PostroomClient, args: argparse.Namespace) -> Result:
@@ -348,6 +392,8 @@ async def _migrate_keys(client: PostroomClient, args: argparse.Namespace) -> Res
         rules = marker_rules(client.keys.prefix, {t.name: t.queue for t in client.tasks})
         markers = await migrate_markers(client.redis, rules, dry_run=args.dry_run)
     marker_rows = [[m.kind, m.moved, len(m.unknown), len(m.conflict)] for m in markers]
+    args.audit.count = sum(r.moved for r in reports)
+    args.audit.detail["markers"] = sum(m.moved for m in markers)
     text = table(headers, rows)
     if markers:
         text += "\n\n" + table(["marker", "moved", "unknown", "conflict"], marker_rows)
@@ -402,7 +448,9 @@ HANDLERS: dict[str, Handler] = {
     "clean": _clean,
     "pause": _pause,
     "resume": _resume,
+    "cancel": _cancel,
     "enqueue": _enqueue,
+    "audit": _audit,
     "migrate-keys": _migrate_keys,
 }
 

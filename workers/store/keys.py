@@ -208,3 +208,8 @@ class Keys:
     def user_channel(self, user_id: str) -> str:
         """The pub/sub channel of one user's real-time events (tasks/realtime.py)."""
         return f"{self.prefix}:user:{user_id}"
+
+    def audit_log(self) -> str:
+        """Stream of the audit trail (audit_log.py): who did what through the admin API, the
+        dashboard and the CLI, and the domain events sent to it. One key: one Cluster slot."""
+        return f"{self.prefix}:audit"

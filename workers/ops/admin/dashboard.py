@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from workers.ops.admin.state import admin_state
 
 STATIC = Path(__file__).with_name("static")
 
@@ -38,6 +40,13 @@ router = APIRouter(include_in_schema=False)
 @router.get("/")
 async def dashboard_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
+
+
+@router.get("/dashboard-auth")
+async def dashboard_auth(request: Request) -> JSONResponse:
+    """Whether the page must ask for a token: asking the API without one would be a refused
+    login in the audit trail at every page load."""
+    return JSONResponse({"token": bool(admin_state(request).tokens)}, headers=HEADERS)
 
 
 @router.get("/static/{name}")

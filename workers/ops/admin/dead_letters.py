@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, status
 
 from workers.client import PostroomClient
 from workers.observe.masking import masked_letter
+from workers.ops.admin.audit import Audit, AuditedRoute, audited
 from workers.ops.admin.params import NOT_FOUND, Limit, Offset, Queue, Responses, no_job
 from workers.ops.admin.schemas import DeadLetterPage, Problem, Removed, Retried
 from workers.ops.admin.state import admin_client
 from workers.store.dead_letter import DeadLetter, retryable, why
 
-router = APIRouter(tags=["failed jobs"])
+router = APIRouter(tags=["failed jobs"], route_class=AuditedRoute)
 Client = Annotated[PostroomClient, Depends(admin_client)]
 
 CONFLICT: Responses = {
@@ -58,17 +59,20 @@ async def failed_one(queue: Queue, job_id: str, client: Client) -> DeadLetter:
     "/queues/{queue}/failed/retry",
     summary="Retry every dead letter of the queue",
     responses=NOT_FOUND,
+    openapi_extra=audited("dead-letter.retry-all"),
 )
-async def retry_all(queue: Queue, client: Client) -> Retried:
-    return Retried(retried=await client.dead_letters.retry_all(queue))
+async def retry_all(queue: Queue, client: Client, audit: Audit) -> Retried:
+    audit.count = await client.dead_letters.retry_all(queue)
+    return Retried(retried=audit.count)
 
 
 @router.post(
     "/queues/{queue}/failed/{job_id}/retry",
     summary="Queue a dead letter again (same id, a fresh try budget)",
     responses={**NOT_FOUND, **CONFLICT},
+    openapi_extra=audited("dead-letter.retry"),
 )
-async def retry(queue: Queue, job_id: str, client: Client) -> Retried:
+async def retry(queue: Queue, job_id: str, client: Client, audit: Audit) -> Retried:
     letter = await _letter(client, queue, job_id)
     if not retryable(letter):
         raise HTTPException(
@@ -81,19 +85,28 @@ async def retry(queue: Queue, job_id: str, client: Client) -> Retried:
             status.HTTP_409_CONFLICT,
             f"job {job_id!r} is still being finished by its worker; retry in a moment",
         )
+    audit.count = 1
     return Retried(retried=1)
 
 
 @router.delete(
-    "/queues/{queue}/failed/{job_id}", summary="Delete one dead letter", responses=NOT_FOUND
+    "/queues/{queue}/failed/{job_id}",
+    summary="Delete one dead letter",
+    responses=NOT_FOUND,
+    openapi_extra=audited("dead-letter.remove"),
 )
-async def remove(queue: Queue, job_id: str, client: Client) -> Removed:
+async def remove(queue: Queue, job_id: str, client: Client, audit: Audit) -> Removed:
     await _letter(client, queue, job_id)
-    return Removed(removed=int(await client.dead_letters.remove(job_id)))
+    audit.count = int(await client.dead_letters.remove(job_id))
+    return Removed(removed=audit.count)
 
 
 @router.delete(
-    "/queues/{queue}/failed", summary="Delete every dead letter of the queue", responses=NOT_FOUND
+    "/queues/{queue}/failed",
+    summary="Delete every dead letter of the queue",
+    responses=NOT_FOUND,
+    openapi_extra=audited("dead-letter.purge"),
 )
-async def purge(queue: Queue, client: Client) -> Removed:
-    return Removed(removed=await client.dead_letters.purge(queue))
+async def purge(queue: Queue, client: Client, audit: Audit) -> Removed:
+    audit.count = await client.dead_letters.purge(queue)
+    return Removed(removed=audit.count)

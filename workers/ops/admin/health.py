@@ -6,11 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 from redis.exceptions import RedisError
 
+from workers.ops.admin.audit import AuditedRoute
 from workers.ops.admin.schemas import Liveness, Readiness
 from workers.ops.admin.state import admin_state
 
 live_router = APIRouter(tags=["health"])
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=AuditedRoute)
 
 
 @live_router.get("/health/live", summary="The server answers (no token needed)")

@@ -10,11 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError, UnknownTaskError
 from workers.observe.masking import mask
+from workers.ops.admin.audit import Audit, AuditedRoute, audited
 from workers.ops.admin.params import BAD_BODY, NOT_FOUND, no_job
 from workers.ops.admin.schemas import CancelResult, EnqueueRequest, EnqueueResult, JobDetail
 from workers.ops.admin.state import admin_client
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=AuditedRoute)
 Client = Annotated[PostroomClient, Depends(admin_client)]
 
 
@@ -40,11 +41,16 @@ async def job_detail(job_id: str, client: Client) -> JobDetail:
         status.HTTP_200_OK: {"model": EnqueueResult, "description": "id already taken"},
         **BAD_BODY,
     },
+    openapi_extra=audited("job.enqueue"),
 )
-async def enqueue(request: EnqueueRequest, client: Client, response: Response) -> EnqueueResult:
+async def enqueue(
+    request: EnqueueRequest, client: Client, response: Response, audit: Audit
+) -> EnqueueResult:
     """The payload is validated against the task's arguments first: a bad field is a 422
     naming it (`payload.message.recipientId`). A taken `job_id` answers 200 with the
     existing job and `created: false`."""
+    audit.detail = {"task": request.task}
+    audit.job_ids = [request.job_id] if request.job_id else []
     try:
         task = client.tasks.get(request.task)
         handle = await client.enqueue_payload(
@@ -63,17 +69,26 @@ async def enqueue(request: EnqueueRequest, client: Client, response: Response) -
         ) from None
     if not handle.created:
         response.status_code = status.HTTP_200_OK
+    audit.queue, audit.job_ids, audit.count = task.queue.value, [handle.job_id], 1
+    audit.detail["created"] = handle.created
     return EnqueueResult(
         job_id=handle.job_id, task=task.name, queue=task.queue, created=handle.created
     )
 
 
 @router.post(
-    "/jobs/{job_id}/cancel", summary="Cancel a waiting or running job", responses=NOT_FOUND
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a waiting or running job",
+    responses=NOT_FOUND,
+    openapi_extra=audited("job.cancel"),
 )
-async def cancel(job_id: str, client: Client) -> CancelResult:
+async def cancel(job_id: str, client: Client, audit: Audit) -> CancelResult:
     """ "cancelled": it will never start; "stopping": its worker stops it within a second."""
+    info = await client.job_info(job_id)
+    audit.queue = info.queue.value if info is not None and info.queue is not None else None
     outcome = await client.cancel(job_id)
+    audit.detail = {"outcome": outcome}
+    audit.count = 0 if outcome == "not-found" else 1
     if outcome == "not-found":
         raise no_job(job_id, " waiting or running")
     return CancelResult(job_id=job_id, outcome=outcome)

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from workers.client import PostroomClient
+from workers.ops.admin.audit import AuditedRoute
 from workers.ops.admin.state import admin_client
 from workers.ops.cluster_metrics import render_cluster_metrics
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=AuditedRoute)
 
 
 @router.get(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from config.queues import QueueName
 from workers.client import PostroomClient
 from workers.observe.masking import mask
+from workers.ops.admin.audit import Audit, AuditedRoute, audited
 from workers.ops.admin.params import BAD_BODY, NOT_FOUND, Limit, Offset, Queue
 from workers.ops.admin.schemas import CleanRequest, Removed
 from workers.ops.admin.state import admin_client
@@ -16,7 +17,7 @@ from workers.store.job_listing import JobPage
 from workers.store.job_status import JobState
 from workers.store.queue_stats import QueueStats
 
-router = APIRouter(tags=["queues"])
+router = APIRouter(tags=["queues"], route_class=AuditedRoute)
 Client = Annotated[PostroomClient, Depends(admin_client)]
 
 
@@ -50,21 +51,34 @@ async def queue_jobs(
     "/queues/{queue}/clean",
     summary="Delete old finished jobs of a state",
     responses={**NOT_FOUND, **BAD_BODY},
+    openapi_extra=audited("queue.clean"),
 )
-async def clean(queue: Queue, request: CleanRequest, client: Client) -> Removed:
+async def clean(queue: Queue, request: CleanRequest, client: Client, audit: Audit) -> Removed:
     """Results (complete, failed, cancelled) or dead letters that ended more than
     `older_than` seconds ago."""
-    return Removed(removed=await client.clean(queue, request.state, request.older_than))
+    audit.detail = {"state": request.state, "older_than": request.older_than}
+    audit.count = await client.clean(queue, request.state, request.older_than)
+    return Removed(removed=audit.count)
 
 
-@router.post("/queues/{queue}/pause", summary="Stop starting the queue's jobs", responses=NOT_FOUND)
+@router.post(
+    "/queues/{queue}/pause",
+    summary="Stop starting the queue's jobs",
+    responses=NOT_FOUND,
+    openapi_extra=audited("queue.pause"),
+)
 async def pause(queue: Queue, client: Client) -> QueueStats:
     """Workers stop starting its jobs within a second; running ones finish, enqueueing works."""
     await client.pause(queue)
     return await client.queue_stats(queue)
 
 
-@router.post("/queues/{queue}/resume", summary="Start the queue's jobs again", responses=NOT_FOUND)
+@router.post(
+    "/queues/{queue}/resume",
+    summary="Start the queue's jobs again",
+    responses=NOT_FOUND,
+    openapi_extra=audited("queue.resume"),
+)
 async def resume(queue: Queue, client: Client) -> QueueStats:
     await client.resume(queue)
     return await client.queue_stats(queue)

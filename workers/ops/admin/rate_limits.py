@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from workers.client import PostroomClient
+from workers.ops.admin.audit import AuditedRoute
 from workers.ops.admin.state import admin_client
 from workers.ops.rate_limits import RateLimitInfo, read_rate_limits
 
-router = APIRouter(tags=["rate limits"])
+router = APIRouter(tags=["rate limits"], route_class=AuditedRoute)
 
 
 @router.get("/rate-limits", summary="Every rate limit: its limit, current rate, throttled jobs")

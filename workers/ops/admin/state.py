@@ -1,11 +1,12 @@
 """What the admin app's requests share: the client (given, or opened on first use), the
-token and the queues expected to have workers."""
+tokens, the audit log and the queues expected to have workers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastapi import Request
 
@@ -13,8 +14,31 @@ from config.queues import QueueName
 from config.settings import PostroomSettings
 from workers.client import PostroomClient
 from workers.registry import TaskRegistry
+from workers.store.audit_log import AuditLog, audit_log
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request comes from: a token's name and role (the token itself is never kept)."""
+
+    name: str
+    role: str
+
+    @property
+    def may_change(self) -> bool:
+        return self.role == "operator"
+
+
+@dataclass(frozen=True)
+class KnownToken:
+    principal: Principal
+    digest: bytes  # the token's SHA-256 (auth.token_digest)
+
+
+# Who a request is when the app is served local-only without any token.
+LOCAL = Principal("local", "operator")
 
 
 class AdminState:
@@ -31,13 +55,13 @@ class AdminState:
         tasks: TaskRegistry,
         *,
         client: PostroomClient | None,
-        token_digest: bytes | None,
+        tokens: Sequence[KnownToken],
         expected_queues: Sequence[QueueName],
     ) -> None:
         self.settings = settings
         self.tasks = tasks
-        # The token's SHA-256 (auth.token_digest), or None when any request may pass.
-        self.token = token_digest
+        # Every token a request may present; none: any request passes (local-only).
+        self.tokens = list(tokens)
         self.expected_queues = list(expected_queues)
         self._client = client
         self._owned: PostroomClient | None = None
@@ -52,6 +76,10 @@ class AdminState:
                 # is down, and the next request tries again.
                 self._owned = await PostroomClient.connect(self.settings, self.tasks, retries=0)
             return self._owned
+
+    async def audit(self) -> AuditLog:
+        """The deployment's audit log, on the app's client."""
+        return audit_log((await self.client()).redis, self.settings)
 
     async def close(self) -> None:
         """Close the client this app opened (never one the host passed in)."""

@@ -9,7 +9,9 @@ const FAILED = "dead-lettered";
 // The tabs of a queue; "dead-lettered" lists the dead letters (tracebacks, retry, remove).
 const STATES = ["queued", "deferred", "running", "retrying", "complete", "failed", FAILED, "cancelled"];
 
-const view = { queue: null, state: FAILED, offset: 0, job: null };
+const view = { page: "queues", queue: null, state: FAILED, offset: 0, job: null };
+// The audit page's filters and where its current page starts (null: the newest records).
+const audit = { filters: {}, cursor: null, next: null };
 let polling = null;
 let inFlight = false;
 let again = false; // a refresh was asked for while one ran: run another after it
@@ -65,7 +67,8 @@ function errorDetail(body) {
 
 async function api(method, path, query) {
   const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = { Accept: "application/json" };
+  // The audit trail records calls from this page as `via: dashboard`.
+  const headers = { Accept: "application/json", "X-Postroom-Client": "dashboard" };
   if (token) headers.Authorization = `Bearer ${token}`;
   const params = query ? `?${new URLSearchParams(query)}` : "";
   let response;
@@ -86,9 +89,13 @@ async function api(method, path, query) {
   } catch {
     body = text;
   }
-  if (response.status === 401 || response.status === 403) {
+  if (response.status === 401) {
     logout(`The token was refused (${response.status}): ${errorDetail(body)}`);
     throw new ApiError("unauthorized");
+  }
+  if (response.status === 403) {
+    // A read-only token: it may look, so stay logged in and say why the change was refused.
+    throw new ApiError(`${method} ${path}: refused (403): ${errorDetail(body)}`, 403);
   }
   if (!response.ok) {
     throw new ApiError(
@@ -393,11 +400,58 @@ function remove(queue, jobId) {
   return act(() => api("DELETE", `queues/${enc(queue)}/failed/${enc(jobId)}`));
 }
 
+// ---- the audit trail ----
+
+function renderAuditRow(record) {
+  const row = el("tr", {
+    dataset: { testid: "audit-row", action: record.action, outcome: record.outcome },
+  });
+  const cells = [
+    ["at", when(record.at)],
+    ["actor", record.actor],
+    ["role", record.role ?? "—"],
+    ["via", record.via],
+    ["source", record.source ?? "—"],
+    ["action", record.action],
+    ["queue", record.queue ?? "—"],
+    ["jobs", record.job_ids.join(" ") || "—"],
+    ["count", record.count ?? "—"],
+    ["outcome", record.outcome],
+    ["reason", record.reason ?? ""],
+  ];
+  for (const [name, value] of cells) {
+    const className = name === "outcome" ? `outcome-${record.outcome}` : name;
+    row.append(el("td", { className, dataset: { testid: `audit-${name}` } }, value));
+  }
+  return row;
+}
+
+async function loadAudit() {
+  const query = { limit: String(PAGE_SIZE) };
+  for (const [name, value] of Object.entries(audit.filters)) if (value) query[name] = value;
+  if (audit.cursor) query.cursor = audit.cursor;
+  const data = await api("GET", "audit", query);
+  const body = $("audit-table").tBodies[0];
+  reconcile(body, data.items, (r) => r.id, renderAuditRow);
+  $("audit-empty").hidden = data.items.length > 0;
+  audit.next = data.next_cursor;
+  $("audit-older").disabled = !audit.next;
+  $("audit-newest").disabled = !audit.cursor;
+}
+
+function showPage(page) {
+  view.page = page;
+  $("nav-queues").classList.toggle("active", page === "queues");
+  $("nav-audit").classList.toggle("active", page === "audit");
+  navigate();
+}
+
 // ---- navigation and polling ----
 
 // The view lives in the URL's fragment, so a reload (or a shared link) shows the same thing.
 function navigate() {
   const params = new URLSearchParams();
+  if (view.page === "audit") params.set("page", "audit");
   if (view.queue) params.set("queue", view.queue);
   if (view.queue) params.set("state", view.state);
   if (view.offset) params.set("offset", String(view.offset));
@@ -408,10 +462,24 @@ function navigate() {
 
 function readFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
+  view.page = params.get("page") === "audit" ? "audit" : "queues";
   view.queue = params.get("queue");
   view.state = STATES.includes(params.get("state")) ? params.get("state") : FAILED;
   view.offset = Math.max(0, Number.parseInt(params.get("offset") || "0", 10) || 0);
   view.job = params.get("job");
+}
+
+async function loadQueuesPage() {
+  renderQueues(itemsOf(await api("GET", "queues")));
+  renderRateLimits(itemsOf(await api("GET", "rate-limits")));
+  $("queue").hidden = !view.queue;
+  if (view.queue) {
+    $("queue-name").textContent = view.queue;
+    renderTabs();
+    await loadJobs();
+  }
+  if (view.job) await loadJob();
+  else $("job").hidden = true;
 }
 
 async function refresh() {
@@ -422,17 +490,12 @@ async function refresh() {
     return;
   }
   inFlight = true;
+  const onAudit = view.page === "audit";
+  $("dashboard").hidden = onAudit;
+  $("audit").hidden = !onAudit;
   try {
-    renderQueues(itemsOf(await api("GET", "queues")));
-    renderRateLimits(itemsOf(await api("GET", "rate-limits")));
-    $("queue").hidden = !view.queue;
-    if (view.queue) {
-      $("queue-name").textContent = view.queue;
-      renderTabs();
-      await loadJobs();
-    }
-    if (view.job) await loadJob();
-    else $("job").hidden = true;
+    if (onAudit) await loadAudit();
+    else await loadQueuesPage();
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
     clearError("poll");
   } catch (err) {
@@ -446,14 +509,33 @@ async function refresh() {
   }
 }
 
-function login(token) {
+// The token is tried once (GET session); a refused one is one refused login in the audit
+// trail, and the login form is shown again.
+async function login(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   clearError();
+  if (!(await showSession())) return;
   $("login").hidden = true;
-  $("dashboard").hidden = false;
+  $("dashboard").hidden = view.page === "audit";
+  $("audit").hidden = view.page !== "audit";
+  $("pages").hidden = false;
   $("logout").hidden = false;
   refresh();
   if (polling === null) polling = setInterval(refresh, POLL_MS);
+}
+
+// Who is logged in (the API refuses a read-only token's changes whatever the page shows).
+// False when the token was refused (the login form is back).
+async function showSession() {
+  try {
+    const who = await api("GET", "session");
+    $("whoami").textContent = `${who.name} (${who.role})`;
+    $("whoami").hidden = false;
+  } catch (err) {
+    if (err.message === "unauthorized") return false;
+    showError(err.message, "poll");
+  }
+  return true;
 }
 
 function logout(message) {
@@ -461,6 +543,9 @@ function logout(message) {
   if (polling !== null) clearInterval(polling);
   polling = null;
   $("dashboard").hidden = true;
+  $("audit").hidden = true;
+  $("pages").hidden = true;
+  $("whoami").hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
   $("token").value = "";
@@ -470,11 +555,29 @@ function logout(message) {
 
 document.addEventListener("DOMContentLoaded", () => {
   readFragment();
+  $("nav-queues").classList.toggle("active", view.page === "queues");
+  $("nav-audit").classList.toggle("active", view.page === "audit");
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     login($("token").value.trim());
   });
   $("logout").addEventListener("click", () => logout());
+  $("nav-queues").addEventListener("click", () => showPage("queues"));
+  $("nav-audit").addEventListener("click", () => showPage("audit"));
+  $("audit-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    audit.filters = Object.fromEntries(new FormData(event.target).entries());
+    audit.cursor = null;
+    refresh();
+  });
+  $("audit-older").addEventListener("click", () => {
+    audit.cursor = audit.next;
+    refresh();
+  });
+  $("audit-newest").addEventListener("click", () => {
+    audit.cursor = null;
+    refresh();
+  });
   $("error-dismiss").addEventListener("click", () => clearError());
   $("retry-all").addEventListener("click", () =>
     act(() => api("POST", `queues/${enc(view.queue)}/failed/retry`)));
@@ -495,11 +598,13 @@ document.addEventListener("DOMContentLoaded", () => {
   else openWithoutToken();
 });
 
-// An admin app served local-only has no token: then there is nothing to ask for.
+// An admin app served local-only has no token: then there is nothing to ask for. (Asking
+// the API itself without a token would be recorded as a refused login.)
 async function openWithoutToken() {
   let open = false;
   try {
-    open = (await fetch("queues", { headers: { Accept: "application/json" }, cache: "no-store" })).ok;
+    const answer = await fetch("dashboard-auth", { headers: { Accept: "application/json" }, cache: "no-store" });
+    open = answer.ok && (await answer.json()).token === false;
   } catch {
     // Unreachable: the login form stays, and the first call after it says why.
   }
