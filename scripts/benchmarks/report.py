@@ -416,6 +416,8 @@ def markdown(inputs: Inputs, data: dict[str, Any]) -> str:
         "- Drain / I/O: jobs pre-queued, then one worker process starts; jobs/s from the first "
         "job done to the last (start-up excluded; from-spawn figures are in results.json). "
         "Every job INCRs a counter in Redis.",
+        f"- End to end: {s.e2e:,} jobs enqueued one awaited call after another into a "
+        "running, warmed-up worker; jobs/s from the first enqueue to the last job done.",
         "- Latency: a running, idle worker; probes enqueued at a fixed rate carry "
         "`time.time()`; each records start minus that into a Redis list.",
         "- Redis cmds/job: `INFO commandstats` deltas over the drain (commands run inside Lua "
