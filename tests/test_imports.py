@@ -86,14 +86,20 @@ def test_a_worker_process_imports_no_web_stack_admin_api_or_jwt() -> None:
 
 def test_jwt_still_imports_in_full_on_first_use() -> None:
     """The stand-in for PyJWT becomes the real package the moment a name of it is read."""
-    loaded = _loaded_after(
-        "import redis.asyncio, jwt\n"
-        "token = jwt.encode({'a': 1}, 'k' * 32, algorithm='HS256')\n"
-        "assert jwt.decode(token, 'k' * 32, algorithms=['HS256']) == {'a': 1}\n"
-        "import jwt.algorithms\n"
-        "assert jwt.algorithms.has_crypto"
-    )
-    assert "jwt.api_jwt" in loaded
+    for first in ("", "import jwt.algorithms\n"):  # a submodule imported first, too
+        loaded = _loaded_after(
+            "import workers, redis.asyncio, sys\n"
+            "assert type(sys.modules['jwt']).__name__ == '_OnFirstUse'\n"
+            f"{first}"
+            "import jwt\n"
+            "token = jwt.encode({'a': 1}, 'k' * 32, algorithm='HS256')\n"
+            "assert jwt.decode(token, 'k' * 32, algorithms=['HS256']) == {'a': 1}\n"
+            "import jwt.algorithms\n"
+            "assert jwt.algorithms.has_crypto and sys.modules['jwt'].encode is jwt.encode\n"
+            "import redis.auth.token\n"
+            "assert redis.auth.token.jwt.decode is jwt.decode"
+        )
+        assert "jwt.api_jwt" in loaded
 
 
 def test_settings_for_arq_still_builds_the_worker_side_on_first_use() -> None:

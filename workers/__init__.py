@@ -128,6 +128,9 @@ class _OnFirstUse(ModuleType):
         if sys.modules.get(self.__name__) is self:
             del sys.modules[self.__name__]
         real = import_module(self.__name__)
+        for key, value in list(self.__dict__.items()):  # submodules imported through it
+            if isinstance(value, ModuleType) and key not in real.__dict__:
+                setattr(real, key, value)
         self.__dict__.update(real.__dict__)
         return getattr(real, name)
 
