@@ -21,7 +21,7 @@ KEY_FILE_SETTING = f"{ENV_PREFIX}KEY_FILE"
 
 
 class EncryptionSettings(BaseModel):
-    """The keyring's configuration; `tasks.encryption.load_keyring` validates and loads it.
+    """The keyring's configuration; `workers.load_keyring` validates and loads it.
 
     Rotation: add the new key to `keys`, make it `active_key_id`, keep the old ones until every
     stored envelope was rotated (the envelope names its key, so old keys still decrypt).

@@ -138,6 +138,10 @@ class PostroomSettings(BaseSettings):
     )
     # The tasks' services: `POSTROOM_ENCRYPTION__KEYS`, `POSTROOM_SMTP__HOST`, ...
     encryption: EncryptionSettings = EncryptionSettings()
+    # Sealing of the jobs' payloads in Redis with that keyring (workers/store/sealing.py):
+    # unset, on when `encryption.keys` are configured; true or false overrides (true needs
+    # keys or an explicit key file, which every process must share).
+    payload_encryption: bool | None = None
     push: PushSettings = PushSettings()
     sms: SmsSettings = SmsSettings()
     smtp: SmtpSettings = SmtpSettings()

@@ -6,7 +6,7 @@ a script whose declared KEYS span slots (CROSSSLOT), and since every script carr
 the slot of its KEYS, declared or built in Lua. Transactions (MULTI/EXEC, WATCH) go to the node
 that owns the queue's slot, which refuses them if one command strays from it. Each queue's
 life (enqueue, claim, progress, renew, finish, cancel, dead-letter retry, clean, a bulk enqueue
-with its checkpoint) runs for two queues on two different primaries.
+with its checkpoint, a reseal) runs for two queues on two different primaries.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
 from workers.events.queued import RedisHandledLog, handled_key
+from workers.keyring.keyring import Keyring
 from workers.store import key_migration
 from workers.store.audit_log import AuditLog, AuditRecord
 from workers.store.cancellation import cancel_job
@@ -40,8 +41,10 @@ from workers.store.job_listing import clean_jobs
 from workers.store.keys import Keys, QueueKeys
 from workers.store.progress import ProgressReporter
 from workers.store.rate_limit import reserve, take
+from workers.store.resealing import reseal_queue
 from workers.store.scripts import LuaScript
-from workers.store.serialization import dumps
+from workers.store.sealing import PayloadSealer, sealed_key_id
+from workers.store.serialization import dumps, loads
 from workers.store.worker_scripts import (
     CLAIM,
     CLAIMED_FIELDS,
@@ -69,6 +72,8 @@ RUN_ON_CLUSTER = {
     "workers.events.queued._MARK",
     "workers.store.audit_log._APPEND",
     "workers.store.rate_limit.RATE_LIMIT",
+    "workers.store.resealing.SWAP",
+    "workers.store.resealing.SWAP_LIST",
 }
 # `postroom migrate-keys` moves jobs out of the layout before hash tags, whose keys (arq's
 # global `arq:job:<id>`, `<prefix>:queue:<queue>`) carry no tag: its scripts span slots by
@@ -278,6 +283,15 @@ async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None
     assert written == [True, True, True, False]
     assert await redis.get(mark.key) == b"2"
     assert await redis.exists(keys.cron_tick("x", 1))
+
+    # `postroom reseal`: the plain jobs and try errors sealed in place, a key per call.
+    await redis.rpush(keys.try_errors("chunk-1"), try_error())
+    sealer = PayloadSealer(Keyring({"k": bytes(32)}, "k"), seals=True)
+    resealed = await accepted("reseal_queue", reseal_queue(redis, Keys(prefix), queue, sealer))
+    assert resealed.resealed >= 4 and resealed.changed == 0 and resealed.unopenable == []
+    assert sealed_key_id(loads(await redis.get(keys.job("chunk-1")))["k"]) == "k"
+    [error] = await redis.lrange(keys.try_errors("chunk-1"), 0, -1)
+    assert sealed_key_id(loads(error)["message"]) == "k"
 
 
 async def test_cluster_runs_every_script_of_two_queues(

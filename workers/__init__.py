@@ -27,6 +27,15 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
         TaskDefinitionError,
         UnknownTaskError,
     )
+    from workers.keyring.envelope import Envelope
+    from workers.keyring.errors import (
+        DecryptionError,
+        EncryptionError,
+        MalformedEnvelope,
+        UnknownKeyError,
+    )
+    from workers.keyring.keyring import Keyring
+    from workers.keyring.loading import GENERATED_KEY_ID, decode_key, load_keyring
     from workers.registry import JobRequest, Task, TaskRegistry, registry, task
     from workers.resources import ResourceFactory
     from workers.runner.arq_settings import Settings
@@ -45,6 +54,15 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "workers.client": ("JobFailedError", "JobHandle", "PostroomClient"),
     "workers.context": ("JobContext",),
     "workers.crontab": ("Cron",),
+    "workers.keyring.envelope": ("Envelope",),
+    "workers.keyring.errors": (
+        "DecryptionError",
+        "EncryptionError",
+        "MalformedEnvelope",
+        "UnknownKeyError",
+    ),
+    "workers.keyring.keyring": ("Keyring",),
+    "workers.keyring.loading": ("GENERATED_KEY_ID", "decode_key", "load_keyring"),
     "workers.store.enqueue": ("Checkpoint",),
     "workers.errors": (
         "ConfigError",
@@ -67,17 +85,23 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
+    "GENERATED_KEY_ID",
     "BackoffPolicy",
     "Checkpoint",
     "ConfigError",
     "Cron",
+    "DecryptionError",
+    "EncryptionError",
+    "Envelope",
     "JobContext",
     "JobFailedError",
     "JobHandle",
     "JobInfo",
     "JobRequest",
     "JobState",
+    "Keyring",
     "Keys",
+    "MalformedEnvelope",
     "MarkerRule",
     "PayloadValidationError",
     "PermanentError",
@@ -93,7 +117,10 @@ __all__ = [
     "Task",
     "TaskDefinitionError",
     "TaskRegistry",
+    "UnknownKeyError",
     "UnknownTaskError",
+    "decode_key",
+    "load_keyring",
     "marker_rule",
     "registry",
     "task",

@@ -29,6 +29,7 @@ from workers.store.job_status import JobInfo, JobState, read_job_info, read_job_
 from workers.store.keys import Keys, QueueKeys
 from workers.store.priority import Priority
 from workers.store.queue_stats import QueueStats, read_queue_stats, read_queues_stats
+from workers.store.sealing import PayloadSealer
 from workers.store.serialization import dumps, loads
 from workers.store.worker_health import live_workers
 
@@ -94,9 +95,13 @@ class JobHandle(Generic[R]):
                     stored = deserialize_result(raw, deserializer=loads)
                 except SerializationError as exc:
                     raise JobFailedError(self.job_id, f"malformed result record: {exc}") from exc
+                # SealError (naming the job) when its seal does not open with the keys held.
+                result = self.client.sealer.open(
+                    stored.result, self.job_id, self.task.queue, "result"
+                )
                 if not stored.success:
-                    raise JobFailedError(self.job_id, stored.result)
-                return self.task.returns.validate_python(stored.result)
+                    raise JobFailedError(self.job_id, result)
+                return self.task.returns.validate_python(result)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {self.job_id} has no result after {timeout}s")
             await asyncio.sleep(delay)
@@ -140,6 +145,8 @@ class PostroomClient:
         self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
         # Writes the jobs of concurrent enqueues together, one round trip at a time.
         self.writer = EnqueueBatcher(redis)
+        # Seals each job's payload before it is written (store/sealing.py), opens results.
+        self.sealer = PayloadSealer.of_settings(settings)
 
     @classmethod
     async def connect(
@@ -261,7 +268,7 @@ class PostroomClient:
 
     async def job_info(self, job_id: str) -> JobInfo | None:
         """Any job's state, progress, tries, result or error, by id alone."""
-        return await read_job_info(self.redis, self.keys, job_id)
+        return await read_job_info(self.redis, self.keys, job_id, sealer=self.sealer)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
         """Cancel a job: "cancelled" if it had not started (it never will), "stopping" if it
@@ -282,7 +289,9 @@ class PostroomClient:
         self, queue: QueueName, state: JobState, *, offset: int = 0, limit: int = 50
     ) -> JobPage:
         """A page of `queue`'s jobs in `state` (queued in start order, finished newest first)."""
-        return await list_jobs(self.redis, self.keys, queue, state, offset=offset, limit=limit)
+        return await list_jobs(
+            self.redis, self.keys, queue, state, offset=offset, limit=limit, sealer=self.sealer
+        )
 
     async def clean(self, queue: QueueName, state: CleanState, older_than: float = 0) -> int:
         """Delete `queue`'s finished jobs of `state` older than `older_than` seconds."""
@@ -291,7 +300,7 @@ class PostroomClient:
     async def job_payload(self, job_id: str) -> dict[str, Any] | None:
         """The arguments a job was enqueued with, while its job data, result or dead letter
         is kept."""
-        return await read_job_payload(self.redis, self.keys, job_id)
+        return await read_job_payload(self.redis, self.keys, job_id, sealer=self.sealer)
 
     async def live_workers(self, queues: Iterable[QueueName]) -> dict[str, int]:
         """How many worker processes serve each of `queues` right now."""
@@ -315,7 +324,7 @@ class PostroomClient:
             job_id=job_id,
             keys=self.keys.route(task.queue, request.route_key(job_id)),
             task=task.name,
-            kwargs=request.kwargs,
+            kwargs=self.sealer.seal(request.kwargs, job_id, task.queue, "kwargs"),
             due_ms=due,
             enqueue_ms=now_ms,
             priority=request.priority,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from config.settings import PostroomSettings
 from workers.observe.metrics import WorkerMetrics
 from workers.resources import Resources
+from workers.store.sealing import PayloadSealer
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Runtime:
     resources: Resources = field(init=False)
     # This process's Prometheus metrics (served by the supervisor with `metrics_port`).
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    # Seals and opens the jobs' payloads (store/sealing.py); built at start, so a malformed
+    # key stops the process there, naming the variable.
+    sealer: PayloadSealer = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.settings)
+        self.sealer = PayloadSealer.of_settings(self.settings)

@@ -13,8 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from tasks.encryption.envelope import Envelope
-from tasks.encryption.keyring import Keyring
+from workers import Envelope, Keyring
 
 OFFLOAD_THRESHOLD = 64 * 1024
 

@@ -12,10 +12,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tasks.encryption.envelope import Envelope
 from tasks.store.models import Attachment, Conversation, Message
 from tasks.store.timestamps import utcnow
 from tasks.store.upsert import upsert
+from workers import Envelope
 
 
 async def ensure_conversation(

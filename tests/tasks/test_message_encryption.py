@@ -49,18 +49,22 @@ async def test_rotation_moves_every_message_to_the_new_key_and_decrypt_still_wor
         task_settings,
         encryption=EncryptionSettings(keys={"a": b64(KEY_A), "b": b64(KEY_B)}, active_key_id="b"),
     )
-    async with running_worker(rotated_settings):
-        rotation = await (await task_client.enqueue(rotate_keys.call())).result(timeout=30)
-        again = await (await task_client.enqueue(rotate_keys.call())).result(timeout=30)
+    # The web app shares the keyring (it seals the jobs' payloads with it): restarted too.
+    async with (
+        running_worker(rotated_settings),
+        await PostroomClient.connect(rotated_settings) as rotated_client,
+    ):
+        rotation = await (await rotated_client.enqueue(rotate_keys.call())).result(timeout=30)
+        again = await (await rotated_client.enqueue(rotate_keys.call())).result(timeout=30)
     assert (rotation.rotated, rotation.active_key_id, again.rotated) == (3, "b", 0)
     assert await key_ids(db) == dict.fromkeys(TEXTS, "b")
 
     # Key a is gone now; every message still decrypts.
     only_b = with_settings(task_settings, encryption=EncryptionSettings(keys={"b": b64(KEY_B)}))
-    async with running_worker(only_b):
+    async with running_worker(only_b), await PostroomClient.connect(only_b) as only_b_client:
         for message_id, text in TEXTS.items():
             job = EncryptionJob(message_id=message_id, operation="decrypt")
-            result = await (await task_client.enqueue(encrypt_decrypt.call(job))).result(30)
+            result = await (await only_b_client.enqueue(encrypt_decrypt.call(job))).result(30)
             assert (result.plaintext, result.key_id) == (text, "b")
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from workers.store.dead_letter import DeadLetter
+from workers.store.dead_letter import DeadLetter, opened_letter
+from workers.store.sealing import NO_SEALER, PayloadSealer
 
 MASK = "***"
 
@@ -48,6 +49,8 @@ def _masked_field(name: str, value: Any) -> Any:
     return mask(value, body=normal in BODY_FIELDS or normal.endswith(("content", "body")))
 
 
-def masked_letter(letter: DeadLetter) -> DeadLetter:
-    """A copy of a dead letter with its payload masked, as the API and the CLI show it."""
-    return letter.model_copy(update={"payload": mask(letter.payload)})
+def masked_letter(letter: DeadLetter, sealer: PayloadSealer = NO_SEALER) -> DeadLetter:
+    """A copy of a dead letter, opened with `sealer` (sealing.py) and its payload masked, as
+    the API and the CLI show it."""
+    opened = opened_letter(sealer, letter)
+    return opened.model_copy(update={"payload": mask(opened.payload)})

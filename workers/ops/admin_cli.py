@@ -1,6 +1,6 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, cancel, enqueue, audit, migrate-keys, serve): tables by default,
-`--json` for scripts.
+clean, pause, resume, cancel, enqueue, audit, migrate-keys, reseal, serve): tables by
+default, `--json` for scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
 unknown queue, an unreachable Redis, an invalid payload) exit 2 with a message. Each change
@@ -45,10 +45,11 @@ from workers.store.key_migration import (
     migrate_markers,
 )
 from workers.store.priority import Priority
+from workers.store.resealing import reseal_queue
 
 COMMANDS = (
     "stats", "jobs", "job", "failed", "retry", "remove", "purge", "clean", "pause", "resume",
-    "cancel", "enqueue", "audit", "migrate-keys", "serve",
+    "cancel", "enqueue", "audit", "migrate-keys", "reseal", "serve",
 )  # fmt: skip
 KNOWN = ", ".join(q.value for q in QueueName)
 
@@ -145,6 +146,13 @@ def add_commands(commands: Any) -> None:
                               "move with a run over every queue)")  # fmt: skip
     migrate.add_argument("--dry-run", action="store_true", help="count what would move")
     _output(migrate)
+    reseal = commands.add_parser(
+        "reseal", help="seal queued jobs, results and dead letters again under the active key"
+    )
+    reseal.add_argument("queues", nargs="*", type=queue_arg, metavar="QUEUE",
+                        help="only these queues (default every queue)")  # fmt: skip
+    reseal.add_argument("--dry-run", action="store_true", help="count what would be sealed")
+    _output(reseal)
     serve = commands.add_parser("serve", help="run the admin HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
@@ -260,7 +268,7 @@ def _text(value: Any) -> str:
 async def _failed(client: PostroomClient, args: argparse.Namespace) -> Result:
     letters = await client.dead_letters.list(args.queue, offset=args.offset, limit=args.limit)
     total = await client.dead_letters.count(args.queue)
-    letters = [masked_letter(x) for x in letters]
+    letters = [masked_letter(x, client.sealer) for x in letters]
     rows = [
         [x.job_id, x.task, x.reason, x.tries, x.failed_at,
          x.malformed or (f"{x.errors[-1].type}: {x.errors[-1].message}" if x.errors else None)]
@@ -436,6 +444,32 @@ def _migration_summary(
     return "\n".join(lines)
 
 
+async def _reseal(client: PostroomClient, args: argparse.Namespace) -> Result:
+    sealer = client.sealer
+    if sealer.keyring is None:
+        raise CommandError(
+            "no keys are configured (POSTROOM_ENCRYPTION__KEYS): there is nothing to seal with"
+        )
+    reports = [
+        await reseal_queue(client.redis, client.keys, queue, sealer, dry_run=args.dry_run)
+        for queue in args.queues or QueueName
+    ]
+    rows = [[r.queue.value, r.resealed, r.current, r.changed, len(r.unopenable)] for r in reports]
+    text = table(["queue", "resealed", "current", "changed", "unopenable"], rows)
+    verb = "would seal" if args.dry_run else "sealed"
+    lines = [f"{verb} {sum(r.resealed for r in reports)} record(s) under key "
+             f"{sealer.active_key_id!r}"]  # fmt: skip
+    for r in reports:
+        if r.unopenable:
+            lines.append(
+                f"{r.queue.value}: {len(r.unopenable)} job(s) whose seal does not open with "
+                f"the keys held ({', '.join(r.unopenable[:5])}); a worker dead-letters them"
+            )
+    data = {"dry_run": args.dry_run, "active_key_id": sealer.active_key_id,
+            "queues": [r.as_dict() for r in reports]}  # fmt: skip
+    return data, f"{text}\n" + "\n".join(lines)
+
+
 HANDLERS: dict[str, Handler] = {
     "stats": _stats,
     "rate-limits": _rate_limits,
@@ -452,6 +486,7 @@ HANDLERS: dict[str, Handler] = {
     "enqueue": _enqueue,
     "audit": _audit,
     "migrate-keys": _migrate_keys,
+    "reseal": _reseal,
 }
 
 

@@ -15,11 +15,14 @@ from typing import Any, NamedTuple
 from arq.jobs import serialize_result
 from arq.utils import timestamp_ms
 
+from config.queues import QueueName
 from workers.connection.transient import is_transient
+from workers.store.dead_letter import sealed_error
 from workers.store.keys import QueueKeys
 from workers.store.outcome import RunOutcome
 from workers.store.scripts import ScriptBatcher
-from workers.store.serialization import dumps
+from workers.store.sealing import PayloadSealer, SealError
+from workers.store.serialization import UNDELIVERABLE_TASK, dumps
 
 logger = logging.getLogger(__name__)
 
@@ -64,32 +67,58 @@ class Run(NamedTuple):
     """A claimed job decoded: its task (or serialization.UNDELIVERABLE_TASK) and arguments."""
 
     name: str
-    kwargs: dict[str, Any]
+    kwargs: dict[str, Any]  # opened
     job_try: int
     enqueue_ms: int
+    stored: Any = None  # the kwargs as stored (sealed), kept so in its result and dead letter
 
 
-def decode(claim: Claim, decoder: Callable[[bytes], dict[str, Any]]) -> Run | None:
+def decode(
+    claim: Claim,
+    decoder: Callable[[bytes], dict[str, Any]],
+    sealer: PayloadSealer,
+    queue: QueueName,
+) -> Run | None:
     """The claimed job's run; None when its record expired (it waited past its expiry).
 
     The decoder (serialization.job_decoder) turns a malformed record, or one naming no task
-    of the queue, into a run of UNDELIVERABLE_TASK, which dead-letters it with the reason."""
+    of the queue, into a run of UNDELIVERABLE_TASK, which dead-letters it with the reason;
+    sealed kwargs that do not open (tampered, another job's) become one too, as unsealable."""
     if claim.payload is None:
         return None
     record = decoder(claim.payload)
     job_try = claim.job_try
     if record["t"] and record["t"] > job_try:  # arq's `_job_try` enqueue option
         job_try = record["t"]
-    return Run(record["f"], record["k"], job_try, record["et"])
+    stored = record["k"]
+    if record["f"] == UNDELIVERABLE_TASK:
+        return Run(record["f"], stored, job_try, record["et"], stored)
+    try:
+        kwargs = sealer.open(stored, claim.job_id, queue, "kwargs")
+        if not isinstance(kwargs, dict):
+            raise SealError(f"the sealed kwargs of job {claim.job_id!r} are not an object")
+    except SealError as exc:
+        unsealable = {
+            "task": record["f"],
+            "reason": str(exc),
+            "payload": stored,
+            "malformed": False,
+            "unsealable": True,
+        }
+        return Run(UNDELIVERABLE_TASK, unsealable, job_try, record["et"], unsealable)
+    return Run(record["f"], kwargs, job_try, record["et"], stored)
 
 
 class EndWriter:
     """Writes runs' ends, batched into calls of the queue's FINISH script."""
 
-    def __init__(self, keys: QueueKeys, finish: ScriptBatcher, keep_result_s: float) -> None:
+    def __init__(
+        self, keys: QueueKeys, finish: ScriptBatcher, keep_result_s: float, sealer: PayloadSealer
+    ) -> None:
         self.keys = keys
         self.finish = finish
         self.keep_result_ms = max(int(keep_result_s * 1000), 0)
+        self.sealer = sealer
 
     def call(
         self, claim: Claim, run: Run | None, outcome: RunOutcome, start_ms: int
@@ -104,7 +133,11 @@ class EndWriter:
             result = self._result(claim, run, outcome, start_ms, now)
         # The retry's score: its due time, in the waiting band (see priority.py).
         incr = int(outcome.retry_in_s * 1000) + (now - claim.score) if outcome.retry_in_s else 0
-        error = b"" if outcome.error is None else dumps(outcome.error)
+        error = b""
+        if outcome.error is not None:
+            error = dumps(
+                sealed_error(self.sealer, outcome.error, claim.job_id, self.keys.queue_name)
+            )
         return (
             claim.job_id,
             claim.token,
@@ -124,14 +157,17 @@ class EndWriter:
         """The result record, in arq's encoding (the client reads it with arq's decoder)."""
         name = "<unknown>" if run is None else run.name
         success = outcome.kind == "completed"
+        result = outcome.result if success else outcome.exception
+        if outcome.kind != "cancelled":  # a cancel's JobCancelledError says it was one
+            result = self.sealer.seal(result, claim.job_id, self.keys.queue_name, "result")
         data: bytes | None = serialize_result(
             function=name,
             args=(),
-            kwargs={} if run is None else run.kwargs,
+            kwargs={} if run is None else run.stored,
             job_try=claim.job_try if run is None else run.job_try,
             enqueue_time_ms=0 if run is None else run.enqueue_ms,
             success=success,
-            result=outcome.result if success else outcome.exception,
+            result=result,
             start_ms=start_ms,
             finished_ms=now,
             ref=f"{claim.job_id}:{name}",

@@ -8,6 +8,7 @@ the worker writes the outcome with all its bookkeeping in one script call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any, cast
@@ -66,12 +67,19 @@ class JobExecution:
                 self.throttle.add(task_limit_name(task.name), task.rate_limit)
 
     async def run(
-        self, ctx: dict[str, Any], keys: QueueKeys, name: str, kwargs: dict[str, Any]
+        self,
+        ctx: dict[str, Any],
+        keys: QueueKeys,
+        name: str,
+        kwargs: dict[str, Any],
+        stored: Any = None,
     ) -> RunOutcome:
         """Run the job of task `name` in the partition `keys` (from serialization.job_decoder:
         a registered task, or
         UNDELIVERABLE_TASK for a record that cannot run); never raises, but for a cancel of
-        the calling task after its function returned (there is no await after it)."""
+        the calling task after its function returned (there is no await after it). `stored`:
+        the kwargs as stored (sealed), what a dead letter keeps (default `kwargs`)."""
+        stored = kwargs if stored is None else stored
         if name == UNDELIVERABLE_TASK:
             # Counted under the internal task's name: the stored one may be anything at all.
             started = self.observer.started(UNDELIVERABLE_TASK, ctx)
@@ -85,18 +93,32 @@ class JobExecution:
                 keys.progress(ctx["job_id"]),
                 self.runtime.settings.keep_result,
                 fence=(keys.running(ctx["job_id"]), ctx[LEASE_TOKEN]),
+                seal=functools.partial(
+                    self.runtime.sealer.seal,
+                    job_id=ctx["job_id"],
+                    queue=self.queue,
+                    field="progress",
+                ),
             )
             member = f"{keys.tag}:{ctx['job_id']}"  # the job, in the limits' held slots
             ctx["throttle"] = self.throttle.bind(ctx["redis"], member, policy.timeout)
             started = self.observer.started(name, ctx)
-            outcome = await self._run(task, policy, ctx, kwargs, keys)
+            outcome = await self._run(task, policy, ctx, kwargs, stored, keys)
         self.observer.ended(started, ctx, outcome)
         return outcome
 
     def _undeliverable(
-        self, ctx: dict[str, Any], task: str | None, reason: str, payload: Any, malformed: bool
+        self,
+        ctx: dict[str, Any],
+        task: str | None,
+        reason: str,
+        payload: Any,
+        malformed: bool,
+        unsealable: bool = False,
     ) -> RunOutcome:
         kind: Reason = "malformed" if malformed else "undeliverable"
+        if unsealable:
+            kind = "unsealable"
         return self._dead_letter(ctx, task, payload, kind, PermanentError(reason))
 
     async def _run(
@@ -105,12 +127,13 @@ class JobExecution:
         policy: QueueConfig,
         ctx: dict[str, Any],
         kwargs: dict[str, Any],
+        stored: Any,
         keys: QueueKeys,
     ) -> RunOutcome:
         # The claim set the running marker, which outlives a dead worker: finding one there
         # means the last run never finished (see worker_scripts.CLAIM).
         lost_by: str | None = ctx.pop(LOST_BY, None)
-        if lost_by is not None and (stalled := self._recovered(task, ctx, kwargs, lost_by)):
+        if lost_by is not None and (stalled := self._recovered(task, ctx, stored, lost_by)):
             return stalled
         job_try: int = ctx["job_try"]
         try:
@@ -122,16 +145,16 @@ class JobExecution:
         except asyncio.CancelledError:
             return self._stopped(ctx)
         except (PermanentError, PayloadValidationError) as exc:
-            return self._dead_letter(ctx, task.name, kwargs, "permanent", exc)
+            return self._dead_letter(ctx, task.name, stored, "permanent", exc)
         except RateDeferral as exc:
             return deferred(exc.delay_s, f"rate limit {exc.name!r}: waiting for its start slot")
         except RateLimited as exc:
-            return await self._provider_limited(task, ctx, kwargs, keys, exc)
+            return await self._provider_limited(task, ctx, stored, keys, exc)
         except Exception as exc:
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
             if job_try >= policy.max_tries:
-                return self._dead_letter(ctx, task.name, kwargs, "max-tries", exc)
+                return self._dead_letter(ctx, task.name, stored, "max-tries", exc)
             delay = retry_delay(policy.backoff, job_try)
             if isinstance(exc, Retry) and exc.defer_score:  # arq's own way to ask for a retry
                 delay = exc.defer_score / 1000
@@ -148,7 +171,7 @@ class JobExecution:
         self,
         task: Task[Any, Any],
         ctx: dict[str, Any],
-        kwargs: dict[str, Any],
+        stored: Any,
         keys: QueueKeys,
         exc: RateLimited,
     ) -> RunOutcome:
@@ -173,7 +196,7 @@ class JobExecution:
                 f"rate-limited: deferred {times - 1} times by its provider's 429, the most "
                 f"POSTROOM_MAX_RATE_LIMITED allows; last: {exc}"
             )
-            return self._dead_letter(ctx, task.name, kwargs, "rate-limited", error)
+            return self._dead_letter(ctx, task.name, stored, "rate-limited", error)
         delay = min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER_S)
         why = f"{exc} ({times}/{settings.max_rate_limited} deferrals)"
         return deferred(delay, why, exc)
@@ -188,7 +211,7 @@ class JobExecution:
         return RunOutcome("cancelled", exception=JobCancelledError("cancelled while running"))
 
     def _recovered(
-        self, task: Task[Any, Any], ctx: dict[str, Any], kwargs: dict[str, Any], lost_by: str
+        self, task: Task[Any, Any], ctx: dict[str, Any], stored: Any, lost_by: str
     ) -> RunOutcome | None:
         """A crash is counted apart from tries (the claim did both); too many and the job is
         dead-lettered. A run whose worker lived on but lost its lease (Redis unreachable) is
@@ -205,7 +228,7 @@ class JobExecution:
         if recoveries <= limit:
             return None
         error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
-        return self._dead_letter(ctx, task.name, kwargs, "stalled", error)
+        return self._dead_letter(ctx, task.name, stored, "stalled", error)
 
     def _dead_letter(
         self,

@@ -198,7 +198,9 @@ class QueueWorker:
         self._connected_at = time.monotonic()
         for part in self.parts:
             batcher = ScriptBatcher(self.pool, part.finish, (part.keys.queue,))
-            part.end = EndWriter(part.keys, batcher, self.keep_result_s)
+            part.end = EndWriter(
+                part.keys, batcher, self.keep_result_s, self.execution.runtime.sealer
+            )
         logger.info("queue %s: worker started", self.queue)
         while True:
             await self._poll_iteration()
@@ -454,7 +456,7 @@ class QueueWorker:
         start_ms = timestamp_ms()
         run: Run | None = None
         try:
-            run = decode(claim, self.decoder)
+            run = decode(claim, self.decoder, self.execution.runtime.sealer, self.queue)
         except Exception as exc:  # the decoder turns every bad record into a run: a bug
             logger.exception("job %s: its record could not be decoded", claim.job_id)
             outcome = self._cannot_run(claim, "malformed", exc)
@@ -498,7 +500,7 @@ class QueueWorker:
             self.function_tasks[job_id] = task
             try:
                 keys = self.parts[claim.partition].keys
-                outcome = await self.execution.run(ctx, keys, run.name, run.kwargs)
+                outcome = await self.execution.run(ctx, keys, run.name, run.kwargs, run.stored)
             finally:
                 del self.function_tasks[job_id]
                 if task.cancelling():

@@ -18,15 +18,25 @@ from workers.store.job_record import malformed_payload
 from workers.store.keys import Keys, QueueKeys
 from workers.store.priority import Priority
 from workers.store.scripts import LuaScript, RedisClient
+from workers.store.sealing import PayloadSealer
 from workers.store.serialization import dumps, loads
 
 # "malformed": its job record could not be read (not JSON, or a field of the wrong type or
 # range); "undeliverable": a well-formed record naming no task of its queue; "expired": its
 # record had expired (a job queued past its expiry) when a worker claimed it;
 # "rate-limited": its provider kept answering "too many requests" (more than
-# POSTROOM_MAX_RATE_LIMITED deferrals).
+# POSTROOM_MAX_RATE_LIMITED deferrals); "unsealable": its sealed payload did not open
+# (tampered, copied from another job or queue, or sealed under a key the worker does not
+# hold; see sealing.py).
 Reason = Literal[
-    "max-tries", "permanent", "undeliverable", "malformed", "stalled", "expired", "rate-limited"
+    "max-tries",
+    "permanent",
+    "undeliverable",
+    "malformed",
+    "stalled",
+    "expired",
+    "rate-limited",
+    "unsealable",
 ]
 
 # Store a letter: KEYS record, index, the job's try errors; ARGV the letter, when it died, id.
@@ -147,6 +157,42 @@ def try_error(attempt: int, exc: BaseException) -> TryError:
     return TryError(
         attempt=attempt, type=type(exc).__name__, message=str(exc), traceback=text, at=time.time()
     )
+
+
+def sealed_error(sealer: PayloadSealer, error: TryError, job_id: str, queue: QueueName) -> TryError:
+    """A try's error with its message and traceback (which quote payloads) sealed."""
+    if not sealer.seals:
+        return error
+    return error.model_copy(
+        update={
+            "message": sealer.seal_text(error.message, job_id, queue, "error"),
+            "traceback": sealer.seal_text(error.traceback, job_id, queue, "error"),
+        }
+    )
+
+
+def opened_error(sealer: PayloadSealer, error: TryError, job_id: str, queue: QueueName) -> TryError:
+    """A kept try's error as the reading tools show it: opened, or noted as sealed."""
+    return error.model_copy(
+        update={
+            "message": sealer.shown(error.message, job_id, queue, "error"),
+            "traceback": sealer.shown(error.traceback, job_id, queue, "error"),
+        }
+    )
+
+
+def opened_letter(sealer: PayloadSealer, letter: DeadLetter) -> DeadLetter:
+    """A dead letter as the reading tools show it (the store keeps it sealed: a retry
+    queues the sealed payload again, bound to the same job and queue)."""
+    job_id, queue = letter.job_id, letter.queue
+    opened = letter.model_copy(
+        update={
+            "payload": sealer.shown(letter.payload, job_id, queue, "kwargs"),
+            "errors": [opened_error(sealer, e, job_id, queue) for e in letter.errors],
+        }
+    )
+    opened.partition = letter.partition
+    return opened
 
 
 class DeadLetterStore:

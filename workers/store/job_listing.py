@@ -21,6 +21,7 @@ from workers.store.indexed_delete import delete_indexed
 from workers.store.job_status import JobInfo, JobState, finished_state, read_job_infos
 from workers.store.keys import Keys, QueueKeys
 from workers.store.scripts import RedisClient
+from workers.store.sealing import NO_SEALER, PayloadSealer
 
 # Keys read per MGET when a listing has to look at every job of a state.
 CHUNK = 500
@@ -48,11 +49,13 @@ async def list_jobs(
     *,
     offset: int = 0,
     limit: int = 50,
+    sealer: PayloadSealer = NO_SEALER,
 ) -> JobPage:
     """`queue`'s jobs in `state`: queued in the order they will start, running, deferred and
-    retrying by when they are due, finished and dead-lettered newest first."""
+    retrying by when they are due, finished and dead-lettered newest first (their sealed
+    values opened with `sealer`)."""
     ids, total = await _page(redis, keys, queue, JobState(state), offset, limit)
-    infos = await read_job_infos(redis, keys, ids, queue)
+    infos = await read_job_infos(redis, keys, ids, queue, sealer)
     items = [info for info in infos if info is not None]
     return JobPage(queue=queue, state=state, total=total, offset=offset, limit=limit, items=items)
 

@@ -19,12 +19,13 @@ from arq.jobs import JobResult, SerializationError, deserialize_result
 from pydantic import BaseModel, ValidationError
 
 from config.queues import QueueName
-from workers.store.dead_letter import problem_of, read_dead_letter
+from workers.store.dead_letter import opened_error, problem_of, read_dead_letter
 from workers.store.job_record import MalformedJobRecord, malformed_payload, parse_job_record
 from workers.store.keys import Keys, QueueKeys
 from workers.store.priority import Priority, is_waiting, priority_of
 from workers.store.progress import Progress
 from workers.store.scripts import RedisClient
+from workers.store.sealing import NO_SEALER, PayloadSealer, SealError
 from workers.store.serialization import loads
 
 
@@ -78,10 +79,15 @@ async def locate(redis: RedisClient, keys: Keys, job_id: str) -> tuple[QueueKeys
 
 
 async def read_job_info(
-    redis: ArqRedis, keys: Keys, job_id: str, queue: QueueName | None = None
+    redis: ArqRedis,
+    keys: Keys,
+    job_id: str,
+    queue: QueueName | None = None,
+    sealer: PayloadSealer = NO_SEALER,
 ) -> JobInfo | None:
-    """The job's state now, or None if no trace of it is left (or it never existed)."""
-    [info] = await read_job_infos(redis, keys, [job_id], queue)
+    """The job's state now, or None if no trace of it is left (or it never existed); its
+    sealed progress, result and error opened with `sealer` (noted as sealed without the key)."""
+    [info] = await read_job_infos(redis, keys, [job_id], queue, sealer)
     return info
 
 
@@ -90,7 +96,11 @@ _READS = 7
 
 
 async def read_job_infos(
-    redis: ArqRedis, keys: Keys, job_ids: Sequence[str], queue: QueueName | None = None
+    redis: ArqRedis,
+    keys: Keys,
+    job_ids: Sequence[str],
+    queue: QueueName | None = None,
+    sealer: PayloadSealer = NO_SEALER,
 ) -> list[JobInfo | None]:
     """Many jobs' states in one round trip (a page of a listing), in the order asked.
 
@@ -117,31 +127,37 @@ async def read_job_infos(
         found = None
         for j, qk in enumerate(queues):
             at = i * per_job + j * _READS
-            found = _job_info(job_id, qk.queue_name, replies[at : at + _READS])
+            found = _job_info(job_id, qk.queue_name, replies[at : at + _READS], sealer)
             if found is not None:
                 break
         infos.append(found)
     return infos
 
 
-def _progress(raw: bytes | None) -> tuple[Progress | None, str | None]:
-    """The job's last progress, or why its record cannot be read."""
+def _progress(
+    raw: bytes | None, job_id: str, queue: QueueName, sealer: PayloadSealer
+) -> tuple[Progress | None, str | None]:
+    """The job's last progress, or why its record cannot be read (or opened)."""
     if not raw:
         return None, None
     try:
-        return Progress.model_validate(loads(raw)), None
+        return Progress.model_validate(sealer.open(loads(raw), job_id, queue, "progress")), None
     except (orjson.JSONDecodeError, ValidationError) as exc:
         return None, f"malformed progress record: {problem_of(exc)}"
+    except SealError as exc:
+        return None, f"unreadable progress record: {exc}"
 
 
-def _job_info(job_id: str, queue: QueueName, replies: Sequence[Any]) -> JobInfo | None:
+def _job_info(
+    job_id: str, queue: QueueName, replies: Sequence[Any], sealer: PayloadSealer
+) -> JobInfo | None:
     dead, result, score, running, tries, job, progress_raw = replies
     if dead is None and result is None and score is None:
         return None
-    progress, unreadable = _progress(progress_raw)
+    progress, unreadable = _progress(progress_raw, job_id, queue, sealer)
     if dead is not None:
         letter = read_dead_letter(job_id, dead, queue)
-        last = letter.errors[-1] if letter.errors else None
+        last = opened_error(sealer, letter.errors[-1], job_id, queue) if letter.errors else None
         return JobInfo(
             job_id=job_id,
             state=JobState.DEAD_LETTERED,
@@ -156,7 +172,7 @@ def _job_info(job_id: str, queue: QueueName, replies: Sequence[Any]) -> JobInfo 
             malformed=letter.malformed or unreadable,
         )
     if result is not None:
-        info = _finished(job_id, queue, result, progress)
+        info = _finished(job_id, queue, result, progress, sealer)
         info.malformed = info.malformed or unreadable
         return info
     info = JobInfo(
@@ -205,9 +221,12 @@ def finished_state(raw: bytes) -> JobState:
         return JobState.MALFORMED
 
 
-def _finished(job_id: str, queue: QueueName, raw: bytes, progress: Progress | None) -> JobInfo:
+def _finished(
+    job_id: str, queue: QueueName, raw: bytes, progress: Progress | None, sealer: PayloadSealer
+) -> JobInfo:
     try:
         stored = deserialize_result(raw, deserializer=loads)
+        stored.result = sealer.shown(stored.result, job_id, queue, "result")
         return JobInfo(
             job_id=job_id,
             state=_result_state(stored),
@@ -233,10 +252,28 @@ def _finished(job_id: str, queue: QueueName, raw: bytes, progress: Progress | No
 
 
 async def read_job_payload(
-    redis: ArqRedis, keys: Keys, job_id: str, queue: QueueName | None = None
+    redis: ArqRedis,
+    keys: Keys,
+    job_id: str,
+    queue: QueueName | None = None,
+    sealer: PayloadSealer = NO_SEALER,
 ) -> dict[str, Any] | None:
     """A job's arguments, from its job data (waiting or running), its dead letter or its
-    result, whichever is kept (in `queue`, or the first queue that keeps one)."""
+    result, whichever is kept (in `queue`, or the first queue that keeps one), opened with
+    `sealer` (without the key: `{"sealed": why}`)."""
+    found = await _stored_payload(redis, keys, job_id, queue)
+    if found is None:
+        return None
+    payload, q = found
+    opened = sealer.shown(payload, job_id, q, "kwargs")
+    if isinstance(opened, str):  # it stayed sealed: say why
+        return {"sealed": opened}
+    return opened if isinstance(opened, dict) else {"payload": opened}
+
+
+async def _stored_payload(
+    redis: ArqRedis, keys: Keys, job_id: str, queue: QueueName | None
+) -> tuple[Any, QueueName] | None:
     queues = keys.every_partition(QueueName if queue is None else [queue])
     async with redis.pipeline(transaction=False) as pipe:
         for qk in queues:
@@ -249,16 +286,15 @@ async def read_job_payload(
         job, dead, result = replies[3 * at : 3 * at + 3]
         if job is not None:
             try:
-                return parse_job_record(job).kwargs
+                return parse_job_record(job).kwargs, q
             except MalformedJobRecord:
-                return malformed_payload(job)  # what its dead letter will keep
+                return malformed_payload(job), q  # what its dead letter will keep
         if dead is not None:
-            payload = read_dead_letter(job_id, dead, q).payload
-            return payload if isinstance(payload, dict) else {"payload": payload}
+            return read_dead_letter(job_id, dead, q).payload, q
         if result is not None:
             try:
                 kwargs = deserialize_result(result, deserializer=loads).kwargs
-                return dict(kwargs) if isinstance(kwargs, dict) else {"payload": kwargs}
+                return (dict(kwargs) if isinstance(kwargs, dict) else {"payload": kwargs}), q
             except SerializationError:
-                return malformed_payload(result)
+                return malformed_payload(result), q
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -37,11 +38,20 @@ class ProgressReporter:
     the report, kept with the result, while the run still holds its job (`fence`: the job's
     running marker and the run's lease token)."""
 
-    def __init__(self, redis: RedisClient, key: str, ttl: float, *, fence: tuple[str, str]) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        key: str,
+        ttl: float,
+        *,
+        fence: tuple[str, str],
+        seal: Callable[[Any], Any] | None = None,
+    ) -> None:
         self._redis = redis
         self._key = key
         self._ttl_ms = max(int(ttl * 1000), 1)
         self._fence = fence
+        self._seal = seal  # the job's sealing of its progress record (sealing.py), if any
 
     async def __call__(
         self,
@@ -63,7 +73,8 @@ class ProgressReporter:
             updated_at=time.time(),
         )
         marker, token = self._fence
-        args = (dumps(progress), self._ttl_ms, token)
+        record = progress if self._seal is None else self._seal(progress.model_dump(mode="json"))
+        args = (dumps(record), self._ttl_ms, token)
         if not await _REPORT(self._redis, (self._key, marker), args):
             raise LeaseLostError("this run lost its job to another worker; it stops here")
         return progress

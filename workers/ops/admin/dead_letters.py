@@ -46,13 +46,13 @@ async def failed(
         total=await client.dead_letters.count(queue),
         offset=offset,
         limit=limit,
-        items=[masked_letter(letter) for letter in letters],
+        items=[masked_letter(letter, client.sealer) for letter in letters],
     )
 
 
 @router.get("/queues/{queue}/failed/{job_id}", summary="One dead letter", responses=NOT_FOUND)
 async def failed_one(queue: Queue, job_id: str, client: Client) -> DeadLetter:
-    return masked_letter(await _letter(client, queue, job_id))
+    return masked_letter(await _letter(client, queue, job_id), client.sealer)
 
 
 @router.post(

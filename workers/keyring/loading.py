@@ -14,9 +14,9 @@ from config.encryption import (
     EncryptionSettings,
 )
 from config.errors import ConfigError
-from tasks.encryption.envelope import KEY_ID_PATTERN, valid_key_id
-from tasks.encryption.key_file import KeyFileError, read_or_create_key_file
-from tasks.encryption.keyring import KEY_BYTES, Keyring
+from workers.keyring.envelope import KEY_ID_PATTERN, valid_key_id
+from workers.keyring.key_file import KeyFileError, read_or_create_key_file
+from workers.keyring.keyring import KEY_BYTES, Keyring
 
 DEFAULT_KEY_FILE = "encryption.key"
 # The generated key's id; to move to configured keys, put the file's content in `keys` under

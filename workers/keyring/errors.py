@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers import PermanentError
+from workers.errors import PermanentError
 
 
 class EncryptionError(PermanentError):

@@ -20,9 +20,12 @@ def _chunks(data: bytes | memoryview) -> list[memoryview]:
     return [view[start : start + CHUNK_BYTES] for start in range(0, len(view), CHUNK_BYTES)]
 
 
-def seal(key: bytes, nonce: bytes, data: bytes, associated_data: bytes) -> bytes:
+def seal(
+    key: bytes, nonce: bytes, data: bytes, associated_data: bytes, aead: AESGCM | None = None
+) -> bytes:
+    """`aead`: the key's AESGCM, made once (making one costs more than sealing a small job)."""
     if len(data) <= CHUNK_BYTES:
-        return AESGCM(key).encrypt(nonce, data, associated_data)
+        return (aead or AESGCM(key)).encrypt(nonce, data, associated_data)
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(associated_data)
     parts = [encryptor.update(chunk) for chunk in _chunks(data)]
@@ -31,13 +34,15 @@ def seal(key: bytes, nonce: bytes, data: bytes, associated_data: bytes) -> bytes
     return b"".join(parts)
 
 
-def unseal(key: bytes, nonce: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+def unseal(
+    key: bytes, nonce: bytes, sealed: bytes, associated_data: bytes, aead: AESGCM | None = None
+) -> bytes:
     """The plaintext, or `cryptography.exceptions.InvalidTag` if it does not authenticate.
 
     The chunked path buffers the plaintext and returns it only after the tag verified.
     """
     if len(sealed) <= CHUNK_BYTES + TAG_BYTES:
-        return AESGCM(key).decrypt(nonce, sealed, associated_data)
+        return (aead or AESGCM(key)).decrypt(nonce, sealed, associated_data)
     view = memoryview(sealed)
     ciphertext, tag = view[:-TAG_BYTES], bytes(view[-TAG_BYTES:])
     decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
