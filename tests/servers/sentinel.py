@@ -8,7 +8,7 @@ two other sentinels (found through their hello messages).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +31,20 @@ class SentinelSet:
         *,
         password: str | None = None,
         sentinel_password: str | None = None,
+        process: Callable[[Path, list[str], str | None], ServerProcess] = ServerProcess,
     ) -> None:
-        """`password` guards the data nodes, `sentinel_password` the sentinels."""
+        """`password` guards the data nodes, `sentinel_password` the sentinels; `process`
+        builds each server (a TLS variant, say)."""
         self.directory = directory
         self.password = password
         self.sentinel_password = sentinel_password
         auth = ["--requirepass", password, "--masterauth", password] if password else []
         self.nodes = [
-            ServerProcess(directory / name, [*DATA_NODE_ARGS, *auth], password)
+            process(directory / name, [*DATA_NODE_ARGS, *auth], password)
             for name in ("node-a", "node-b")
         ]
         self.sentinels = [
-            ServerProcess(
+            process(
                 directory / f"sentinel-{i}",
                 [str(directory / f"sentinel-{i}.conf")],
                 sentinel_password,

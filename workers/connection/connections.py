@@ -23,6 +23,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from config.settings import PostroomSettings
+from workers.connection.redis_refusal import never_mends
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +35,14 @@ class PostroomRedisSettings(RedisSettings):
     sentinel_username: str | None = None
     sentinel_password: str | None = None
 
+    def __repr__(self) -> str:
+        """arq's repr lists every field, the passwords among them: this one shows neither."""
+        return f"PostroomRedisSettings({describe(self)}, username={self.username!r})"
+
 
 def redis_settings(settings: PostroomSettings) -> PostroomRedisSettings:
     """Where `settings` point: the sentinels, REDIS_URL (or REDIS_HOST), else the embedded port."""
-    ca_file = str(settings.redis_ca_file) if settings.redis_ca_file else None
-    tls: dict[str, Any] = {"ssl_ca_certs": ca_file}
+    tls = tls_options(settings)
     if settings.redis_sentinels:
         password = settings.redis_password
         sentinel_password = settings.redis_sentinel_password
@@ -57,7 +61,26 @@ def redis_settings(settings: PostroomSettings) -> PostroomRedisSettings:
     dsn = settings.redis_dsn() or f"redis://127.0.0.1:{settings.embedded_redis_port}"
     found = asdict(RedisSettings.from_dsn(dsn))
     found["ssl"] = found["ssl"] or settings.redis_tls
+    if found["password"] is None and settings.redis_password is not None:
+        # A REDIS_URL without credentials takes REDIS_USERNAME/REDIS_PASSWORD, so the
+        # password need not sit in a URL (which more tools print).
+        found["password"] = settings.redis_password.get_secret_value()
+        found["username"] = found["username"] or settings.redis_username
     return PostroomRedisSettings(**{**found, **tls})
+
+
+def tls_options(settings: PostroomSettings) -> dict[str, Any]:
+    """redis-py's TLS options of the settings' files (they apply only where TLS is on)."""
+
+    def path(file: object) -> str | None:
+        return str(file) if file else None
+
+    return {
+        "ssl_ca_certs": path(settings.redis_ca_file),
+        "ssl_certfile": path(settings.redis_cert_file),
+        "ssl_keyfile": path(settings.redis_key_file),
+        "ssl_check_hostname": settings.redis_tls_check_hostname,
+    }
 
 
 def describe(redis: RedisSettings) -> str:
@@ -88,7 +111,10 @@ def sentinel_kwargs(redis: RedisSettings) -> dict[str, Any]:
         "password": sentinel.sentinel_password if sentinel else None,
         "ssl": redis.ssl,
         "ssl_ca_certs": redis.ssl_ca_certs,
+        "ssl_certfile": redis.ssl_certfile,
+        "ssl_keyfile": redis.ssl_keyfile,
         "ssl_cert_reqs": redis.ssl_cert_reqs,
+        "ssl_check_hostname": redis.ssl_check_hostname,
         "socket_connect_timeout": redis.conn_timeout,
         "socket_timeout": redis.conn_timeout,  # a sentinel answers at once or not at all
     }
@@ -144,7 +170,8 @@ async def create_pool(
     default_queue_name: str = default_queue_name,
     expires_extra_ms: int = expires_extra_ms,
 ) -> ArqRedis:
-    """arq's `create_pool` for postroom's settings: connected, retried `conn_retries` times."""
+    """arq's `create_pool` for postroom's settings: connected, retried `conn_retries` times
+    (a refused password, permission or TLS handshake is raised at once)."""
     redis = redis or RedisSettings()
     retry = 0
     while True:
@@ -159,7 +186,7 @@ async def create_pool(
             await pool.ping()
         except (TimeoutError, RedisError, OSError) as exc:
             await pool.aclose()
-            if retry >= redis.conn_retries:
+            if retry >= redis.conn_retries or never_mends(exc):
                 raise
             retry += 1
             logger.warning(

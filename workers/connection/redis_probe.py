@@ -2,26 +2,37 @@
 
 Workers wait out an unreachable Redis (it may be restarting), but some mistakes never mend:
 no sentinel answering, a service name the sentinels do not watch, a plain Redis listed as a
-sentinel, or a sentinel given as REDIS_URL. These stop the process with the setting to fix.
+sentinel, a sentinel given as REDIS_URL, a password or user the server refuses, an ACL user
+without the permissions postroom needs, a TLS handshake that fails. These stop the process
+with the setting to fix (redis_refusal.py words the credential and TLS ones).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import ssl
 from typing import Any, cast
 
 import redis
-from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import ConfigError
 from config.settings import PostroomSettings
 from workers.connection.connections import PostroomRedisSettings, describe, sentinel_kwargs
+from workers.connection.redis_refusal import refusal, tls_failure
+from workers.store.keys import Keys
 
 logger = logging.getLogger(__name__)
 
 SENTINELS = "POSTROOM_REDIS_SENTINELS"
 SENTINEL_MASTER = "POSTROOM_REDIS_SENTINEL_MASTER"
 SENTINEL_PASSWORD = "POSTROOM_REDIS_SENTINEL_PASSWORD"
+# The SHA1 of no script: EVALSHA of it tests a permission and runs nothing.
+_NO_SCRIPT = "0" * 40
 
 
 def _mode(client: redis.Redis) -> str:
@@ -45,7 +56,7 @@ def _sentinel_mode(target: PostroomRedisSettings, host: str, port: int) -> str:
             return mode
 
 
-def check_sentinels(target: PostroomRedisSettings) -> None:
+def check_sentinels(target: PostroomRedisSettings, settings: PostroomSettings) -> None:
     """Every listed address must be a sentinel, one must answer, and know the service."""
     reached: list[tuple[str, int]] = []
     unreachable: list[str] = []
@@ -53,6 +64,8 @@ def check_sentinels(target: PostroomRedisSettings) -> None:
         try:
             mode = _sentinel_mode(target, host, port)
         except (RedisError, OSError) as exc:
+            if tls_failure(exc):  # the same CA and certificate serve every node
+                raise refusal(exc, settings, f"the sentinel at {host}:{port}") or exc from None
             unreachable.append(f"{host}:{port} ({exc})")
             continue
         if mode != "sentinel":
@@ -66,10 +79,12 @@ def check_sentinels(target: PostroomRedisSettings) -> None:
         raise ConfigError(f"{SENTINELS}: no sentinel answered: {', '.join(unreachable)}")
     if unreachable:
         logger.warning("sentinels not answering: %s", ", ".join(unreachable))
-    _check_service(target, reached)
+    _check_service(target, reached, settings)
 
 
-def _check_service(target: PostroomRedisSettings, sentinels: list[tuple[str, int]]) -> None:
+def _check_service(
+    target: PostroomRedisSettings, sentinels: list[tuple[str, int]], settings: PostroomSettings
+) -> None:
     """Some sentinel must name a primary for the service; then its credentials are tried."""
     watched: set[str] = set()
     for host, port in sentinels:
@@ -81,7 +96,7 @@ def _check_service(target: PostroomRedisSettings, sentinels: list[tuple[str, int
             continue
         if primary is not None:
             address, primary_port = primary
-            _check_primary(target, address.decode(), int(primary_port))
+            _check_primary(target, address.decode(), int(primary_port), settings)
             return
     raise ConfigError(
         f"{SENTINEL_MASTER}: the sentinels ({describe(target)}) watch no service "
@@ -98,17 +113,20 @@ def _mode_as_data_node(target: PostroomRedisSettings, host: str, port: int) -> s
         return None
 
 
-def _check_primary(target: PostroomRedisSettings, host: str, port: int) -> None:
-    """The data nodes' credentials (REDIS_USERNAME/REDIS_PASSWORD) against the primary; one
-    that does not answer may be failing over, and is waited for like any outage."""
+def _check_primary(
+    target: PostroomRedisSettings, host: str, port: int, settings: PostroomSettings
+) -> None:
+    """The data nodes' credentials (REDIS_USERNAME/REDIS_PASSWORD), TLS and ACL permissions
+    against the primary; one that does not answer may be failing over, and is waited for
+    like any outage."""
     try:
         with redis.Redis(host=host, port=port, **_node_kwargs(target)) as client:
             client.ping()
-    except AuthenticationError as exc:
-        raise ConfigError(
-            f"REDIS_PASSWORD: the primary at {host}:{port} refused it: {exc}"
-        ) from None
+            check_access(client, settings)
     except (RedisError, OSError) as exc:
+        refused = refusal(exc, settings, f"the primary at {host}:{port}")
+        if refused is not None:
+            raise refused from None
         logger.debug("start-up probe of the primary %s:%d: %s", host, port, exc)
 
 
@@ -118,18 +136,46 @@ def _node_kwargs(target: PostroomRedisSettings) -> dict[str, Any]:
         "password": target.password,
         "ssl": target.ssl,
         "ssl_ca_certs": target.ssl_ca_certs,
+        "ssl_certfile": target.ssl_certfile,
+        "ssl_keyfile": target.ssl_keyfile,
+        "ssl_check_hostname": target.ssl_check_hostname,
         "socket_connect_timeout": target.conn_timeout,
         "socket_timeout": target.conn_timeout,
     }
 
 
-def check_server(target: PostroomRedisSettings, variable: str) -> None:
-    """A REDIS_URL that is in fact a sentinel or a Cluster node is refused; an unreachable one
-    is waited for."""
+def check_access(client: redis.Redis, settings: PostroomSettings) -> None:
+    """NoPermissionError unless the (ACL) user may run scripts on the served queues' keys
+    and touch the prefix's own keys: EVALSHA of no script is refused for a missing command
+    or key permission, else answers NOSCRIPT, and so changes nothing. TIME too, which the
+    rate limits' script calls (a script's own calls are checked only when it runs)."""
+    client.time()
+    keys = Keys(settings.key_prefix)
+    names = [keys.of(queue).queue for queue in settings.worker_queues] + [keys.control_queue()]
+    for name in names:
+        try:
+            client.exists(name)
+            with contextlib.suppress(NoScriptError):
+                client.evalsha(_NO_SCRIPT, 1, name)
+        except NoPermissionError as exc:
+            raise NoPermissionError(f"{exc}: {name}") from None
+
+
+def check_server(target: PostroomRedisSettings, variable: str, settings: PostroomSettings) -> None:
+    """A REDIS_URL that is in fact a sentinel or a Cluster node is refused, as are wrong
+    credentials, missing ACL permissions and a failed TLS handshake; an unreachable server is
+    waited for."""
     try:
         with redis.Redis(host=str(target.host), port=target.port, **_node_kwargs(target)) as client:
             mode = _mode(client)
+            if mode not in ("sentinel", "cluster"):
+                check_access(client, settings)
     except (RedisError, OSError) as exc:
+        refused = refusal(exc, settings, f"Redis at {describe(target)}")
+        if refused is None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            refused = _other_protocol(target, variable)  # dropped or silent, not an answer
+        if refused is not None:
+            raise refused from None
         logger.debug("start-up probe of %s: %s", describe(target), exc)
         return
     if mode == "sentinel":
@@ -145,9 +191,47 @@ def check_server(target: PostroomRedisSettings, variable: str) -> None:
         )
 
 
+def _other_protocol(target: PostroomRedisSettings, variable: str) -> ConfigError | None:
+    """A server that speaks the other protocol (TLS where plain was set, or plain where TLS
+    was): a TLS port drops a plain command, a plain port never answers a TLS hello. Either
+    would look like an outage for ever, so it is asked once in the other protocol."""
+    where = describe(target)
+    try:
+        with socket.create_connection((str(target.host), target.port), target.conn_timeout) as sock:
+            sock.settimeout(target.conn_timeout)
+            if target.ssl:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64)[:1] in (b"+", b"-"):
+                    return ConfigError(
+                        f"{variable}: Redis at {where} speaks plain Redis, not TLS: use "
+                        f"redis:// and leave POSTROOM_REDIS_TLS unset, or enable TLS on it"
+                    )
+                return None
+            if _speaks_tls(sock, str(target.host)):
+                return ConfigError(
+                    f"{variable}: Redis at {where} speaks TLS only: use rediss:// (or "
+                    f"POSTROOM_REDIS_TLS=true) with POSTROOM_REDIS_CA_FILE"
+                )
+    except OSError:
+        return None
+    return None
+
+
+def _speaks_tls(sock: socket.socket, host: str) -> bool:
+    """Whether the server completes a TLS handshake, or answers one with a TLS alert."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with context.wrap_socket(sock, server_hostname=host):
+            return True
+    except ssl.SSLError as exc:
+        return "ALERT" in str(exc.reason)
+
+
 def check_deployment(target: PostroomRedisSettings, settings: PostroomSettings) -> None:
     """Stop with a ConfigError naming the setting when `target` cannot be the right Redis."""
     if target.sentinel:
-        check_sentinels(target)
+        check_sentinels(target, settings)
     elif target.unix_socket_path is None:
-        check_server(target, "REDIS_URL" if settings.redis_url else "REDIS_HOST")
+        check_server(target, "REDIS_URL" if settings.redis_url else "REDIS_HOST", settings)

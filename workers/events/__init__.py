@@ -1,15 +1,17 @@
 """Domain events: `publish(event)` to handlers registered with `@on(EventType)`.
 
-Two buses behind one `EventBus` interface, picked by `USE_QUEUE_EVENT_BUS` (`event_bus()`):
-in-memory (handlers run in the publishing process) and queued (each event is a job whose id
-is the event's id, run by the workers, retried and dead-lettered like any job).
+Three buses behind one `EventBus` interface, picked by `POSTROOM_EVENT_TRANSPORT` (or
+`USE_QUEUE_EVENT_BUS`; `event_bus()`): in-memory (handlers run in the publishing process),
+queued (each event is a job whose id is the event's id, run by the workers, retried and
+dead-lettered like any job) and rabbitmq (events leave the deployment through a topic
+exchange, for consumers in any language; workers/events/rabbitmq/).
 `audit_events(EventType, ...)` sends events to the audit trail without holding up the
 publisher.
 """
 
 from workers.events.audit import audit_events
 from workers.events.bus import EventBus, event_bus
-from workers.events.errors import EventDefinitionError, UnknownEventError
+from workers.events.errors import EventDefinitionError, EventPublishError, UnknownEventError
 from workers.events.handlers import (
     EventContext,
     EventHandlers,
@@ -23,6 +25,7 @@ from workers.events.handlers import (
 from workers.events.memory import InMemoryEventBus
 from workers.events.model import DomainEvent
 from workers.events.queued import QueuedEventBus
+from workers.events.rabbitmq.publisher import RabbitMQEventBus
 
 __all__ = [
     "DomainEvent",
@@ -32,9 +35,11 @@ __all__ = [
     "EventHandlers",
     "EventHandlersFailed",
     "EventHandlersRejected",
+    "EventPublishError",
     "Handler",
     "InMemoryEventBus",
     "QueuedEventBus",
+    "RabbitMQEventBus",
     "UnknownEventError",
     "audit_events",
     "event_bus",

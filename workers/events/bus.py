@@ -12,6 +12,7 @@ from workers.events.handlers import EventHandlers, handlers
 from workers.events.memory import InMemoryEventBus
 from workers.events.model import DomainEvent
 from workers.events.queued import QueuedEventBus
+from workers.events.rabbitmq.publisher import RabbitMQEventBus
 
 
 class EventBus(Protocol):
@@ -31,9 +32,20 @@ def event_bus(
     client: PostroomClient | None = None,
     registry: EventHandlers = handlers,
 ) -> EventBus:
-    """The in-memory bus, or the queued one when `USE_QUEUE_EVENT_BUS` is true."""
-    if settings.use_queue_event_bus:
+    """The bus `POSTROOM_EVENT_TRANSPORT` (or `USE_QUEUE_EVENT_BUS`) picks: in-memory (the
+    default), queued, or RabbitMQ (close it with `await bus.close()` when done)."""
+    transport = settings.event_bus_transport
+    if transport == "queued":
         if client is None:
-            raise ConfigError("USE_QUEUE_EVENT_BUS is true: the queued event bus needs a client")
+            raise ConfigError("the queued event bus (USE_QUEUE_EVENT_BUS) needs a client")
         return QueuedEventBus(client, queue=settings.event_queue)
+    if transport == "rabbitmq":
+        if not settings.rabbitmq_url:
+            raise ConfigError("POSTROOM_EVENT_TRANSPORT is rabbitmq: set RABBITMQ_URL")
+        return RabbitMQEventBus(
+            settings.rabbitmq_url,
+            settings.event_exchange,
+            publish_timeout=settings.event_publish_timeout,
+            client=client,
+        )
     return InMemoryEventBus(registry, client=client)

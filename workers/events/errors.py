@@ -4,6 +4,7 @@ EventDefinitionError   (an event class or handler is declared wrong; raised at i
 UnknownEventError      (a worker has no class for an event's type: dead-lettered)
 EventHandlersFailed    (handlers raised; names each; the job retries)
 └── EventHandlersRejected (every failing handler raised PermanentError: dead-letter now)
+EventPublishError      (the broker did not confirm an event in time: it may not be published)
 
 The last two carry the event, so they live with the handlers that raise them (handlers.py):
 the event model raises EventDefinitionError and must not import what imports it.
@@ -20,3 +21,8 @@ class EventDefinitionError(PostroomError, TypeError):
 
 class UnknownEventError(PermanentError):
     """Raised in a worker when no event class is registered for an event's type."""
+
+
+class EventPublishError(PostroomError):
+    """Raised when RabbitMQ did not confirm an event within the publish timeout (it was away,
+    or refused it); publishing it again is safe, consumers drop duplicates by event id."""

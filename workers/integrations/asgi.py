@@ -82,6 +82,9 @@ class PostroomLifespan:
                 # A closed client must not linger where a later request could find it.
                 for name in state:
                     delattr(app.state, name)
+                close = getattr(bus, "close", None)  # the RabbitMQ bus's connection
+                if close is not None:
+                    await close()
 
 
 def postroom_lifespan(app: Any) -> AbstractAsyncContextManager[dict[str, Any]]:

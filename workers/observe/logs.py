@@ -2,7 +2,8 @@
 
 A job's log records carry `queue`, `task`, `job_id` and `job_try` as record attributes
 (`extra=`), plus `outcome`, `duration` and `error_type` where they apply: the JSON format puts
-them in each object, the plain format appends them as `key=value`. Payloads never go in.
+them in each object, the plain format appends them as `key=value`. Payloads never go in,
+and a URL's password in a message (a provider's error quoting the URL it called) is `***`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from enum import Enum
 from typing import Any, Literal
 
 import orjson
+
+from config.redaction import redact_credentials
 
 LogFormat = Literal["plain", "json"]
 FIELDS = ("queue", "task", "job_id", "job_try", "outcome", "duration", "error_type")
@@ -31,11 +34,11 @@ class JsonFormatter(logging.Formatter):
             "ts": record.created,
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_credentials(record.getMessage()),
         }
         line.update({k: _field(record, k) for k in FIELDS if hasattr(record, k)})
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = redact_credentials(self.formatException(record.exc_info))
         return orjson.dumps(line, default=str).decode()
 
 
@@ -49,6 +52,9 @@ class PlainFormatter(logging.Formatter):
         text = super().formatMessage(record)
         fields = [f"{k}={_field(record, k)}" for k in FIELDS if hasattr(record, k)]
         return f"{text} {' '.join(fields)}" if fields else text
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_credentials(super().format(record))
 
 
 def configure_logging(level: str = "INFO", fmt: LogFormat | str = "plain") -> None:

@@ -1,5 +1,5 @@
 """The operator commands of `postroom` (stats, jobs, job, failed, retry, remove, purge,
-clean, pause, resume, cancel, enqueue, audit, migrate-keys, reseal, serve): tables by
+clean, pause, resume, cancel, enqueue, audit, migrate-keys, reseal, acl-rule, serve): tables by
 default, `--json` for scripts.
 
 They talk to Redis directly through the same client calls as the admin API; errors (an
@@ -27,9 +27,10 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient, redis_url
+from workers.connection.acl_rule import CLUSTER_COMMANDS, acl_rule
 from workers.errors import PayloadValidationError, PostroomError, UnknownTaskError
 from workers.observe.logs import configure_logging
-from workers.observe.masking import mask, masked_letter
+from workers.observe.masking import mask, masked_job, masked_letter
 from workers.ops.cli_audit import AUDITED, CliAudit, audit_command, audit_listing, list_audit
 from workers.ops.cli_tables import table
 from workers.ops.rate_limits import read_rate_limits
@@ -49,7 +50,7 @@ from workers.store.resealing import reseal_queue
 
 COMMANDS = (
     "stats", "jobs", "job", "failed", "retry", "remove", "purge", "clean", "pause", "resume",
-    "cancel", "enqueue", "audit", "migrate-keys", "reseal", "serve",
+    "cancel", "enqueue", "audit", "migrate-keys", "reseal", "acl-rule", "serve",
 )  # fmt: skip
 KNOWN = ", ".join(q.value for q in QueueName)
 
@@ -153,6 +154,10 @@ def add_commands(commands: Any) -> None:
                         help="only these queues (default every queue)")  # fmt: skip
     reseal.add_argument("--dry-run", action="store_true", help="count what would be sealed")
     _output(reseal)
+    acl = commands.add_parser(
+        "acl-rule", help="print the ACL SETUSER line of a Redis user with only what postroom needs"
+    )
+    acl.add_argument("--user", default="postroom", help="the user's name (default postroom)")
     serve = commands.add_parser("serve", help="run the admin HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
@@ -167,12 +172,24 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "serve":
         return serve(settings, args.host, args.port, local_only=args.local_only)
+    if args.command == "acl-rule":
+        print(acl_setuser(settings, args.user))
+        return 0
     try:
         asyncio.run(_run(settings, args))
     except (CommandError, PayloadValidationError, UnknownTaskError) as exc:
         print(f"postroom {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def acl_setuser(settings: PostroomSettings, user: str) -> str:
+    """The ACL SETUSER command for this deployment's prefix (and a Cluster's slot map), with
+    a placeholder where the password goes: it is never printed."""
+    rule = acl_rule(settings.key_prefix)
+    if settings.redis_cluster:
+        rule = " ".join([rule, *CLUSTER_COMMANDS])
+    return f"ACL SETUSER {user} on >CHANGE-ME-LONG-RANDOM-PASSWORD {rule}"
 
 
 async def _run(settings: PostroomSettings, args: argparse.Namespace) -> None:
@@ -234,8 +251,7 @@ async def _rate_limits(client: PostroomClient, args: argparse.Namespace) -> Resu
 
 async def _jobs(client: PostroomClient, args: argparse.Namespace) -> Result:
     page = await client.list_jobs(args.queue, args.state, offset=args.offset, limit=args.limit)
-    for item in page.items:
-        item.result = mask(item.result)
+    page = page.model_copy(update={"items": [masked_job(item) for item in page.items]})
     rows = [
         [j.job_id, j.state.value, j.task, j.priority, j.tries, j.enqueued_at, j.finished_at,
          j.error]
@@ -251,8 +267,7 @@ async def _job(client: PostroomClient, args: argparse.Namespace) -> Result:
     info = await client.job_info(args.job_id)
     if info is None:
         raise CommandError(f"no job {args.job_id!r}")
-    data = info.model_dump(mode="json")
-    data["result"] = mask(data["result"])
+    data = masked_job(info).model_dump(mode="json")
     data["payload"] = mask(await client.job_payload(args.job_id))
     width = max(len(key) for key in data)
     lines = [

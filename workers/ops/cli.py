@@ -15,7 +15,7 @@ from config.settings import load_settings
 from workers.connection.connections import describe
 from workers.connection.redis_server import resolve_redis
 from workers.observe.logs import configure_logging
-from workers.ops import admin_cli
+from workers.ops import admin_cli, events_cli
 from workers.runner.process_pool import ChildCommand, ProcessPool, child_env
 from workers.runner.serve import run_worker_process
 
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-host", help="address /metrics listens on (127.0.0.1)")
     worker.add_argument("--log-format", choices=["plain", "json"], help="log lines (plain)")
     admin_cli.add_commands(commands)
+    events_cli.add_commands(commands)
     return parser
 
 
@@ -92,7 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_before_serving)
     args = _parser().parse_args(argv)
     try:
-        return _worker(args) if args.command == "worker" else admin_cli.run(args)
+        if args.command == "worker":
+            return _worker(args)
+        if args.command in events_cli.COMMANDS:
+            return events_cli.run(args)
+        return admin_cli.run(args)
     except ConfigError as exc:
         print(f"postroom: {exc}", file=sys.stderr)
         return 2

@@ -198,10 +198,21 @@ def opened_letter(sealer: PayloadSealer, letter: DeadLetter) -> DeadLetter:
 class DeadLetterStore:
     """Dead letters per queue: a sorted index (newest last) and one JSON record per job."""
 
-    def __init__(self, redis: RedisClient, keys: Keys, retention: float) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        retention: float,
+        sealer: PayloadSealer | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.retention = retention
+        # Opens what `get` and `list` hand out; the records stay sealed in Redis.
+        self.sealer = sealer
+
+    def _shown(self, letter: DeadLetter) -> DeadLetter:
+        return letter if self.sealer is None else opened_letter(self.sealer, letter)
 
     async def add(
         self,
@@ -271,12 +282,17 @@ class DeadLetterStore:
             if raw is not None:
                 letter = read_dead_letter(job_id, raw, queue, at)
                 letter.partition = part
-                letters.append(letter)
+                letters.append(self._shown(letter))
         return letters
 
     async def get(self, job_id: str, queue: QueueName | None = None) -> DeadLetter | None:
         """The job's dead letter in `queue`, or in whichever queue holds one (job ids are
         unique per queue: the first queue in `QueueName` order wins); a malformed one says so."""
+        letter = await self._stored(job_id, queue)
+        return None if letter is None else self._shown(letter)
+
+    async def _stored(self, job_id: str, queue: QueueName | None) -> DeadLetter | None:
+        """The letter as stored: a retry queues its payload again still sealed."""
         parts = self.keys.every_partition(QueueName if queue is None else [queue])
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys in parts:
@@ -294,7 +310,7 @@ class DeadLetterStore:
         return None
 
     async def remove(self, job_id: str, queue: QueueName | None = None) -> bool:
-        letter = await self.get(job_id, queue)
+        letter = await self._stored(job_id, queue)
         if letter is None:
             return False
         keys = self.keys.of(letter.queue, letter.partition)
@@ -338,7 +354,7 @@ class DeadLetterStore:
         False when there is no such letter, or while the dying run is still being finished
         (its worker would delete the new job): try again a moment later.
         """
-        letter = await self.get(job_id, queue)
+        letter = await self._stored(job_id, queue)
         if letter is None or letter.task is None or not retryable(letter):
             return False
         keys = self.keys.of(letter.queue, letter.partition)

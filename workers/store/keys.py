@@ -205,6 +205,33 @@ class Keys:
         """Set of the handlers that ran for a queued event (events/queued.py)."""
         return f"{self.prefix}:event:{event_id}:handled"
 
+    def event_group_handled(self, group: str, event_id: str) -> str:
+        """Set of the handlers of one consumer group that ran for a RabbitMQ event
+        (events/rabbitmq/consumer.py): each group keeps its own log."""
+        return f"{self.prefix}:event-group:{group}:{event_id}:handled"
+
+    def event_group_claim(self, group: str, event_id: str) -> str:
+        """Held (with a renewed TTL) while a consumer of `group` runs the event's handlers, so
+        two deliveries of one event (a publish repeated) never run them at once."""
+        return f"{self.prefix}:event-group:{group}:{event_id}:claim"
+
+    def event_published(self, event_id: str) -> str:
+        """Marker of an event RabbitMQ confirmed, so publishing it again is a no-op."""
+        return f"{self.prefix}:event:{event_id}:published"
+
+    def event_groups(self) -> str:
+        """Set of the RabbitMQ consumer groups that ever ran, for the admin tools to list."""
+        return f"{self.prefix}:event-groups"
+
+    def acl_key_patterns(self) -> tuple[str, str]:
+        """ACL key patterns (`~...`) that cover every key of this prefix and no other
+        deployment's: the queues' hash-tagged keys and the few outside a queue."""
+        return (f"{{{self.prefix}:*", f"{self.prefix}:*")
+
+    def acl_channel_pattern(self) -> str:
+        """The ACL channel pattern (`&...`) of every channel of this prefix (users, events)."""
+        return f"{self.prefix}:*"
+
     def user_channel(self, user_id: str) -> str:
         """The pub/sub channel of one user's real-time events (tasks/realtime.py)."""
         return f"{self.prefix}:user:{user_id}"

@@ -20,7 +20,16 @@ from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient, redis_url
-from workers.ops.admin import audit, dashboard, dead_letters, health, jobs, queues, rate_limits
+from workers.ops.admin import (
+    audit,
+    dashboard,
+    dead_letters,
+    event_dead_letters,
+    health,
+    jobs,
+    queues,
+    rate_limits,
+)
 from workers.ops.admin.auth import require_token, token_digest
 from workers.ops.admin.errors import add_error_handlers
 from workers.ops.admin.metrics import router as metrics_router
@@ -34,6 +43,7 @@ PROTECTED_ROUTERS: list[APIRouter] = [
     queues.router,
     jobs.router,
     dead_letters.router,
+    event_dead_letters.router,
     health.router,
     metrics_router,
     rate_limits.router,

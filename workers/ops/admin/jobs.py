@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from workers.client import PostroomClient
 from workers.errors import PayloadValidationError, UnknownTaskError
-from workers.observe.masking import mask
+from workers.observe.masking import mask, masked_job
 from workers.ops.admin.audit import Audit, AuditedRoute, audited
 from workers.ops.admin.params import BAD_BODY, NOT_FOUND, no_job
 from workers.ops.admin.schemas import CancelResult, EnqueueRequest, EnqueueResult, JobDetail
@@ -28,9 +28,7 @@ async def job_detail(job_id: str, client: Client) -> JobDetail:
     if info is None:
         raise no_job(job_id)
     payload = await client.job_payload(job_id)
-    detail = JobDetail(**info.model_dump(), payload=mask(payload))
-    detail.result = mask(detail.result)
-    return detail
+    return JobDetail(**masked_job(info).model_dump(), payload=mask(payload))
 
 
 @router.post(

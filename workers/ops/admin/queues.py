@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from config.queues import QueueName
 from workers.client import PostroomClient
-from workers.observe.masking import mask
+from workers.observe.masking import masked_job
 from workers.ops.admin.audit import Audit, AuditedRoute, audited
 from workers.ops.admin.params import BAD_BODY, NOT_FOUND, Limit, Offset, Queue
 from workers.ops.admin.schemas import CleanRequest, Removed
@@ -42,9 +42,7 @@ async def queue_jobs(
     """Queued jobs in the order they will start; deferred and retrying ones by when they are
     due; complete, failed, cancelled and dead-lettered ones newest first."""
     page = await client.list_jobs(queue, state, offset=offset, limit=limit)
-    for item in page.items:
-        item.result = mask(item.result)
-    return page
+    return page.model_copy(update={"items": [masked_job(item) for item in page.items]})
 
 
 @router.post(

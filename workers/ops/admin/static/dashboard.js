@@ -9,7 +9,7 @@ const FAILED = "dead-lettered";
 // The tabs of a queue; "dead-lettered" lists the dead letters (tracebacks, retry, remove).
 const STATES = ["queued", "deferred", "running", "retrying", "complete", "failed", FAILED, "cancelled"];
 
-const view = { page: "queues", queue: null, state: FAILED, offset: 0, job: null };
+const view = { page: "queues", queue: null, state: FAILED, offset: 0, job: null, group: null };
 // The audit page's filters and where its current page starts (null: the newest records).
 const audit = { filters: {}, cursor: null, next: null };
 let polling = null;
@@ -322,6 +322,70 @@ async function loadJobs() {
   $("page-info").textContent = total === null ? range : `${range} of ${total}`.trim();
 }
 
+// ---- event dead letters (the RabbitMQ transport), by handler group ----
+
+function renderEventLetter(letter) {
+  const item = el("li", {
+    className: "job letter",
+    dataset: { testid: "event-dead-letter", letterId: letter.id },
+  });
+  item.append(
+    el("div", { className: "head" },
+      el("code", { className: "id" }, letter.id),
+      stateBadge(FAILED),
+      el("span", { className: "task" }, letter.type ?? "?"),
+      el("span", { className: "meta" }, `${letter.reason} after ${letter.tries} ${letter.tries === 1 ? "try" : "tries"} · ${when(letter.dead_at)}`)),
+    el("div", { className: "error-line", dataset: { testid: "event-dead-letter-error" } }, letter.error),
+    el("details", {},
+      el("summary", {}, "event (message bodies masked)"),
+      el("pre", { dataset: { testid: "event-body" } }, letter.body ?? json(letter.event))),
+    el("div", { className: "actions" },
+      el("button", {
+        type: "button",
+        dataset: { testid: "event-retry" },
+        on: { click: () => act(() => api("POST", `events/${enc(letter.group)}/failed/${enc(letter.id)}/retry`)) },
+      }, "Retry"),
+      el("button", {
+        type: "button",
+        className: "danger",
+        dataset: { testid: "event-remove" },
+        on: { click: () => removeEvent(letter.group, letter.id) },
+      }, "Remove")));
+  return item;
+}
+
+function removeEvent(group, id) {
+  if (!window.confirm(`Delete event dead letter ${id}? Group ${group} will not handle it again.`)) return;
+  return act(() => api("DELETE", `events/${enc(group)}/failed/${enc(id)}`));
+}
+
+async function loadEvents() {
+  const known = await api("GET", "events/groups");
+  $("events").hidden = !known.enabled;
+  if (!known.enabled) return;
+  if (!known.groups.includes(view.group)) view.group = known.groups[0] ?? null;
+  const tabs = known.groups.map((group) => el("button", {
+    type: "button",
+    role: "tab",
+    className: group === view.group ? "active" : "",
+    ariaSelected: String(group === view.group),
+    dataset: { testid: `event-group-${group}`, group },
+    on: { click: () => { view.group = group; navigate(); } },
+  }, group));
+  $("event-groups").replaceChildren(...tabs);
+  let items = [];
+  let total = 0;
+  if (view.group) {
+    const page = await api("GET", `events/${enc(view.group)}/failed`, { limit: String(PAGE_SIZE) });
+    items = itemsOf(page);
+    total = page.total;
+  }
+  reconcile($("event-letters"), items, (l) => l.id, renderEventLetter);
+  $("event-letters-empty").hidden = items.length > 0;
+  $("event-actions").hidden = items.length === 0;
+  $("event-letters-info").textContent = total > items.length ? `the oldest ${items.length} of ${total}` : "";
+}
+
 // ---- one job ----
 
 function openJob(jobId) {
@@ -456,6 +520,7 @@ function navigate() {
   if (view.queue) params.set("state", view.state);
   if (view.offset) params.set("offset", String(view.offset));
   if (view.job) params.set("job", view.job);
+  if (view.group) params.set("group", view.group);
   history.replaceState(null, "", `#${params}`);
   refresh();
 }
@@ -467,11 +532,13 @@ function readFragment() {
   view.state = STATES.includes(params.get("state")) ? params.get("state") : FAILED;
   view.offset = Math.max(0, Number.parseInt(params.get("offset") || "0", 10) || 0);
   view.job = params.get("job");
+  view.group = params.get("group");
 }
 
 async function loadQueuesPage() {
   renderQueues(itemsOf(await api("GET", "queues")));
   renderRateLimits(itemsOf(await api("GET", "rate-limits")));
+  await loadEvents();
   $("queue").hidden = !view.queue;
   if (view.queue) {
     $("queue-name").textContent = view.queue;
@@ -583,6 +650,12 @@ document.addEventListener("DOMContentLoaded", () => {
     act(() => api("POST", `queues/${enc(view.queue)}/failed/retry`)));
   $("job-retry").addEventListener("click", () => retry($("job").dataset.queue, view.job));
   $("job-remove").addEventListener("click", () => remove($("job").dataset.queue, view.job));
+  $("event-retry-all").addEventListener("click", () =>
+    act(() => api("POST", `events/${enc(view.group)}/failed/retry`)));
+  $("event-purge").addEventListener("click", () => {
+    if (!window.confirm(`Delete every event dead letter of group ${view.group}?`)) return;
+    act(() => api("DELETE", `events/${enc(view.group)}/failed`));
+  });
   $("job-cancel").addEventListener("click", () =>
     act(() => api("POST", `jobs/${enc(view.job)}/cancel`)));
   $("page-prev").addEventListener("click", () => {
