@@ -11,6 +11,7 @@ with its checkpoint, a reseal) runs for two queues on two different primaries.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
 import uuid
@@ -35,6 +36,7 @@ from workers.store.audit_log import AuditLog, AuditRecord
 from workers.store.cancellation import cancel_job
 from workers.store.dead_letter import DeadLetter, DeadLetterStore, TryError
 from workers.store.enqueue import Checkpoint, NewJob, write_jobs
+from workers.store.enqueue_batch import EnqueueBatcher
 from workers.store.job_listing import clean_jobs
 from workers.store.keys import Keys, QueueKeys
 from workers.store.progress import ProgressReporter
@@ -390,6 +392,27 @@ async def test_cluster_refuses_the_migration_scripts(cluster_client: RedisCluste
     for script, keys, args in calls.values():
         with pytest.raises(RedisClusterException, match="same key slot"):
             await script(cluster_client, keys, args)
+
+
+async def test_coalesced_enqueues_of_two_queues_on_two_primaries_run_on_the_cluster(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """ENQUEUE_BATCH (enqueue_batch_script, one per queue, built at run time): one coalesced
+    write of callers on queues that live on different primaries, a duplicate id among them."""
+    queues = (QueueName.DELIVERY, QueueName.NOTIFICATION)
+    keys = Keys(prefix_over_two_primaries(redis_cluster, queues))
+    writer = EnqueueBatcher(cluster_client)
+    delivery, notification = keys.of(queues[0]), keys.of(queues[1])
+    first = writer.write([new_job(delivery, "x")])  # on the wire alone
+    rest = [
+        writer.write([new_job(delivery, "y"), new_job(notification, "x")]),
+        writer.write([new_job(delivery, "x"), new_job(notification, "later", delay_ms=60_000)]),
+    ]
+    answers = await accepted("ENQUEUE_BATCH", asyncio.gather(first, *rest))
+    assert answers == [[True], [True, True], [False, True]]
+    assert await cluster_client.zcard(delivery.queue) == 2
+    assert await cluster_client.zcard(notification.queue) == 2
+    assert await cluster_client.llen(notification.wake) == 1
 
 
 async def test_cluster_refuses_a_checkpoint_of_another_queue(cluster_client: RedisCluster) -> None:

@@ -143,6 +143,43 @@ class _Package(ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
+class _OnFirstUse(ModuleType):
+    """Stands in for a package until one of its names is used, then becomes it.
+
+    redis-py 5.3 imports PyJWT at start (for Entra ID tokens, redis/auth/token.py), and
+    PyJWT most of `cryptography`: a third of a worker's memory, for a login method postroom
+    never uses. Its submodules still import (the stand-in has the package's path); the first
+    name read imports the real package in its place.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        real = import_module(self.__name__)
+        for key, value in list(self.__dict__.items()):  # submodules imported through it
+            if isinstance(value, ModuleType) and key not in real.__dict__:
+                setattr(real, key, value)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, name)
+
+
+def _defer(package: str) -> None:
+    from importlib.util import find_spec
+
+    if package in sys.modules:
+        return
+    spec = find_spec(package)
+    if spec is not None and spec.submodule_search_locations is not None:
+        stand_in = _OnFirstUse(package)
+        stand_in.__path__ = list(spec.submodule_search_locations)
+        sys.modules[package] = stand_in
+
+
+_defer("jwt")
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first use, then keep the name here."""
     try:

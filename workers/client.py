@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +27,7 @@ from workers.registry import JobRequest, Task, TaskRegistry, registry
 from workers.store.cancellation import CancelOutcome, cancel_job
 from workers.store.dead_letter import DeadLetterStore
 from workers.store.enqueue import Checkpoint, NewJob, write_jobs
+from workers.store.enqueue_batch import EnqueueBatcher
 from workers.store.job_listing import CleanState, JobPage, clean_jobs, list_jobs
 from workers.store.job_status import JobInfo, JobState, read_job_info, read_job_payload
 from workers.store.keys import Keys, QueueKeys
@@ -112,6 +113,15 @@ class JobHandle(Generic[R]):
             delay = min(delay * 1.5, 0.5)
 
 
+def new_job_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as `uuid.uuid4().hex` writes it, without
+    building the UUID object (a fifth of an enqueue's own CPU)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    n = (n & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    return f"{n:032x}"
+
+
 def redis_url(settings: PostroomSettings) -> str:
     """The Redis a client talks to, for messages and logs, never with its credentials: the
     Cluster, the sentinels, `REDIS_URL` (or `REDIS_HOST`), else the embedded one."""
@@ -137,6 +147,8 @@ class PostroomClient:
         # Counts the jobs this client writes (postroom_jobs_enqueued_total), when given.
         self.metrics = metrics
         self.keys = Keys.of_settings(settings)
+        # Writes the jobs of concurrent enqueues together, one round trip at a time.
+        self.writer = EnqueueBatcher(redis)
         # Seals each job's payload before it is written (store/sealing.py), opens results
         # and what the dead letters hand out.
         self.sealer = PayloadSealer.of_settings(settings)
@@ -180,6 +192,7 @@ class PostroomClient:
         return cls(redis, settings, tasks, metrics=metrics)
 
     async def close(self) -> None:
+        await self.writer.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> PostroomClient:
@@ -204,7 +217,8 @@ class PostroomClient:
         `delay` or `at` hold it back until then; `priority` (default normal) orders it among
         the queue's ready jobs.
         """
-        request = request.with_options(job_id=job_id, delay=delay, at=at, priority=priority)
+        if job_id is not None or delay is not None or at is not None or priority is not None:
+            request = request.with_options(job_id=job_id, delay=delay, at=at, priority=priority)
         [handle] = await self.enqueue_many([request])
         return handle
 
@@ -213,9 +227,10 @@ class PostroomClient:
     ) -> list[JobHandle[Any]]:
         """Queue many jobs in one round trip (bulk sends); answers in the same order.
 
-        A `checkpoint` key is set in the same transaction (see `Checkpoint`). With
-        `POSTROOM_ENQUEUE_WAIT_REPLICAS`, it answers once the jobs are on that many replicas
-        (else NotReplicatedError: retry with the same ids).
+        Calls made from many coroutines at once share round trips (`EnqueueBatcher`), each
+        still answered for its own jobs. A `checkpoint` key is set in the same transaction
+        (see `Checkpoint`). With `POSTROOM_ENQUEUE_WAIT_REPLICAS`, it answers once the jobs
+        are on that many replicas (else NotReplicatedError: retry with the same ids).
         """
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
@@ -234,11 +249,16 @@ class PostroomClient:
         ]
 
     async def _write(self, jobs: list[NewJob], checkpoint: Checkpoint | None) -> list[bool]:
+        """Coalesced with other callers' writes (`EnqueueBatcher`), unless a checkpoint or
+        a replica wait needs a call of its own."""
+        replicas = self.settings.enqueue_wait_replicas
+        if checkpoint is None and not replicas:
+            return await self.writer.write(jobs)
         return await write_jobs(
             self.redis,
             jobs,
             checkpoint=checkpoint,
-            replicas=self.settings.enqueue_wait_replicas,
+            replicas=replicas,
             replica_timeout_ms=int(self.settings.enqueue_wait_timeout * 1000),
         )
 
@@ -323,7 +343,7 @@ class PostroomClient:
                 else request.delay
             )
             due = now_ms + int(seconds * 1000)
-        job_id = request.job_id or uuid.uuid4().hex
+        job_id = request.job_id or new_job_id()
         job = NewJob(
             job_id=job_id,
             keys=self.keys.route(task.queue, request.route_key(job_id)),
