@@ -30,6 +30,8 @@ from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
 from workers.events.queued import RedisHandledLog, handled_key
+from workers.events.rabbitmq.claim import EventClaims
+from workers.events.rabbitmq.consumer import GroupHandledLog
 from workers.keyring.keyring import Keyring
 from workers.store import key_migration
 from workers.store.audit_log import AuditLog, AuditRecord
@@ -70,6 +72,9 @@ RUN_ON_CLUSTER = {
     "workers.store.dead_letter._RETRY",
     "workers.store.indexed_delete._DELETE_INDEXED",
     "workers.events.queued._MARK",
+    "workers.events.rabbitmq.consumer._MARK",
+    "workers.events.rabbitmq.claim._RENEW",
+    "workers.events.rabbitmq.claim._RELEASE",
     "workers.store.audit_log._APPEND",
     "workers.store.rate_limit.RATE_LIMIT",
     "workers.store.resealing.SWAP",
@@ -319,6 +324,34 @@ async def test_cluster_marks_handled_events_on_two_primaries(
         await accepted("_MARK", log.mark(event_id, "second"))
         assert await log.handled(event_id) == {"first", "second"}
         assert 0 < await cluster_client.ttl(handled_key(prefix, event_id)) <= 60
+
+
+async def test_cluster_runs_a_rabbitmq_groups_claims_and_handled_log_on_two_primaries(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """A RabbitMQ consumer group's per-event keys (its claim while handlers run, its handled
+    log) sit outside any queue: events whose keys land on two primaries are claimed,
+    renewed, released and marked there."""
+    keys = Keys(f"test-{uuid.uuid4().hex[:10]}")
+    ports: dict[int, str] = {}
+    while len(ports) < 2:
+        event_id = uuid.uuid4().hex
+        key = keys.event_group_claim("billing", event_id)
+        ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, event_id)
+    claims = EventClaims(cluster_client, keys, "billing", lease_seconds=0.3)
+    log = GroupHandledLog(cluster_client, keys, "billing", ttl_seconds=60)
+    for event_id in ports.values():
+        claim_key = keys.event_group_claim("billing", event_id)
+        async with claims.claim(event_id) as held:
+            assert held
+            async with claims.claim(event_id) as again:
+                assert not again  # one run of an event at a time
+            token = await cluster_client.get(claim_key)
+            await accepted("_RENEW", claims._renew_once(claim_key, token.decode()))
+            assert await cluster_client.pttl(claim_key) > 0
+            await accepted("_MARK", log.mark(event_id, "first"))
+        assert await cluster_client.exists(claim_key) == 0  # _RELEASE ran on its node
+        assert await log.handled(event_id) == {"first"}
 
 
 async def test_cluster_keeps_the_audit_trail_of_deployments_on_two_primaries(
