@@ -206,6 +206,12 @@ class PostroomSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # OpenTelemetry tracing of enqueues, runs and the tasks' calls (needs the `otel` extra;
+    # workers/observe/tracing.py). Off, nothing of OpenTelemetry is imported.
+    tracing: bool = False
+    # Where spans go when the process has no tracer provider of its own: OTLP over HTTP
+    # (OTEL_EXPORTER_OTLP_ENDPOINT), the console, or nowhere (ids in the logs only).
+    tracing_exporter: Literal["otlp", "console", "none"] = "otlp"
 
     @field_validator("worker_queues", "task_modules", "redis_cluster", mode="before")
     @classmethod

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Real local servers: SQLite and PostgreSQL databases, an SMTP server with its CA, a Redis
 # Cluster, Redis servers wanting a password, ACL users or TLS, a Sentinel set, a RabbitMQ
-# broker.
+# broker; and OpenTelemetry's in-memory exporter.
 pytest_plugins = [
     "tests.databases",
     "tests.mail_server",
@@ -37,6 +37,7 @@ pytest_plugins = [
     "tests.servers.sentinel",
     "tests.servers.tls",
     "tests.servers.rabbitmq",
+    "tests.traces",
 ]
 
 

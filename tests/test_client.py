@@ -58,6 +58,14 @@ def test_wrong_arguments_to_call_are_a_payload_error_naming_the_task() -> None:
         echo.call()  # type: ignore[call-arg]
 
 
+def test_a_call_by_keyword_missing_or_misnaming_an_argument_names_the_fields() -> None:
+    """Keyword calls skip binding the signature: the arguments model names both fields."""
+    with pytest.raises(PayloadValidationError) as caught:
+        echo.call(greting=Greeting(messageId="m", text="t"))  # type: ignore[call-arg]
+    assert set(caught.value.fields) == {"greeting", "greting"}
+    assert caught.value.task == "tests.echo"
+
+
 async def test_taken_job_id_returns_the_existing_job_not_created(
     settings: PostroomSettings, client: PostroomClient
 ) -> None:

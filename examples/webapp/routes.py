@@ -12,6 +12,7 @@ from examples.webapp.schemas import (
     Hit,
     MessageAccepted,
     MessageJobs,
+    NotificationAccepted,
     PostBroadcast,
     PostMessage,
 )
@@ -135,6 +136,22 @@ async def post_broadcast(
     return BroadcastAccepted(
         batch_job_id=handle.job_id, recipients=len(batch.recipient_ids), created=handle.created
     )
+
+
+@router.post(
+    "/notifications",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Send one notification (push, e-mail, SMS or in-app): a send-notification job",
+)
+async def post_notification(
+    body: SendNotification, client: PostroomClientDep, idempotency_key: IdempotencyKey = None
+) -> NotificationAccepted:
+    """`notificationId` (or the `Idempotency-Key` header) makes a retried request a no-op."""
+    key = body.notification_id or idempotency_key
+    handle = await client.enqueue(
+        send_notification.call(body), job_id=f"notify:{key}" if key else None
+    )
+    return NotificationAccepted(job_id=handle.job_id, created=handle.created)
 
 
 @router.get("/jobs/{job_id}", summary="A job's state, progress, tries and result or error")

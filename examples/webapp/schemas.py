@@ -52,6 +52,12 @@ class BroadcastAccepted(Payload):
     created: bool
 
 
+class NotificationAccepted(Payload):
+    job_id: str
+    # False when the notification id was taken: this is the earlier notification's job.
+    created: bool
+
+
 class Hit(Payload):
     message_id: str
     conversation_id: str

@@ -4,6 +4,7 @@
     python -m benchmarks.agent SYSTEM worker [--processes N]
     python -m benchmarks.agent SYSTEM enqueue --task T --count N --mode one|bulk|fill
     python -m benchmarks.agent SYSTEM latency --count N --rate R
+    python -m benchmarks.agent SYSTEM e2e --task T --count N
 
 Every command but `worker` prints one JSON object on stdout. `worker` replaces this process
 with the system's worker (exec), so the orchestrator's pid is the worker's, for its RSS.
@@ -105,6 +106,41 @@ async def _latency(peer: Peer, count: int, rate: float) -> dict[str, Any]:
     return {"count": count, "rate": achieved}
 
 
+async def _end_to_end(peer: Peer, task: str, count: int) -> dict[str, Any]:
+    """Into a running, warmed-up worker: `count` jobs enqueued one awaited call after another
+    while it runs them; the rate from the first enqueue to the last job done (the producer
+    and the worker together, as a web app and its workers)."""
+    client = await peer.connect()
+    try:
+        await peer.enqueue_one(client, JobSpec(jobs.NOOP))
+        redis = jobs.client()
+        deadline = time.monotonic() + 60
+        while int(await redis.get(jobs.DONE_KEY) or 0) < 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the worker ran no warm-up job within 60 s")
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # let the worker settle into its idle loop
+        spec = _spec(task)
+        started = time.perf_counter()
+        for _ in range(count):
+            await peer.enqueue_one(client, spec)
+        enqueued = time.perf_counter() - started
+        deadline = time.monotonic() + 300
+        while int(await redis.get(jobs.DONE_KEY) or 0) < count + 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not all {count} jobs ran within 300 s of their enqueue")
+            await asyncio.sleep(0.002)
+        seconds = time.perf_counter() - started
+    finally:
+        await peer.close(client)
+    return {
+        "count": count,
+        "seconds": seconds,
+        "rate": count / seconds,
+        "enqueue_rate": count / enqueued,
+    }
+
+
 def _versions(peer: Peer) -> dict[str, Any]:
     found: dict[str, str] = {}
     for name in peer.VERSIONS:
@@ -134,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     latency = commands.add_parser("latency")
     latency.add_argument("--count", type=int, required=True)
     latency.add_argument("--rate", type=float, required=True)
+    e2e = commands.add_parser("e2e")
+    e2e.add_argument("--task", default=jobs.NOOP)
+    e2e.add_argument("--count", type=int, required=True)
     args = parser.parse_args(argv)
 
     peer = _peer(args.system)
@@ -145,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.mode == "bulk" and not peer.BULK:
             raise SystemExit(f"{args.system} has no bulk enqueue")
         result = uvloop.run(_enqueue(peer, args.task, args.count, args.mode))
+    elif args.command == "e2e":
+        result = uvloop.run(_end_to_end(peer, args.task, args.count))
     else:
         result = uvloop.run(_latency(peer, args.count, args.rate))
     print(json.dumps(result), flush=True)

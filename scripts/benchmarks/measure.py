@@ -43,6 +43,7 @@ class Sizes:
     drain: int = 20_000
     io: int = 5_000
     io_sleep: float = 0.01
+    e2e: int = 10_000
     latency: int = 500
     latency_rate: float = 200.0
     rss: int = 100_000
@@ -51,7 +52,9 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(enqueue=2_000, drain=2_000, io=500, latency=100, rss=10_000, rss_window=5.0)
+        return cls(
+            enqueue=2_000, drain=2_000, io=500, e2e=1_000, latency=100, rss=10_000, rss_window=5.0
+        )
 
 
 @dataclass
@@ -222,6 +225,16 @@ def drain(
         "cores_busy": (worker_cpu + redis_cpu) / timed if timed > 0 else 0.0,
         "peak_rss_mib": rss_kib / 1024,
     }
+
+
+def end_to_end(h: Harness, system: System, task: str) -> dict[str, Any]:
+    """Jobs/s with the producer and a running worker together: one awaited enqueue after
+    another into an idle worker, timed from the first enqueue to the last job done."""
+    count = h.sizes.e2e
+    with servers.fresh_redis(h.scratch) as server, h.worker(system, server.url, f"e2e-{task}"):
+        args = ["e2e", "--task", task, "--count", str(count)]
+        got = h.agent(system, server.url, *args, timeout=420 + count / 100)
+    return {"throughput": got["rate"], "enqueue_rate": got["enqueue_rate"]}
 
 
 def latency(h: Harness, system: System) -> dict[str, Any]:

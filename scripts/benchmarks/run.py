@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from benchmarks import jobs, processes, report, servers
-from benchmarks.measure import Harness, MeasurementError, Sizes, drain, enqueue_rate
+from benchmarks.measure import Harness, MeasurementError, Sizes, drain, end_to_end, enqueue_rate
 from benchmarks.measure import latency as measure_latency
 from benchmarks.measure import peak_rss as measure_rss
 from benchmarks.systems import SYSTEMS, System
@@ -116,6 +116,10 @@ def _one_run(h: Harness, results: Results, system: System) -> None:
     got = _attempt(results, system, "io", lambda: drain(h, system, jobs.SLEEP, sizes.io))
     if got:
         results.add(name, "io", got["throughput"])
+    for task, metric in ((jobs.NOOP, "e2e"), (jobs.SLEEP, "e2e_io")):
+        got = _attempt(results, system, metric, lambda t=task: end_to_end(h, system, t))  # type: ignore[misc]
+        if got:
+            results.add(name, metric, got["throughput"])
     got = _attempt(results, system, "latency", lambda: measure_latency(h, system))
     if got:
         for key in ("p50_ms", "p99_ms", "max_ms", "mean_ms"):

@@ -30,6 +30,7 @@ from tasks.notify.errors import (
     ProviderUnavailable,
 )
 from tasks.notify.templates import RenderedMessage
+from workers import client_span
 
 REPLY_LIMIT = 200
 
@@ -137,15 +138,22 @@ class EmailChannel(Channel):
             password=settings.password.get_secret_value() if settings.password else None,
             timeout=settings.timeout,
         )
-        try:
-            async with smtp:
-                await smtp.send_message(email, sender=sender, recipients=[address])
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            error = self._classify(self.provider, exc)
-            logger.info("%s", error)
-            raise error from exc
-        finally:
-            await _closed(smtp.connection, settings.timeout)
+        # No instrumentation covers aiosmtplib: the session is a client span of its own.
+        span: dict[str, str | int] = {
+            "network.protocol.name": "smtp",
+            "server.address": settings.host,
+            "server.port": settings.effective_port,
+        }
+        with client_span("smtp send", span):
+            try:
+                async with smtp:
+                    await smtp.send_message(email, sender=sender, recipients=[address])
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                error = self._classify(self.provider, exc)
+                logger.info("%s", error)
+                raise error from exc
+            finally:
+                await _closed(smtp.connection, settings.timeout)
         logger.debug("email sent via %s", self.provider)
 
     def _classify(self, provider: str, exc: aiosmtplib.SMTPException | OSError) -> ProviderError:

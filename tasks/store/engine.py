@@ -14,13 +14,19 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_FILE = "messages.db"
 # How long a SQLite writer waits for another process's transaction before "database is locked".
 SQLITE_BUSY_TIMEOUT = 15.0
+
+
+def _create_async_engine(url: str, **options: Any) -> AsyncEngine:
+    """SQLAlchemy's, looked up at each call: with tracing on, the worker has instrumented it
+    (since the engine was imported) and its engines' statements become spans."""
+    return sqlalchemy_asyncio.create_async_engine(url, **options)
 
 
 def normalise_url(url: str) -> str:

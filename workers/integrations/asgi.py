@@ -31,6 +31,7 @@ from config.settings import PostroomSettings, load_settings
 from workers.client import PostroomClient
 from workers.events import EventBus, EventHandlers, event_bus, handlers
 from workers.integrations.client import open_client
+from workers.observe.trace_gate import tracing_for
 from workers.registry import TaskRegistry, registry
 
 CLIENT_STATE = "postroom"
@@ -87,6 +88,14 @@ class PostroomLifespan:
                     await close()
 
 
+def trace_requests(app: Any, settings: PostroomSettings | None = None) -> None:
+    """With `POSTROOM_TRACING`, a server span per request of this FastAPI (or Starlette)
+    app, under which its enqueues' spans nest; nothing otherwise. Call it before serving."""
+    tracing = tracing_for(settings or load_settings())
+    if tracing is not None:
+        tracing.instrument_app(app)
+
+
 def postroom_lifespan(app: Any) -> AbstractAsyncContextManager[dict[str, Any]]:
     """`FastAPI(lifespan=postroom_lifespan)`: the environment's settings, read at startup."""
     return PostroomLifespan()(app)
@@ -125,4 +134,5 @@ __all__ = [
     "get_client",
     "get_event_bus",
     "postroom_lifespan",
+    "trace_requests",
 ]

@@ -1,1 +1,1 @@
-"""Metrics, their HTTP endpoint and the log formats."""
+"""Metrics, their HTTP endpoint, the log formats, and tracing (OpenTelemetry, opt-in)."""

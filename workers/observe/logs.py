@@ -4,6 +4,7 @@ A job's log records carry `queue`, `task`, `job_id` and `job_try` as record attr
 (`extra=`), plus `outcome`, `duration` and `error_type` where they apply: the JSON format puts
 them in each object, the plain format appends them as `key=value`. Payloads never go in,
 and a URL's password in a message (a provider's error quoting the URL it called) is `***`.
+With tracing on (tracing.py), a record made inside a span also has `trace_id` and `span_id`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ import orjson
 from config.redaction import redact_credentials
 
 LogFormat = Literal["plain", "json"]
-FIELDS = ("queue", "task", "job_id", "job_try", "outcome", "duration", "error_type")
+FIELDS = (
+    "queue",
+    "task",
+    "job_id",
+    "job_try",
+    "outcome",
+    "duration",
+    "error_type",
+    "trace_id",
+    "span_id",
+)
 
 
 def _field(record: logging.LogRecord, name: str) -> Any:

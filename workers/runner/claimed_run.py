@@ -71,6 +71,7 @@ class Run(NamedTuple):
     job_try: int
     enqueue_ms: int
     stored: Any = None  # the kwargs as stored (sealed), kept so in its result and dead letter
+    trace: dict[str, str] | None = None  # the enqueue's trace context (job_record.py)
 
 
 def decode(
@@ -90,9 +91,9 @@ def decode(
     job_try = claim.job_try
     if record["t"] and record["t"] > job_try:  # arq's `_job_try` enqueue option
         job_try = record["t"]
-    stored = record["k"]
+    stored, trace = record["k"], record.get("tc")
     if record["f"] == UNDELIVERABLE_TASK:
-        return Run(record["f"], stored, job_try, record["et"], stored)
+        return Run(record["f"], stored, job_try, record["et"], stored, trace)
     try:
         kwargs = sealer.open(stored, claim.job_id, queue, "kwargs")
         if not isinstance(kwargs, dict):
@@ -105,8 +106,8 @@ def decode(
             "malformed": False,
             "unsealable": True,
         }
-        return Run(UNDELIVERABLE_TASK, unsealable, job_try, record["et"], unsealable)
-    return Run(record["f"], kwargs, job_try, record["et"], stored)
+        return Run(UNDELIVERABLE_TASK, unsealable, job_try, record["et"], unsealable, trace)
+    return Run(record["f"], kwargs, job_try, record["et"], stored, trace)
 
 
 class EndWriter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import Iterable
 
@@ -26,6 +27,10 @@ def run_worker_process(
 ) -> int:
     """Run the queues of one process on uvloop until a signal; returns the exit code."""
     load_task_modules(settings.task_modules)
+    # What start-up built (modules, task models, settings) lives as long as the process:
+    # out of the collector's reach, a full collection no longer walks it, a pause that
+    # would land on whichever job is starting then.
+    gc.freeze()
     redis_settings, server = resolve_redis(settings)
     supervisor = Supervisor(Runtime(settings), registry, redis_settings, queues, burst=burst)
     try:

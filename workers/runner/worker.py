@@ -21,10 +21,12 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.utils import ms_to_datetime, timestamp_ms
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, ResponseError
 
 from config.queues import QueueName
 from config.rate_limits import RateLimit
-from workers.connection.redis_pool import close_pool, open_pool
+from workers.connection.redis_pool import close_pool, on_cluster, open_pool
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES
 from workers.registry import Hook
 from workers.runner.claimed_run import Claim, EndWriter, Run, decode
@@ -32,9 +34,9 @@ from workers.runner.execution import JobExecution
 from workers.runner.waiting import sleep_unless
 from workers.store.dead_letter import Reason
 from workers.store.keys import Keys, QueueKeys
-from workers.store.outcome import RunOutcome, dead_lettered
+from workers.store.outcome import PUT_BACK, RunOutcome, dead_lettered
 from workers.store.rate_limit import RATE_LIMIT, take
-from workers.store.scripts import ScriptBatcher
+from workers.store.scripts import ScriptBatcher, pack
 from workers.store.worker_scripts import (
     CLAIM,
     CLAIMED_FIELDS,
@@ -135,6 +137,10 @@ class QueueWorker:
         self._wake = asyncio.Event()
         # Whether the last claim left ready jobs unread for want of free slots.
         self._more_ready = False
+        # Whether the claim queued behind the last idle wait took every ready job.
+        self._claimed_all_ready = False
+        # The pool, and the connection of it that the idle waits use (`_idle_connection`).
+        self._held: tuple[ArqRedis, AbstractConnection] | None = None
         # When this worker last (re)connected: for a moment after, it leaves lapsed runs to
         # their workers (see `_claim_and_start`).
         self._connected_at = 0.0
@@ -213,6 +219,15 @@ class QueueWorker:
         await close_pool(self.pool)
         self._pool = None
 
+    async def _idle_connection(self) -> AbstractConnection:
+        """The connection the idle waits use, taken from the pool once (the pool's checkout
+        polls the socket each time) and kept; a new pool (a reconnect) gets a new one. It
+        closes with the pool, which closes the connections it lent too."""
+        held = self._held
+        if held is None or held[0] is not self.pool:
+            held = self._held = (self.pool, await self.pool.connection_pool.get_connection())
+        return held[1]
+
     async def _serve_partitions_used(self) -> None:
         """Record this worker's partition count as the queue's most ever, and serve as many
         as it ever had: a lowered count leaves jobs in the partitions it no longer fills."""
@@ -255,16 +270,64 @@ class QueueWorker:
             while self.max_jobs - self._in_flight < wanted and time.monotonic() < deadline:
                 self._wake.clear()
                 await sleep_unless(self._wake, deadline - time.monotonic())
-        else:
-            # redis-py types blpop's timeout as whole seconds; Redis takes a decimal.
+        elif on_cluster(self.pool) or self.rate_limit is not None:
+            # A Cluster's pipelines refuse EVALSHA (redis-py 5); a rate-limited claim takes
+            # its starts from the bucket first (`_granted`): the claim waits for the wake.
             wake = self.parts[self._next_part].keys.wake
             await self.pool.execute_command("BLPOP", wake, tick)  # type: ignore[no-untyped-call]
+        else:
+            await self._idle_wait(tick)
+
+    async def _idle_wait(self, tick: float) -> None:
+        """Block on the wake list with the next claim queued behind it, in one round trip.
+
+        Redis runs the commands a blocked client sent after BLPOP the moment BLPOP returns
+        (a wake token, or the tick), so the claim runs as the enqueue lands and a new job
+        starts one hop after it instead of two. The claim's time and free slots are those
+        of the wait's start: slots only free meanwhile, and a job that fell due during the
+        wait is promoted at the next claim. A cancel (the stop) waits for the round trip,
+        at most a tick, so what the claim took is never left behind: its runs start, or
+        are put back while the queue stops or pauses (see `_put_back`)."""
+        inner = asyncio.ensure_future(self._blpop_and_claim(tick))
+        try:
+            await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            await asyncio.gather(inner, return_exceptions=True)
+            raise
+
+    async def _blpop_and_claim(self, tick: float) -> None:
+        part = self._next_part
+        keys = self.parts[part].keys
+        count = min(self.max_jobs - self._in_flight, self.read_limit)
+        args = self._claim_args(keys, count, self._retake())
+        connection = await self._idle_connection()
+        await connection.send_packed_command(
+            pack(["BLPOP", keys.wake, f"{tick:.3f}"])
+            + pack(["EVALSHA", CLAIM.sha, 3, keys.queue, keys.active, keys.results, *args])
+        )
+        replies: list[Any] = []
+        for _ in range(2):  # both read, whatever they are: the connection stays in step
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        claimed = replies[1]
+        if isinstance(claimed, NoScriptError):
+            await CLAIM.load(self.pool)  # the next turn's claim runs it
+            return
+        if isinstance(claimed, Exception):
+            raise claimed
+        found = self._start_claimed(part, claimed)
+        self._next_part = (part + 1) % len(self.parts)
+        # Fewer than asked for: nothing else is ready, the next turn need not claim again.
+        self._claimed_all_ready = found < count
 
     async def _poll_iteration(self) -> None:
         free = self.max_jobs - self._in_flight
         self._more_ready = False
         self._wake.clear()  # before the claim: a slot freed after it ends the wait
-        if self.allow_pick_jobs and free > 0:
+        claimed_all_ready, self._claimed_all_ready = self._claimed_all_ready, False
+        if self.allow_pick_jobs and free > 0 and not claimed_all_ready:
             await self._claim_and_start(min(free, self.read_limit))
         for token, task in list(self.tasks.items()):
             if task.done():
@@ -280,7 +343,7 @@ class QueueWorker:
         live workers renew theirs as they reconnect (Supervisor._maintain); a dead worker's
         job waits that much longer.
         """
-        retake = int(time.monotonic() - self._connected_at > self.lease_s)
+        retake = self._retake()
         if self.rate_limit is not None:
             granted = count = await self._granted(count)
             if count == 0:
@@ -319,10 +382,18 @@ class QueueWorker:
             self._throttled_until = time.monotonic() + grant.wait_s
         return grant.granted
 
+    def _retake(self) -> int:
+        return int(time.monotonic() - self._connected_at > self.lease_s)
+
     async def _claim(self, partition: int, count: int, retake: int) -> int:
         keys = self.parts[partition].keys
+        args = self._claim_args(keys, count, retake)
+        claimed = await CLAIM(self.pool, (keys.queue, keys.active, keys.results), args)
+        return self._start_claimed(partition, claimed)
+
+    def _claim_args(self, keys: QueueKeys, count: int, retake: int) -> list[str | int]:
         now = timestamp_ms()
-        args: list[str | int] = [
+        return [
             now,
             count,
             self.read_limit,
@@ -339,8 +410,12 @@ class QueueWorker:
             now - int(self.keep_result_s * 1000),
             retake,
         ]
-        claimed = await CLAIM(self.pool, (keys.queue, keys.active, keys.results), args)
+
+    def _start_claimed(self, partition: int, claimed: list[Any]) -> int:
+        """Start a run per claimed job (or put it back: the queue stopped or paused while
+        the claim was on the wire); returns how many."""
         found = len(claimed) // CLAIMED_FIELDS
+        start = self._run_claimed if self.allow_pick_jobs else self._put_back
         self._serial += found
         for i in range(0, len(claimed), CLAIMED_FIELDS):
             raw_id, raw_score, payload, job_try, lost_by, token, recoveries = claimed[
@@ -358,7 +433,7 @@ class QueueWorker:
             )
             self._in_flight += 1
             self.claims[claim.job_id] = claim
-            task = asyncio.create_task(self._run_claimed(claim))
+            task = asyncio.create_task(start(claim))
             task.add_done_callback(functools.partial(self._ended, claim.job_id, claim.token))
             self.tasks[claim.token] = task
         return found
@@ -369,6 +444,13 @@ class QueueWorker:
             del self.claims[job_id]
         self._in_flight -= 1
         self._wake.set()
+
+    async def _put_back(self, claim: Claim) -> None:
+        """A job claimed as its queue stopped taking jobs: back in the queue, its try
+        refunded, as a run put back by a shutdown."""
+        end = self.parts[claim.partition].end
+        assert end is not None, "a claim before main()"
+        await end.write(claim, end.call(claim, None, PUT_BACK, timestamp_ms()))
 
     async def _run_claimed(self, claim: Claim) -> None:
         start_ms = timestamp_ms()
@@ -418,7 +500,12 @@ class QueueWorker:
             self.function_tasks[job_id] = task
             try:
                 keys = self.parts[claim.partition].keys
-                outcome = await self.execution.run(ctx, keys, run.name, run.kwargs, run.stored)
+                tracing = self.execution.runtime.tracing
+                if tracing is None:
+                    outcome = await self.execution.run(ctx, keys, run.name, run.kwargs, run.stored)
+                else:  # the try as a span, child of its enqueue's
+                    job = self.execution.run(ctx, keys, run.name, run.kwargs, run.stored)
+                    outcome = await tracing.run(job, self.queue, ctx, keys, run.name, run.trace)
             finally:
                 del self.function_tasks[job_id]
                 if task.cancelling():

@@ -50,7 +50,7 @@ async def cancel_job(
     if raw is not None:
         with contextlib.suppress(MalformedJobRecord):  # a malformed job is cancelled too
             record = parse_job_record(raw)
-    function, args, kwargs, tries, enqueue_ms = record
+    function, args, kwargs, tries, enqueue_ms, _ = record
     now = int(time.time() * 1000)
     result = serialize_result(
         function,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arq.jobs import serialize_job
+from arq.jobs import SerializationError, serialize_job
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
@@ -61,9 +61,27 @@ class NewJob:
     priority: Priority = Priority.NORMAL
     once_key: str | None = None  # one of `keys` (its queue's hash tag)
     once_ttl_ms: int = 0
+    # The W3C trace context of the enqueue's span (`traceparent`, `tracestate`) when tracing
+    # is on: the record's own field `tc`, outside the arguments (job_record.py).
+    trace: dict[str, str] | None = None
 
     def payload(self) -> bytes:
-        return serialize_job(self.task, (), self.kwargs, None, self.enqueue_ms, serializer=dumps)
+        if self.trace is None:
+            return serialize_job(
+                self.task, (), self.kwargs, None, self.enqueue_ms, serializer=dumps
+            )
+        record: dict[str, Any] = {
+            "t": None,
+            "f": self.task,
+            "a": [],
+            "k": self.kwargs,
+            "et": self.enqueue_ms,
+            "tc": self.trace,
+        }
+        try:
+            return dumps(record)
+        except Exception as exc:  # as arq's serialize_job
+            raise SerializationError(f"unable to serialize job {self.task!r}") from exc
 
     def ttl_ms(self) -> int:
         return max(self.due_ms - self.enqueue_ms, 0) + JOB_TTL_EXTRA_MS

@@ -1,10 +1,12 @@
 """A job record's shape, checked in one place before anything uses it.
 
 A job record is arq's JSON object `{"f": task, "a": args, "k": kwargs, "t": try, "et": enqueue
-ms}`, written by the client or by any other Redis writer. arq reads its fields unchecked, so a
-string where a number belongs raised deep inside a run (and killed the worker); here every
-field's type and range is checked first, and a record that fails says which field and why.
-The worker dead-letters such a record with that reason; the reading tools show it as malformed.
+ms}`, written by the client or by any other Redis writer, plus, when the enqueue was traced,
+postroom's `"tc": {"traceparent": ..., "tracestate": ...}` (tracing.py). arq reads its
+fields unchecked, so a string where a number belongs raised deep inside a run (and killed the
+worker); here every field's type and range is checked first, and a record that fails says
+which field and why. The worker dead-letters such a record with that reason; the reading
+tools show it as malformed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ MAX_ENQUEUE_TRY = 10_000
 # orjson reads JSON nested up to 1,024 levels but writes only up to 254: kwargs nested deeper
 # than this could be read but not written back into a dead letter (which nests them further).
 MAX_DEPTH = 200
+
+# A trace context: W3C's two headers, each far shorter than this (tracestate: 512 bytes).
+TRACE_KEYS = frozenset({"traceparent", "tracestate"})
+MAX_TRACE_HEADER = 1024
 
 # arq's short keys, with the names the reasons use.
 FIELD_NAMES = {"f": "task", "a": "args", "k": "kwargs", "t": "job_try", "et": "enqueue_time_ms"}
@@ -43,6 +49,8 @@ class JobRecord(NamedTuple):
     kwargs: dict[str, Any]
     job_try: int | None
     enqueue_ms: int
+    # The enqueue's W3C trace context, when it was traced (and well formed).
+    trace: dict[str, str] | None = None
 
 
 def json_type(value: Any) -> str:
@@ -95,6 +103,18 @@ def _too_deep(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def trace_context(found: Any) -> dict[str, str] | None:
+    """A record's trace context (its `tc`), or None. A malformed one is ignored, not the job's
+    end: W3C's rule for a bad `traceparent` is to start a new trace, and the job still runs."""
+    if not isinstance(found, dict) or not found:
+        return None
+    if found.keys() - TRACE_KEYS or not all(
+        isinstance(value, str) and len(value) <= MAX_TRACE_HEADER for value in found.values()
+    ):
+        return None
+    return found
+
+
 def check_job_record(data: Any, raw: bytes = b"") -> JobRecord:
     """The record `data` (decoded from `raw`) as a JobRecord, or MalformedJobRecord saying why."""
     if not isinstance(data, dict):
@@ -117,7 +137,10 @@ def check_job_record(data: Any, raw: bytes = b"") -> JobRecord:
     # Only a record with that many brackets can be nested that deep: the walk is rare.
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(kwargs):
         raise MalformedJobRecord(f"kwargs (k) is nested more than {MAX_DEPTH} levels deep")
-    return JobRecord(task, args, kwargs, job_try, enqueue_ms)
+    trace = data.get("tc")
+    if trace is not None:  # an enqueue with tracing on
+        trace = trace_context(trace)
+    return JobRecord(task, args, kwargs, job_try, enqueue_ms, trace)
 
 
 def parse_job_record(raw: bytes) -> JobRecord:

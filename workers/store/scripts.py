@@ -40,6 +40,26 @@ def lua_source(*names: str, **values: object) -> str:
     return string.Template(text).substitute(values) if values else text
 
 
+def pack(args: Sequence[bytes | str | int]) -> bytes:
+    """One command in the Redis protocol (RESP2), for a connection a caller holds and writes
+    to itself (redis-py's encoder checks each argument's type against five, in Python)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        out.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua string literal: every byte outside printable ASCII, and quote and
+    backslash, as a decimal escape, so no key prefix can break out of it."""
+    safe = (chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in text.encode())
+    return '"' + "".join(safe) + '"'
+
+
 class LuaScript:
     """One script's source and SHA1; build once (at import is fine: it is only text).
 

@@ -15,16 +15,17 @@ message encryption uses (`POSTROOM_ENCRYPTION__*`); the key never goes to Redis.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings
 from workers.errors import PermanentError
 from workers.keyring.errors import EncryptionError
-from workers.keyring.keyring import Keyring
-from workers.keyring.loading import load_keyring
 from workers.store.serialization import dumps, loads
+
+if TYPE_CHECKING:  # the keyring (and `cryptography` with it) loads only where keys are set
+    from workers.keyring.keyring import Keyring
 
 SEALED = "$sealed"
 TEXT_MARK = "$sealed:"
@@ -97,6 +98,8 @@ class PayloadSealer:
             )
         if not configured:
             return cls(None, seals=False)
+        from workers.keyring.loading import load_keyring
+
         try:
             keyring = load_keyring(encryption, settings.data_dir)
         except ConfigError as exc:

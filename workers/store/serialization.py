@@ -72,6 +72,7 @@ def job_decoder(known_tasks: Collection[str]) -> Callable[[bytes], dict[str, Any
             "k": record.kwargs,
             "t": record.job_try,
             "et": record.enqueue_ms,
+            "tc": record.trace,
         }
 
     return decode

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from workers.store.keys import QueueKeys
 from workers.store.priority import LUA_BAND_VALUES
-from workers.store.scripts import LuaScript
+from workers.store.scripts import LuaScript, lua_string
 
 # How long arq keeps a job's try counter (its own constant, 88400 s, kept for compatibility).
 RETRY_TTL_S = 88400
@@ -27,6 +27,7 @@ RETRY_TTL_S = 88400
 # Promotes every waiting job whose time has come into its band (priority.py), then claims
 # ready jobs in priority order, skipping those running (they stay in the queue until they
 # finish; those whose lease is live are skipped without a command, the rest by SET NX).
+# A job's first try is counted by one SET NX of its counter (INCR and EXPIRE after that).
 # Claiming a job sets its lease, reads its payload and counts its try; sets its running
 # marker to the run's lease token `<worker>/<n>`, which fences every later write of the run
 # (RENEW, FINISH, progress: a run whose marker is no longer its token has lost the job); and
@@ -74,13 +75,6 @@ RENEW = LuaScript.file("renew")
 # whole batch: one ZREM from the active set and one from the queue, one HINCRBY per counter,
 # one ZADD to the result index, one DEL.
 FINISH_FIELDS = 10
-
-
-def lua_string(text: str) -> str:
-    """`text` as a Lua string literal: every byte outside printable ASCII, and quote and
-    backslash, as a decimal escape, so no key prefix can break out of it."""
-    safe = (chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in text.encode())
-    return '"' + "".join(safe) + '"'
 
 
 def finish_script(keys: QueueKeys, *, results_kept: int, errors_kept_s: int) -> LuaScript:

@@ -2,7 +2,8 @@
 
 The worker serves only the message-delivery queue, its concurrency raised to 100 through the
 environment as an operator would; everything else is postroom's default (uvloop, orjson,
-poll_delay 0.05 s with a wake-up on enqueue, leases, metrics, one INFO log line per job).
+poll_delay 0.05 s with a wake-up on enqueue (the idle worker's claim queued behind its BLPOP),
+concurrent enqueues of the client coalesced, leases, metrics, one INFO log line per job).
 """
 
 from __future__ import annotations

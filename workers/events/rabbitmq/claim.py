@@ -51,4 +51,7 @@ class EventClaims:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
             with contextlib.suppress(Exception):  # Redis away: the next renewal tries again
-                await _RENEW(self.redis, [key], [token, self.lease_ms])
+                await self._renew_once(key, token)
+
+    async def _renew_once(self, key: str, token: str) -> None:
+        await _RENEW(self.redis, [key], [token, self.lease_ms])

@@ -64,6 +64,7 @@ from workers.events.rabbitmq.topology import (
     declare_group_queue,
     declare_wait_queue,
 )
+from workers.observe.trace_gate import active_tracing
 from workers.runner.backoff import nominal_delay, retry_delay
 from workers.store.keys import Keys
 from workers.store.scripts import LuaScript, RedisClient
@@ -280,7 +281,14 @@ class EventConsumer:
         token = event_headers.incoming.set(headers)
         try:
             async with asyncio.timeout(self.policy.timeout):
-                await self.registry.run(event, self.log, self.context)
+                tracing = active_tracing()
+                if tracing is None:
+                    await self.registry.run(event, self.log, self.context)
+                else:  # a consumer span, under the publisher's (its headers' trace context)
+                    with tracing.consumed(
+                        f"process {self.names.queue}", headers, self._span(event, attempt)
+                    ):
+                        await self.registry.run(event, self.log, self.context)
         except EventHandlersRejected as exc:
             logger.error("event %s %s dead-lettered: %s", event.type, event.id, exc)
             await self._dead_letter(message, REJECTED, str(exc), attempt, event.id)
@@ -299,6 +307,18 @@ class EventConsumer:
                 await self._retry(message, attempt)
         finally:
             event_headers.incoming.reset(token)
+
+    def _span(self, event: DomainEvent, attempt: int) -> dict[str, str | int]:
+        return {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": self.names.queue,
+            "messaging.rabbitmq.destination.routing_key": event.type,
+            "messaging.consumer.group.name": self.names.group,
+            "messaging.message.id": event.id,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "postroom.try": attempt,
+        }
 
     def _copy(self, message: AbstractIncomingMessage, headers: dict[str, Any], **extra: Any) -> Any:
         from aio_pika import DeliveryMode, Message

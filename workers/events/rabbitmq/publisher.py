@@ -23,6 +23,7 @@ from workers.events.errors import EventPublishError
 from workers.events.model import DomainEvent
 from workers.events.rabbitmq.headers import outgoing_headers
 from workers.events.rabbitmq.topology import declare_exchange
+from workers.observe.trace_gate import active_tracing
 from workers.store.keys import Keys
 
 if TYPE_CHECKING:
@@ -120,12 +121,27 @@ class RabbitMQEventBus:
             and await self.client.redis.exists(marker)
         ):
             return False
-        await self._publish_confirmed(event)
+        tracing = active_tracing()
+        if tracing is None:
+            await self._publish_confirmed(event, {})
+        else:  # a producer span, whose trace context the message carries in its headers
+            with tracing.producing(f"send {self.exchange_name}", self._span(event)) as headers:
+                await self._publish_confirmed(event, headers)
         if marker is not None and self.client is not None:
             await self.client.redis.set(marker, b"1", ex=PUBLISHED_TTL)
         return True
 
-    async def _publish_confirmed(self, event: DomainEvent) -> None:
+    def _span(self, event: DomainEvent) -> dict[str, str | int]:
+        return {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": self.exchange_name,
+            "messaging.rabbitmq.destination.routing_key": event.type,
+            "messaging.message.id": event.id,
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+        }
+
+    async def _publish_confirmed(self, event: DomainEvent, trace: dict[str, str]) -> None:
         from aio_pika import DeliveryMode, Message
 
         message = Message(
@@ -135,7 +151,7 @@ class RabbitMQEventBus:
             message_id=event.id,
             type=event.type,
             timestamp=event.occurred_at,
-            headers=outgoing_headers(event),  # type: ignore[arg-type]
+            headers={**outgoing_headers(event), **trace},
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout

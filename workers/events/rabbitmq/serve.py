@@ -12,6 +12,7 @@ from config.settings import PostroomSettings
 from workers.client import PostroomClient
 from workers.connection.redis_server import resolve_redis
 from workers.events.rabbitmq.consumer import EventConsumer
+from workers.observe.trace_gate import tracing_for
 from workers.runner.serve import load_task_modules
 
 logger = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 async def consume(settings: PostroomSettings, group: str | None = None) -> None:
     """Consume until SIGTERM/SIGINT (a second one skips the drain's wait)."""
+    tracing_for(settings, worker=True)  # with POSTROOM_TRACING: the handlers' calls too
     async with await PostroomClient.connect(settings) as client:
         consumer = EventConsumer(settings, client, group=group)
         loop = asyncio.get_running_loop()

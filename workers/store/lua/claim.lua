@@ -23,20 +23,33 @@ while count < want and seen < scan do
     if #batch == 0 then break end
     for i = 1, #batch, 2 do
         local id = batch[i]
-        local free = count < want and not leased[id]
-        if free and not retake and redis.call('EXISTS', running .. id) == 1 then free = false end
         local token = worker .. '/' .. (serial + count)
-        if free and redis.call('SET', lock .. id, token, 'NX', 'PX', lease) then
+        local free = count < want and not leased[id]
+            and redis.call('SET', lock .. id, token, 'NX', 'PX', lease)
+        local lost_by = false
+        if free and retake then
+            lost_by = redis.call('SET', running .. id, token, 'PX', marker_ttl, 'GET')
+        elseif free and not redis.call('SET', running .. id, token, 'NX', 'PX', marker_ttl) then
+            -- A lapsed run that never ended, for its worker to renew: not retaken yet.
+            redis.call('DEL', lock .. id)
+            free = false
+        end
+        if free then
             count = count + 1
-            local lost_by = redis.call('SET', running .. id, token, 'PX', marker_ttl, 'GET')
             local try, recoveries = nil, 0
             if lost_by then
                 try = tonumber(redis.call('GET', retry .. id))
                 recoveries = redis.call('INCR', recovered .. id)
                 redis.call('PEXPIRE', recovered .. id, marker_ttl)
             end
-            if not try then try = redis.call('INCR', retry .. id) end
-            redis.call('EXPIRE', retry .. id, retry_ttl)
+            if try then
+                redis.call('EXPIRE', retry .. id, retry_ttl)
+            elseif redis.call('SET', retry .. id, '1', 'EX', retry_ttl, 'NX') then
+                try = 1  -- its first try: one command where INCR and EXPIRE took two
+            else
+                try = redis.call('INCR', retry .. id)
+                redis.call('EXPIRE', retry .. id, retry_ttl)
+            end
             claimed[#claimed + 1] = id
             claimed[#claimed + 1] = batch[i + 1]
             claimed[#claimed + 1] = redis.call('GET', job .. id)
