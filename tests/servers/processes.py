@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -104,3 +105,18 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
             self.process = None
+
+
+def tree_cpu(pid: int) -> float:
+    """User plus system CPU of `pid` and its children so far, from /proc."""
+    total, pids = 0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            pids += [int(c) for c in children]
+        except OSError:
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
