@@ -11,19 +11,25 @@ counts (`JobCounts`, looked up once per run) that the event loop alone writes, a
 collector turns them into Prometheus families when scraped (prometheus_client's documented
 pattern for numbers kept elsewhere). prometheus_client's own Counter and Histogram take a lock
 per update: with them a run's bookkeeping cost 8 us, with these counts 2.4 us (measured).
+The queue gauges are plain numbers too, so prometheus_client (2.5 MiB with the HTTP server's
+modules) is imported only when the registry is first read: by the metrics server, a render,
+or a task's client counting its enqueues. A worker without `metrics_port` never loads it.
 """
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, cast
 
 from config.queues import QueueName
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
 # Seconds; tasks run from milliseconds (a send) to minutes (a batch, the cleanup).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -42,6 +48,19 @@ COUNTERS = (
         "postroom_jobs_deferred",
         "deferred",
         "Runs a rate limit held back (a named limit, or the provider's 429): no try spent.",
+    ),
+)
+# (metric name, QueueGauges field, help): set by the supervisor about every second.
+GAUGES = (
+    (
+        "postroom_queue_depth",
+        "depth",
+        "Jobs ready to start and not running, as this worker last read (all workers').",
+    ),
+    (
+        "postroom_worker_heartbeat_timestamp_seconds",
+        "heartbeat",
+        "When this worker last renewed its queue's leases and read its pause flag.",
     ),
 )
 HISTOGRAMS = (
@@ -98,12 +117,27 @@ class JobCounts:
     latency: Buckets = field(default_factory=lambda: Buckets(LATENCY_BUCKETS))
 
 
+class Level:
+    """A gauge's value, read when scraped: what `Gauge.set` would hold, without its lock."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+    def set_to_current_time(self) -> None:
+        self.value = time.time()
+
+
 @dataclass(slots=True)
 class QueueGauges:
     """A queue's numbers now: in flight per run, the rest set by the supervisor each second."""
 
-    depth: Gauge
-    heartbeat: Gauge
+    depth: Level = field(default_factory=Level)
+    heartbeat: Level = field(default_factory=Level)
     in_flight: int = 0
 
 
@@ -111,6 +145,8 @@ class EnqueueMetrics:
     """`postroom_jobs_enqueued_total{queue,task}`: jobs this process wrote (new ids only)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter  # the registry's owner has loaded it already
+
         self._enqueued = Counter(
             "postroom_jobs_enqueued",
             "Jobs this process enqueued (an id that was already taken is not counted).",
@@ -129,29 +165,38 @@ class EnqueueMetrics:
             child.inc()
 
 
-class WorkerMetrics(Collector):
-    """Every metric of one worker process, in its own registry."""
+class WorkerMetrics:
+    """Every metric of one worker process, in its own registry (made on first use)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.enqueue = EnqueueMetrics(self.registry)
-        self._depth = Gauge(
-            "postroom_queue_depth",
-            "Jobs ready to start and not running, as this worker last read (all workers').",
-            ("queue",),
-            registry=self.registry,
-        )
-        self._heartbeat = Gauge(
-            "postroom_worker_heartbeat_timestamp_seconds",
-            "When this worker last renewed its queue's leases and read its pause flag.",
-            ("queue",),
-            registry=self.registry,
-        )
+        self._registry = registry
+        self._enqueue: EnqueueMetrics | None = None
         self._jobs: dict[tuple[QueueName, str], JobCounts] = {}
         self._queues: dict[QueueName, QueueGauges] = {}
         # Starts this process held back, per rate limit (`queue:<queue>`, a named limit).
         self.rate_waits: dict[str, int] = {}
-        self.registry.register(self)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry holding every metric; importing prometheus_client the first time."""
+        return self._export()[0]
+
+    @property
+    def enqueue(self) -> EnqueueMetrics:
+        """`postroom_jobs_enqueued_total`, for a task's client (batch-send's fan-out)."""
+        return self._export()[1]
+
+    def _export(self) -> tuple[CollectorRegistry, EnqueueMetrics]:
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry()
+        if self._enqueue is None:
+            self._enqueue = EnqueueMetrics(self._registry)
+            # A collector by its `collect` (all a registry calls), not by subclassing
+            # prometheus_client's Collector: that would import the library with this module.
+            self._registry.register(cast("Collector", self))
+        return self._registry, self._enqueue
 
     def task(self, queue: QueueName, task: str) -> JobCounts:
         counts = self._jobs.get((queue, task))
@@ -162,14 +207,24 @@ class WorkerMetrics(Collector):
     def queue(self, queue: QueueName) -> QueueGauges:
         gauges = self._queues.get(queue)
         if gauges is None:
-            gauges = self._queues[queue] = QueueGauges(
-                self._depth.labels(queue.value), self._heartbeat.labels(queue.value)
-            )
+            gauges = self._queues[queue] = QueueGauges()
         return gauges
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
-        """The per-job families, from the counts (called by the scrape, in its thread)."""
-        jobs = list(self._jobs.items())  # one step under the GIL: the loop may add a task
+    def collect(self) -> Iterator[Metric]:
+        """The families, from the counts (called by the scrape, in its thread)."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        queues = list(self._queues.items())  # one step under the GIL: the loop may add one
+        for name, attribute, text in GAUGES:
+            gauge = GaugeMetricFamily(name, text, labels=["queue"])
+            for queue, gauges in queues:
+                gauge.add_metric([queue.value], getattr(gauges, attribute).value)
+            yield gauge
+        jobs = list(self._jobs.items())
         labels = ["queue", "task"]
         for name, attribute, text in COUNTERS:
             counter = CounterMetricFamily(name, text, labels=labels)
@@ -185,7 +240,7 @@ class WorkerMetrics(Collector):
         in_flight = GaugeMetricFamily(
             "postroom_jobs_in_flight", "Jobs running in this process.", labels=["queue"]
         )
-        for queue, gauges in list(self._queues.items()):
+        for queue, gauges in queues:
             in_flight.add_metric([queue.value], float(gauges.in_flight))
         yield in_flight
         waits = CounterMetricFamily(
@@ -200,4 +255,6 @@ class WorkerMetrics(Collector):
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)

@@ -5,18 +5,22 @@ is answered even while the loop is busy or blocked, which is when one matters mo
 `postroom_worker_heartbeat_timestamp_seconds` then shows the blocked loop), rendering never
 delays a job, and the library's server already does content negotiation, gzip and `name[]`
 filters. The scrape only reads: the per-job counts are plain numbers the event loop alone
-writes (metrics.py), the gauges prometheus_client's, which lock.
+writes (metrics.py). prometheus_client and its HTTP server's modules (wsgiref, http.server)
+are imported by `start()`: a worker without `metrics_port` never loads them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from wsgiref.simple_server import WSGIServer
-
-from prometheus_client import CollectorRegistry, start_http_server
+from typing import TYPE_CHECKING
 
 from config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class MetricsServer:
         return f"http://{self.host}:{self.port}/metrics"
 
     def start(self) -> None:
+        from prometheus_client import start_http_server
+
         try:
             self._server, self._thread = start_http_server(
                 self.requested_port, addr=self.host, registry=self.registry
