@@ -71,6 +71,13 @@ NOT_IN_A_WORKER = (
     "cryptography.x509",
     # The keyring's AES-GCM: loaded only where keys are configured (store/sealing.py).
     "cryptography.hazmat.primitives.ciphers",
+    # Loaded when the metrics are first read (observe/metrics.py): the metrics server
+    # (`metrics_port`), a render, a task's client counting its enqueues.
+    "prometheus_client",
+    "wsgiref.simple_server",
+    # Loaded by the first schedule a task declares (crontab.py).
+    "croniter",
+    "dateutil",
 )
 
 
@@ -85,6 +92,39 @@ def test_a_worker_process_imports_no_web_stack_admin_api_or_jwt() -> None:
     )
     assert "workers.runner.supervisor" in loaded and "redis" in loaded
     assert sorted(m for m in NOT_IN_A_WORKER if m in loaded) == []
+
+
+def test_a_worker_without_metrics_port_counts_its_runs_without_prometheus_client() -> None:
+    """The per-process metrics are plain numbers until something reads them; then the
+    registry is built with every metric, the gauges' values included."""
+    loaded = _loaded_after(
+        "import sys\n"
+        "from config.queues import QueueName\n"
+        "from config.settings import load_settings\n"
+        "from workers.runtime import Runtime\n"
+        "metrics = Runtime(load_settings(redis_url='redis://localhost:1')).metrics\n"
+        "metrics.queue(QueueName.DELIVERY).depth.set(7)\n"
+        "metrics.task(QueueName.DELIVERY, 't').started += 1\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+        "text = metrics.render().decode()\n"
+        "assert 'postroom_queue_depth{queue=\"message-delivery\"} 7.0' in text, text\n"
+        "assert 'postroom_jobs_started_total{queue=\"message-delivery\",task=\"t\"} 1.0' in text\n"
+        "assert 'postroom_jobs_enqueued_total' in text\n"
+        "assert metrics.enqueue is metrics.enqueue and metrics.registry is metrics.registry"
+    )
+    assert "prometheus_client" in loaded
+
+
+def test_croniter_loads_with_the_first_schedule() -> None:
+    loaded = _loaded_after(
+        "import sys\n"
+        "from workers import Cron\n"
+        "schedule = Cron('0 2 * * *')\n"
+        "assert 'croniter' not in sys.modules\n"
+        "assert schedule.problem() is None and Cron('0 2 * *x').problem() is not None\n"
+        "assert schedule.next_tick(0.0) == 7200.0"
+    )
+    assert "croniter" in loaded
 
 
 def test_jwt_still_imports_in_full_on_first_use() -> None:
