@@ -59,6 +59,9 @@ def test_enqueueing_does_not_load_the_worker_side() -> None:
 # without keys the keyring's cipher.
 NOT_IN_A_WORKER = (
     "workers.ops.admin",
+    # The operator commands: `postroom worker` parses its own arguments only (ops/cli.py).
+    "workers.ops.admin_cli",
+    "workers.ops.events_cli",
     "fastapi",
     "starlette",
     "uvicorn",
@@ -92,6 +95,17 @@ def test_a_worker_process_imports_no_web_stack_admin_api_or_jwt() -> None:
     )
     assert "workers.runner.supervisor" in loaded and "redis" in loaded
     assert sorted(m for m in NOT_IN_A_WORKER if m in loaded) == []
+
+
+def test_postroom_worker_parses_its_arguments_without_the_operator_commands() -> None:
+    loaded = _loaded_after(
+        "import sys\n"
+        "from workers.ops.cli import _parser\n"
+        "args = _parser(operator_commands=False).parse_args(['worker', '--processes', '2'])\n"
+        "assert args.processes == 2 and 'workers.ops.admin_cli' not in sys.modules\n"
+        "assert _parser().parse_args(['stats', '--json']).command == 'stats'"
+    )
+    assert "workers.ops.admin_cli" in loaded
 
 
 def test_a_worker_without_metrics_port_counts_its_runs_without_prometheus_client() -> None:

@@ -15,7 +15,6 @@ from config.settings import load_settings
 from workers.connection.connections import describe
 from workers.connection.redis_server import resolve_redis
 from workers.observe.logs import configure_logging
-from workers.ops import admin_cli, events_cli
 from workers.runner.process_pool import ChildCommand, ProcessPool, child_env
 from workers.runner.serve import run_worker_process
 
@@ -29,7 +28,9 @@ def _queues(values: Sequence[str]) -> list[QueueName]:
         raise ConfigError(f"--queues: {exc}; known queues: {known}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(operator_commands: bool = True) -> argparse.ArgumentParser:
+    """Every command, or (`postroom worker ...`) the worker's alone: the operator commands'
+    modules (the client, the audit trail, tables, key migration) stay out of a worker process."""
     parser = argparse.ArgumentParser(prog="postroom", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="run worker processes")
@@ -48,8 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--metrics-host", help="address /metrics listens on (127.0.0.1)")
     worker.add_argument("--log-format", choices=["plain", "json"], help="log lines (plain)")
-    admin_cli.add_commands(commands)
-    events_cli.add_commands(commands)
+    if operator_commands:
+        from workers.ops import admin_cli, events_cli
+
+        admin_cli.add_commands(commands)
+        events_cli.add_commands(commands)
     return parser
 
 
@@ -91,10 +95,13 @@ def _stop_before_serving(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_before_serving)
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(operator_commands=words[:1] != ["worker"]).parse_args(words)
     try:
         if args.command == "worker":
             return _worker(args)
+        from workers.ops import admin_cli, events_cli
+
         if args.command in events_cli.COMMANDS:
             return events_cli.run(args)
         return admin_cli.run(args)
