@@ -122,7 +122,7 @@ def test_a_worker_without_metrics_port_counts_its_runs_without_prometheus_client
         "assert 'prometheus_client' not in sys.modules\n"
         "text = metrics.render().decode()\n"
         "assert 'postroom_queue_depth{queue=\"message-delivery\"} 7.0' in text, text\n"
-        "assert 'postroom_jobs_started_total{queue=\"message-delivery\",task=\"t\"} 1.0' in text\n"
+        'assert \'postroom_jobs_started_total{queue="message-delivery",task="t"} 1.0\' in text\n'
         "assert 'postroom_jobs_enqueued_total' in text\n"
         "assert metrics.enqueue is metrics.enqueue and metrics.registry is metrics.registry"
     )
