@@ -43,11 +43,12 @@ Reason = Literal[
 _ADD = LuaScript.file("add_dead_letter")
 
 # Queue a dead letter's job again and drop the letter, unless a worker still holds the dying
-# run (its lease: finishing, it would delete the new job) or the letter is gone (retried
-# meanwhile). The failed result and try counter would block the id and spend the new budget.
-# KEYS: lease, dead record, dead index, tries, recoveries, running, then ENQUEUE's job, result,
+# run (its lease is live in the active set: finishing, it would delete the new job) or the
+# letter is gone (retried meanwhile). The failed result and try counter would block the id and
+# spend the new budget.
+# KEYS: active set, dead record, dead index, tries, recoveries, running, then ENQUEUE's job, result,
 # queue, wake. ARGV: ENQUEUE's payload, TTL, score, id. Returns 1 if queued, else 0.
-_RETRY = LuaScript.file("enqueue_function", "retry_dead_letter")
+_RETRY = LuaScript.file("clock", "enqueue_function", "retry_dead_letter")
 
 # A traceback longer than this is cut from the middle of the text; the ends carry the story.
 TRACEBACK_LIMIT = 8_000
@@ -369,7 +370,7 @@ class DeadLetterStore:
             priority=letter.priority,
         )
         job_keys, job_args = enqueue_call(job)
-        lease_keys = [keys.lease(job_id), keys.dead_record(job_id), keys.dead_index]
+        lease_keys = [keys.active, keys.dead_record(job_id), keys.dead_index]
         run_keys = [keys.tries(job_id), keys.recoveries(job_id), keys.running(job_id)]
         return bool(await _RETRY(self.redis, lease_keys + run_keys + job_keys, job_args))
 

@@ -116,18 +116,19 @@ async def read_job_infos(
                 pipe.get(qk.dead_record(job_id))
                 pipe.get(qk.result(job_id))
                 pipe.zscore(qk.queue, job_id)
-                pipe.exists(qk.lease(job_id))
+                pipe.zscore(qk.active, job_id)  # the end of its run's lease
                 pipe.get(qk.tries(job_id))
                 pipe.get(qk.job(job_id))
                 pipe.get(qk.progress(job_id))
         replies = await pipe.execute()
+    now_ms = time.time() * 1000
     per_job = _READS * len(queues)
     infos: list[JobInfo | None] = []
     for i, job_id in enumerate(job_ids):
         found = None
         for j, qk in enumerate(queues):
             at = i * per_job + j * _READS
-            found = _job_info(job_id, qk.queue_name, replies[at : at + _READS], sealer)
+            found = _job_info(job_id, qk.queue_name, replies[at : at + _READS], sealer, now_ms)
             if found is not None:
                 break
         infos.append(found)
@@ -149,9 +150,9 @@ def _progress(
 
 
 def _job_info(
-    job_id: str, queue: QueueName, replies: Sequence[Any], sealer: PayloadSealer
+    job_id: str, queue: QueueName, replies: Sequence[Any], sealer: PayloadSealer, now_ms: float
 ) -> JobInfo | None:
-    dead, result, score, running, tries, job, progress_raw = replies
+    dead, result, score, lease_end, tries, job, progress_raw = replies
     if dead is None and result is None and score is None:
         return None
     progress, unreadable = _progress(progress_raw, job_id, queue, sealer)
@@ -192,7 +193,7 @@ def _job_info(
         else:
             info.task = record.task
             info.enqueued_at = datetime.fromtimestamp(record.enqueue_ms / 1000, UTC)
-    if running:
+    if lease_end is not None and lease_end > now_ms:  # a run holds a live lease
         info.state = JobState.RUNNING
     elif is_waiting(score) and score > time.time() * 1000:
         info.state = JobState.RETRYING if info.tries else JobState.DEFERRED
