@@ -154,8 +154,8 @@ class Task(Generic[P, R]):
 
     def decode(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """Turn a stored job's JSON arguments back into the typed values the function takes."""
-        model = self._validate(stored)
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        # The model forbids extra fields: its __dict__ holds its fields, and nothing else.
+        return self._validate(stored).__dict__.copy()
 
     def partition_key(self, kwargs: Mapping[str, Any]) -> str | None:
         """The value of `partition_by` in a stored payload, or None."""
@@ -188,7 +188,9 @@ class Task(Generic[P, R]):
             problem = f"must be an object keyed by argument name, not {type(arguments).__name__}"
             raise PayloadValidationError(self.name, [("<payload>", problem)])
         try:
-            return self.arguments.model_validate(dict(arguments))
+            if type(arguments) is not dict:  # a stored payload is one already: no copy
+                arguments = dict(arguments)
+            return self.arguments.model_validate(arguments)
         except ValidationError as exc:
             raise PayloadValidationError(self.name, _field_errors(exc)) from exc
 
