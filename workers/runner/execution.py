@@ -17,6 +17,7 @@ from arq.worker import Retry
 
 from config.queues import QueueConfig, QueueName
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES, JobContext
+from workers.error_text import own_words, shown
 from workers.errors import PayloadValidationError, PermanentError, RateLimited
 from workers.registry import Task
 from workers.runner.backoff import retry_delay
@@ -119,7 +120,7 @@ class JobExecution:
         kind: Reason = "malformed" if malformed else "undeliverable"
         if unsealable:
             kind = "unsealable"
-        return self._dead_letter(ctx, task, payload, kind, PermanentError(reason))
+        return self._dead_letter(ctx, task, payload, kind, own_words(PermanentError(reason)))
 
     async def _run(
         self,
@@ -152,7 +153,9 @@ class JobExecution:
             return await self._provider_limited(task, ctx, stored, keys, exc)
         except Exception as exc:
             if isinstance(exc, TimeoutError):
-                exc = TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
+                exc = own_words(
+                    TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
+                )
             if job_try >= policy.max_tries:
                 return self._dead_letter(ctx, task.name, stored, "max-tries", exc)
             delay = retry_delay(policy.backoff, job_try)
@@ -192,13 +195,15 @@ class JobExecution:
             )
             times = 1
         if times > settings.max_rate_limited:
-            error = PermanentError(
+            limited = (
                 f"rate-limited: deferred {times - 1} times by its provider's 429, the most "
-                f"POSTROOM_MAX_RATE_LIMITED allows; last: {exc}"
+                "POSTROOM_MAX_RATE_LIMITED allows; last: {}"
             )
+            error = PermanentError(limited.format(exc))
+            own_words(error, limited.format(shown(exc, details=False)))
             return self._dead_letter(ctx, task.name, stored, "rate-limited", error)
         delay = min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER_S)
-        why = f"{exc} ({times}/{settings.max_rate_limited} deferrals)"
+        why = f"{self.observer.describe(exc)} ({times}/{settings.max_rate_limited} deferrals)"
         return deferred(delay, why, exc)
 
     def _stopped(self, ctx: dict[str, Any]) -> RunOutcome:
@@ -227,7 +232,9 @@ class JobExecution:
         )
         if recoveries <= limit:
             return None
-        error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
+        error = own_words(
+            PermanentError(f"stalled: its worker died {recoveries} times while running it")
+        )
         return self._dead_letter(ctx, task.name, stored, "stalled", error)
 
     def _dead_letter(

@@ -4,7 +4,9 @@ A run logs at DEBUG when it starts and once when it ends: INFO when it completed
 cancelled, put back by a shutdown or deferred by a rate limit, WARNING when it will be retried
 or was lost to another worker, ERROR when it was dead-lettered. Each line carries the queue,
 task, job id and try as record fields (see logs.py) and, on failure, the error's type and
-message; never the payload.
+message as error_text.shown has it: with payloads sealed, a task's own message (which may quote
+its payload) stays with the sealed try error unless POSTROOM_LOG_ERROR_DETAILS=true. Never the
+payload.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from config.queues import QueueName
+from workers.error_text import shown
 from workers.observe.metrics import JobCounts
 from workers.runtime import Runtime
 from workers.store.outcome import RunOutcome
@@ -31,16 +32,6 @@ def due_ms(score: float) -> float:
     if is_waiting(score):  # a plain millisecond score (a stock arq client)
         return score
     return score + OFFSET[priority_of(score)]
-
-
-def describe(error: BaseException) -> str:
-    """An error's message for a log line. A pydantic error (a task validating data itself)
-    quotes the values it refused, which may be the payload: only its fields and reasons."""
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<value>'}: {e['msg']}" for e in error.errors()
-        )
-    return str(error)
 
 
 @dataclass(slots=True)
@@ -60,6 +51,7 @@ class JobObserver:
         self.runtime = runtime
         self.metrics = runtime.metrics
         self.gauges = runtime.metrics.queue(queue)
+        self.details = runtime.settings.error_details
 
     def fields(self, task: str, ctx: dict[str, Any]) -> dict[str, Any]:
         """A job line's record fields (built only for a line that is logged)."""
@@ -69,6 +61,10 @@ class JobObserver:
             "job_id": ctx["job_id"],
             "job_try": ctx["job_try"],
         }
+
+    def describe(self, error: BaseException | None) -> str:
+        """An error's message for a log line (error_text.shown)."""
+        return "" if error is None else shown(error, details=self.details)
 
     def started(self, task: str, ctx: dict[str, Any]) -> StartedRun:
         counts = self.metrics.task(self.queue, task)
@@ -128,7 +124,7 @@ class JobObserver:
                 "job failed after %.3fs (%s: %s); %s",
                 duration,
                 fields["error_type"],
-                describe(error) if error is not None else "",
+                self.describe(error),
                 outcome.detail,
                 extra=fields,
             )
@@ -138,7 +134,7 @@ class JobObserver:
                 "job dead-lettered after %.3fs (%s: %s); %s",
                 duration,
                 fields["error_type"],
-                describe(error) if error is not None else "",
+                self.describe(error),
                 outcome.detail,
                 extra=fields,
             )
