@@ -23,6 +23,7 @@ from workers.error_text import own_words, shown
 from workers.errors import PermanentError, PostroomError
 from workers.events.errors import EventDefinitionError, UnknownEventError
 from workers.events.model import DomainEvent
+from workers.observe.masking import masked_text
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class EventHandlers:
                     event.type,
                     event.id,
                     type(exc).__name__,
-                    shown(exc, details=context.error_details),
+                    masked_text(shown(exc, details=context.error_details), event.to_json()),
                 )
                 failures[name] = exc
             else:

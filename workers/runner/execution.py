@@ -83,7 +83,7 @@ class JobExecution:
         stored = kwargs if stored is None else stored
         if name == UNDELIVERABLE_TASK:
             # Counted under the internal task's name: the stored one may be anything at all.
-            started = self.observer.started(UNDELIVERABLE_TASK, ctx)
+            started = self.observer.started(UNDELIVERABLE_TASK, ctx, kwargs.get("payload"))
             outcome = self._undeliverable(ctx, **kwargs)
         else:
             task, policy = self.tasks[name]
@@ -103,7 +103,7 @@ class JobExecution:
             )
             member = f"{keys.tag}:{ctx['job_id']}"  # the job, in the limits' held slots
             ctx["throttle"] = self.throttle.bind(ctx["redis"], member, policy.timeout)
-            started = self.observer.started(name, ctx)
+            started = self.observer.started(name, ctx, kwargs)
             outcome = await self._run(task, policy, ctx, kwargs, stored, keys)
         self.observer.ended(started, ctx, outcome)
         return outcome
@@ -150,7 +150,7 @@ class JobExecution:
         except RateDeferral as exc:
             return deferred(exc.delay_s, f"rate limit {exc.name!r}: waiting for its start slot")
         except RateLimited as exc:
-            return await self._provider_limited(task, ctx, stored, keys, exc)
+            return await self._provider_limited(task, ctx, (kwargs, stored), keys, exc)
         except Exception as exc:
             if isinstance(exc, TimeoutError):
                 exc = own_words(
@@ -174,13 +174,15 @@ class JobExecution:
         self,
         task: Task[Any, Any],
         ctx: dict[str, Any],
-        stored: Any,
+        payload: tuple[dict[str, Any], Any],
         keys: QueueKeys,
         exc: RateLimited,
     ) -> RunOutcome:
         """The provider said "too many requests": defer the job by its Retry-After, spending
         no try, at most POSTROOM_MAX_RATE_LIMITED times (counted in Redis, so across workers;
-        FINISH drops the count when the job ends); then it is dead-lettered as rate-limited."""
+        FINISH drops the count when the job ends); then it is dead-lettered as rate-limited.
+        `payload`: the job's arguments, opened and as stored."""
+        kwargs, stored = payload
         settings = self.runtime.settings
         counter = keys.rate_limited(ctx["job_id"])
         try:
@@ -203,7 +205,8 @@ class JobExecution:
             own_words(error, limited.format(shown(exc, details=False)))
             return self._dead_letter(ctx, task.name, stored, "rate-limited", error)
         delay = min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER_S)
-        why = f"{self.observer.describe(exc)} ({times}/{settings.max_rate_limited} deferrals)"
+        said = self.observer.describe(exc, kwargs)
+        why = f"{said} ({times}/{settings.max_rate_limited} deferrals)"
         return deferred(delay, why, exc)
 
     def _stopped(self, ctx: dict[str, Any]) -> RunOutcome:

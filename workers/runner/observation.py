@@ -18,6 +18,7 @@ from typing import Any
 
 from config.queues import QueueName
 from workers.error_text import shown
+from workers.observe.masking import masked_text
 from workers.observe.metrics import JobCounts
 from workers.runtime import Runtime
 from workers.store.outcome import RunOutcome
@@ -41,6 +42,7 @@ class StartedRun:
     counts: JobCounts
     task: str
     started: float
+    payload: Any = None  # its arguments: what masking hides is kept out of its error's text
 
 
 class JobObserver:
@@ -62,18 +64,21 @@ class JobObserver:
             "job_try": ctx["job_try"],
         }
 
-    def describe(self, error: BaseException | None) -> str:
-        """An error's message for a log line (error_text.shown)."""
-        return "" if error is None else shown(error, details=self.details)
+    def describe(self, error: BaseException | None, payload: Any = None) -> str:
+        """An error's message for a log line (error_text.shown), without what masking hides
+        of the job's `payload` (masking.masked_text)."""
+        if error is None:
+            return ""
+        return masked_text(shown(error, details=self.details), payload)
 
-    def started(self, task: str, ctx: dict[str, Any]) -> StartedRun:
+    def started(self, task: str, ctx: dict[str, Any], payload: Any = None) -> StartedRun:
         counts = self.metrics.task(self.queue, task)
         counts.started += 1
         counts.latency.observe(max(time.time() - due_ms(ctx["score"]) / 1000, 0.0))
         self.gauges.in_flight += 1
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("job started", extra=self.fields(task, ctx))
-        return StartedRun(counts, task, time.perf_counter())
+        return StartedRun(counts, task, time.perf_counter(), payload)
 
     def ended(self, run: StartedRun, ctx: dict[str, Any], outcome: RunOutcome) -> None:
         """Count and log a run's end."""
@@ -124,7 +129,7 @@ class JobObserver:
                 "job failed after %.3fs (%s: %s); %s",
                 duration,
                 fields["error_type"],
-                self.describe(error),
+                self.describe(error, run.payload),
                 outcome.detail,
                 extra=fields,
             )
@@ -134,7 +139,7 @@ class JobObserver:
                 "job dead-lettered after %.3fs (%s: %s); %s",
                 duration,
                 fields["error_type"],
-                self.describe(error),
+                self.describe(error, run.payload),
                 outcome.detail,
                 extra=fields,
             )

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from config.settings import PostroomSettings
 from workers.client import PostroomClient
 from workers.error_text import shown
+from workers.observe.masking import masked_text
 from workers.events.envelope import CONTENT_TYPE, MalformedEvent, decode
 from workers.events.handlers import (
     EventContext,
@@ -293,13 +294,13 @@ class EventConsumer:
                     ):
                         await self.registry.run(event, self.log, self.context)
         except EventHandlersRejected as exc:
-            error = shown(exc, details=self.details)
+            error = masked_text(shown(exc, details=self.details), event.to_json())
             logger.error("event %s %s dead-lettered: %s", event.type, event.id, error)
             await self._dead_letter(message, REJECTED, error, attempt, event.id)
         except (EventHandlersFailed, TimeoutError) as exc:
             error = f"the handlers took longer than {self.policy.timeout:g}s"
             if str(exc):
-                error = shown(exc, details=self.details)
+                error = masked_text(shown(exc, details=self.details), event.to_json())
             if attempt >= self.policy.max_tries:
                 logger.error(
                     "event %s %s dead-lettered after %d tries: %s",
