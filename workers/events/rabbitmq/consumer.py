@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from config.settings import PostroomSettings
 from workers.client import PostroomClient
 from workers.error_text import shown
-from workers.observe.masking import masked_text
 from workers.events.envelope import CONTENT_TYPE, MalformedEvent, decode
 from workers.events.handlers import (
     EventContext,
@@ -66,6 +65,7 @@ from workers.events.rabbitmq.topology import (
     declare_group_queue,
     declare_wait_queue,
 )
+from workers.observe.masking import masked_text
 from workers.observe.trace_gate import active_tracing
 from workers.runner.backoff import nominal_delay, retry_delay
 from workers.store.keys import Keys
