@@ -345,3 +345,23 @@ def test_payload_encryption_the_log_error_details_setting_defaults_to_the_safe_c
     assert off.error_details
     monkeypatch.setenv("POSTROOM_LOG_ERROR_DETAILS", "true")
     assert load_settings(redis_url=settings.redis_url).log_error_details is True
+
+
+def test_payload_encryption_a_logged_traceback_gives_a_pydantic_errors_fields_only(
+    markers: Markers,
+) -> None:
+    """A traceback logged with `exc_info` (both formats): no local variables, and a pydantic
+    error anywhere in its chain without the values it refused."""
+    try:
+        try:
+            leaky.Reading.model_validate({"count": markers.content, "phone": "+1"})
+        except ValueError as exc:
+            raise RuntimeError("the reading failed") from exc
+    except RuntimeError:
+        record = logging.LogRecord(
+            "workers.test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+        )
+    for formatter in (PlainFormatter(), JsonFormatter()):
+        text = formatter.format(record)
+        assert "count: Input should be a valid integer" in text and "RuntimeError" in text
+        assert markers.found(text) == [] and "input_value" not in text
