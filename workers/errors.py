@@ -32,8 +32,12 @@ class PayloadValidationError(PostroomError, ValueError):
     def __init__(self, task: str, errors: list[tuple[str, str]]) -> None:
         self.task = task
         self.errors = errors
+        super().__init__(self._text(task, errors))
+
+    @staticmethod
+    def _text(task: str, errors: list[tuple[str, str]]) -> str:
         detail = "; ".join(f"{field}: {message}" for field, message in errors)
-        super().__init__(f"invalid payload for task {task!r}: {detail}")
+        return f"invalid payload for task {task!r}: {detail}"
 
     @classmethod
     def of(cls, task: str, error: ValidationError, prefix: str = "") -> PayloadValidationError:
@@ -41,7 +45,7 @@ class PayloadValidationError(PostroomError, ValueError):
         its fields and the reasons pydantic words from the schema (error_text.py)."""
         invalid = cls(task, problems(error, prefix=prefix, empty="<payload>"))
         safe = problems(error, prefix=prefix, empty="<payload>", quoting=False)
-        return own_words(invalid, str(cls(task, safe)))
+        return own_words(invalid, cls._text(task, safe))
 
     @property
     def fields(self) -> list[str]:
