@@ -31,7 +31,6 @@ from tasks.notify.errors import (
 )
 from tasks.notify.templates import RenderedMessage
 from workers import client_span
-from workers.error_text import shown
 
 REPLY_LIMIT = 200
 
@@ -151,7 +150,7 @@ class EmailChannel(Channel):
                     await smtp.send_message(email, sender=sender, recipients=[address])
             except (aiosmtplib.SMTPException, OSError) as exc:
                 error = self._classify(self.provider, exc)
-                logger.info("%s", shown(error, details=False))  # the job's line may add more
+                logger.info("%s", error.said)  # the job's line may add the server's reply
                 raise error from exc
             finally:
                 await _closed(smtp.connection, settings.timeout)

@@ -9,8 +9,7 @@ out where the payloads are sealed.
 from __future__ import annotations
 
 from config.errors import PostroomError
-from workers import PermanentError, RateLimited
-from workers.error_text import own_words
+from workers import PermanentError, RateLimited, own_words
 
 
 class ChannelNotConfigured(PermanentError):
@@ -30,11 +29,11 @@ class ProviderError(PostroomError):
         self.channel = channel
         self.provider = provider
         self.status = status
-        said = f"{channel} provider {provider}: {detail}"
-        super().__init__(f"{said} {reply}" if reply else said)
-        # The provider's own `reply` may quote the message (a recipient's address): a log
-        # line leaves it out where the payloads are sealed (workers/error_text.py).
-        own_words(self, said)
+        # The provider's own `reply` may quote the message (a recipient's address): `said`
+        # leaves it out, and so does a log line where the payloads are sealed (own_words).
+        self.said = f"{channel} provider {provider}: {detail}"
+        super().__init__(f"{self.said} {reply}" if reply else self.said)
+        own_words(self, self.said)
 
 
 class ProviderRejected(ProviderError, PermanentError):
