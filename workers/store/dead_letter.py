@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -12,6 +11,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from config.queues import QueueName
+from workers.error_text import message, traceback_text
 from workers.store.enqueue import NewJob, enqueue_call
 from workers.store.indexed_delete import delete_indexed
 from workers.store.job_record import malformed_payload
@@ -151,12 +151,16 @@ def why(letter: DeadLetter) -> str:
 
 
 def try_error(attempt: int, exc: BaseException) -> TryError:
-    text = "".join(traceback.format_exception(exc))
+    text = traceback_text(exc)
     if len(text) > TRACEBACK_LIMIT:
         half = TRACEBACK_LIMIT // 2
         text = f"{text[:half]}\n... cut ...\n{text[-half:]}"
     return TryError(
-        attempt=attempt, type=type(exc).__name__, message=str(exc), traceback=text, at=time.time()
+        attempt=attempt,
+        type=type(exc).__name__,
+        message=message(exc),
+        traceback=text,
+        at=time.time(),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from arq.connections import ArqRedis
 from arq.jobs import JobResult, SerializationError, deserialize_result
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from config.queues import QueueName
 from workers.store.dead_letter import opened_error, problem_of, read_dead_letter
@@ -53,6 +53,8 @@ class JobInfo(BaseModel):
     progress: Progress | None = None
     result: Any = None
     error: str | None = None
+    # A failed job's arguments, opened: what the views mask out of its error (masked_job).
+    payload: Any = Field(default=None, exclude=True, repr=False)
     # Why a stored record of the job cannot be read (its job record, result, dead letter or
     # progress); what that record would have told is left unset. A queued job with a
     # malformed job record is dead-lettered as "malformed" when a worker claims it.
@@ -171,6 +173,7 @@ def _job_info(
             progress=progress,
             error=letter.malformed or (last and f"{last.type}: {last.message}"),
             malformed=letter.malformed or unreadable,
+            payload=sealer.shown(letter.payload, job_id, letter.queue, "kwargs") if last else None,
         )
     if result is not None:
         info = _finished(job_id, queue, result, progress, sealer)
@@ -239,6 +242,9 @@ def _finished(
             progress=progress,
             result=stored.result if stored.success else None,
             error=None if stored.success else _error_text(stored.result),
+            payload=None
+            if stored.success
+            else sealer.shown(stored.kwargs, job_id, queue, "kwargs"),
         )
     except _UNREADABLE as exc:
         why = f"malformed result record: {exc.__cause__ or exc}"
