@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from config.settings import PostroomSettings
 from workers.client import PostroomClient
 from workers.events.envelope import CONTENT_TYPE, MalformedEvent, decode
+from workers.events.handled_log import RedisHandledLog
 from workers.events.handlers import (
     EventContext,
     EventHandlers,
@@ -67,38 +69,16 @@ from workers.events.rabbitmq.topology import (
 from workers.observe.trace_gate import active_tracing
 from workers.runner.backoff import nominal_delay, retry_delay
 from workers.store.keys import Keys
-from workers.store.scripts import LuaScript, RedisClient
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 logger = logging.getLogger(__name__)
 
-_MARK = LuaScript.file("mark_handled")
 # An error kept with a dead letter is cut to this many characters.
 MAX_ERROR = 2_000
 # Seconds before a delivery that failed outside its handlers (Redis away) is requeued.
 REQUEUE_PAUSE = 1.0
-
-
-class GroupHandledLog:
-    """Which handlers of one group ran for an event, in Redis; kept as long as a queued
-    event's log, so a dead letter retried within the retention skips what succeeded."""
-
-    def __init__(self, redis: RedisClient, keys: Keys, group: str, ttl_seconds: float) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.group = group
-        self.ttl_seconds = max(int(ttl_seconds), 1)
-
-    async def handled(self, event_id: str) -> set[str]:
-        key = self.keys.event_group_handled(self.group, event_id)
-        members = await self.redis.smembers(key)  # type: ignore[misc]
-        return {member.decode() for member in members}
-
-    async def mark(self, event_id: str, handler: str) -> None:
-        key = self.keys.event_group_handled(self.group, event_id)
-        await _MARK(self.redis, [key], [handler, self.ttl_seconds])
 
 
 def delivery_try(headers: Mapping[str, Any]) -> int:
@@ -131,10 +111,9 @@ class EventConsumer:
         self.names = GroupTopology(settings.event_exchange, group or settings.event_group)
         self.policy = settings.queues[settings.event_queue]
         self.keys = Keys(settings.key_prefix)
-        self.log = GroupHandledLog(
+        self.log = RedisHandledLog(
             client.redis,
-            self.keys,
-            self.names.group,
+            functools.partial(self.keys.event_group_handled, self.names.group),
             settings.keep_result + settings.dead_letter_retention,
         )
         self.claims = EventClaims(client.redis, self.keys, self.names.group, settings.lease_seconds)
