@@ -45,6 +45,6 @@ async def flaky(ctx: JobContext, letter: Letter) -> None:
 async def held(ctx: JobContext, release: str) -> str:
     """Runs until the file `release` exists (another process makes it), touching no Redis:
     the job a worker holds while its credentials are revoked."""
-    while not Path(release).exists():  # noqa: ASYNC110 - the file comes from another process
+    while not await asyncio.to_thread(Path(release).exists):  # noqa: ASYNC110 - another process
         await asyncio.sleep(0.05)
     return "released"

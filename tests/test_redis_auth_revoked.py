@@ -1,28 +1,34 @@
 """Credentials revoked while postroom runs, against a real ACL Redis the tests start: a
 worker logs one error naming the variable, retries for POSTROOM_REDIS_AUTH_GRACE, then exits
 non-zero; the job it held is recovered by a worker whose credentials are good. The client
-raises the same named error at once instead of retrying."""
+raises the same named error at once instead of retrying; the admin API answers 503 with it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 import tests.security_tasks  # noqa: F401 - registers the tasks enqueued here
 from config.errors import ConfigError
+from config.settings import PostroomSettings
 from tests.conftest import ROOT, eventually, running_worker
 from tests.security_tasks import Letter, deliver, held
 from tests.servers.guarded import AclServer
 from tests.test_redis_auth import guarded_settings
 from workers.client import PostroomClient
 from workers.connection.acl_rule import acl_rule
+from workers.ops.admin import create_admin_app
 from workers.store.job_status import JobState
 
+ADMIN_TOKEN = "admin-token-of-the-revocation-test"
 # How each revocation is done on the server, and what the worker's error then says.
 REVOCATIONS = {
     # The user switched off (or its password changed): every new connection is refused.
@@ -32,11 +38,24 @@ REVOCATIONS = {
 }
 
 
-def revoke(server: AclServer, user: str, rule: list[str]) -> None:
-    """Apply `rule` to `user` and drop its connections, as an operator revoking it does."""
+def acl_user(
+    server: AclServer, tmp_path: Path, prefix: str, **extra: Any
+) -> tuple[str, str, PostroomSettings]:
+    """A new user with postroom's ACL rule for `prefix`: its name, password and settings."""
+    user, password = server.add_user(acl_rule(prefix))
+    settings = guarded_settings(
+        server, tmp_path, key_prefix=prefix, redis_username=user, redis_password=password, **extra
+    )
+    return user, password, settings
+
+
+def revoke(server: AclServer, user: str, rule: list[str], *, kill: bool = True) -> None:
+    """Apply `rule` to `user` and (`kill`) drop its connections, as an operator revoking it
+    does; a rule on keys or commands applies to open connections too."""
     with server.client() as admin:
         admin.execute_command("ACL", "SETUSER", user, *rule)
-        admin.execute_command("CLIENT", "KILL", "USER", user)
+        if kill:
+            admin.execute_command("CLIENT", "KILL", "USER", user)
 
 
 @pytest.mark.parametrize("how", sorted(REVOCATIONS))
@@ -47,15 +66,7 @@ async def test_redis_auth_revoked_worker_exits_after_the_grace_and_its_job_is_re
     rule, named = REVOCATIONS[how]
     prefix = f"rev-{uuid.uuid4().hex[:10]}"
     user, password = acl_redis.add_user(acl_rule(prefix))
-    rescuer, rescuer_password = acl_redis.add_user(acl_rule(prefix))
-    good = guarded_settings(
-        acl_redis,
-        tmp_path,
-        key_prefix=prefix,
-        redis_username=rescuer,
-        redis_password=rescuer_password,
-        lease_seconds=2,
-    )
+    *_, good = acl_user(acl_redis, tmp_path, prefix, lease_seconds=2)  # the rescuer
     env = {
         "PATH": "/usr/bin:/bin",
         "REDIS_URL": acl_redis.url(),
@@ -72,8 +83,9 @@ async def test_redis_auth_revoked_worker_exits_after_the_grace_and_its_job_is_re
     log = tmp_path / "worker.log"
     async with await PostroomClient.connect(good) as client:
         with log.open("w") as output:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "workers", "worker", "--queues", "message-delivery"],
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "workers", "worker", "--queues", "message-delivery"),
                 cwd=ROOT,
                 env=env,
                 stdout=output,
@@ -87,11 +99,11 @@ async def test_redis_auth_revoked_worker_exits_after_the_grace_and_its_job_is_re
 
             await eventually(running, "the worker runs the job")
             revoke(acl_redis, user, rule)
-            code = worker.wait(timeout=120)
+            code = await asyncio.wait_for(worker.wait(), timeout=120)  # a bound, not a sleep
         finally:
-            if worker.poll() is None:
+            if worker.returncode is None:
                 worker.kill()
-                worker.wait()
+                await worker.wait()
         text = log.read_text()
         assert code == 2, text
         errors = [line for line in text.splitlines() if "POSTROOM_REDIS_AUTH_GRACE" in line]
@@ -110,16 +122,34 @@ async def test_redis_auth_revoked_worker_exits_after_the_grace_and_its_job_is_re
 async def test_redis_auth_revoked_client_raises_the_named_error_at_once(
     acl_redis: AclServer, tmp_path: Path
 ) -> None:
-    prefix = f"rev-{uuid.uuid4().hex[:10]}"
-    user, password = acl_redis.add_user(acl_rule(prefix))
-    settings = guarded_settings(
-        acl_redis, tmp_path, key_prefix=prefix, redis_username=user, redis_password=password
-    )
+    user, password, settings = acl_user(acl_redis, tmp_path, f"rev-{uuid.uuid4().hex[:10]}")
     async with await PostroomClient.connect(settings) as client:
         await client.enqueue(deliver.call(Letter(messageId="m-1", content="hi")))
         revoke(acl_redis, user, ["off"])
+        # The killed connection is dropped (redis-py raises once on it): the next one logs in.
+        await client.redis.connection_pool.disconnect()
         with pytest.raises(ConfigError) as caught:
             await client.enqueue(deliver.call(Letter(messageId="m-2", content="hi")))
     message = str(caught.value)
     assert message.startswith("REDIS_USERNAME/REDIS_PASSWORD: Redis at redis://127.0.0.1:")
     assert f"refused user {user!r}" in message and password not in message
+
+
+async def test_redis_auth_revoked_admin_api_answers_503_naming_the_variable(
+    acl_redis: AclServer, tmp_path: Path
+) -> None:
+    user, password, settings = acl_user(acl_redis, tmp_path, f"rev-{uuid.uuid4().hex[:10]}")
+    app = create_admin_app(settings=settings, token=ADMIN_TOKEN)
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://admin", headers=headers
+        ) as api:
+            assert (await api.get("/queues")).status_code == 200
+            revoke(acl_redis, user, ["resetkeys"], kill=False)
+            answer = await api.get("/queues")
+    assert answer.status_code == 503
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"REDIS_USERNAME: the ACL user {user!r} of Redis at redis://")
+    assert "No permissions to access a key" in detail and password not in detail

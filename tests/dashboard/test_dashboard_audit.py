@@ -107,7 +107,7 @@ async def test_audit_records_of_a_dashboard_session_in_chromium_are_exact(
     pause = row.get_by_test_id("queue-pause")
     await expect(pause).to_be_disabled()  # tests/dashboard/test_read_only.py: every page
     # The server refuses regardless: the page's own call, made from the console.
-    refused = await page.evaluate(
+    denied = await page.evaluate(
         """async (queue) => (await fetch(`queues/${queue}/pause`, {
             method: "POST",
             headers: {
@@ -117,7 +117,7 @@ async def test_audit_records_of_a_dashboard_session_in_chromium_are_exact(
         })).json()""",
         DELIVERY,
     )
-    assert re.fullmatch(r"the token 'viewer' is read-only.*", refused["detail"])
+    assert re.fullmatch(r"the token 'viewer' is read-only.*", denied["detail"])
     await expect(page.get_by_test_id("dashboard")).to_be_visible()  # still logged in
     await expect(row.get_by_test_id("paused")).to_have_count(0)
 

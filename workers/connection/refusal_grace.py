@@ -20,6 +20,7 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     NoPermissionError,
+    RedisError,
     ResponseError,
 )
 
@@ -34,8 +35,9 @@ logger = logging.getLogger(__name__)
 _REFUSED = re.compile(r"\b(WRONGPASS|NOPERM|NOAUTH)\b|no permissions to ", re.IGNORECASE)
 
 
-class RedisRefused(ConfigError):
-    """Redis kept refusing the credentials or a permission for the whole grace."""
+class RedisRefused(ConfigError, RedisError):
+    """Redis refuses the credentials or a permission: the message names the variable to fix.
+    Still a RedisError, so code that catches those (a web app's 503) keeps doing so."""
 
 
 def refused(exc: BaseException) -> bool:
@@ -55,6 +57,13 @@ def explain(exc: BaseException, settings: PostroomSettings, where: str) -> str:
         f"REDIS_USERNAME: {where} refused user {user!r} a command or key postroom needs "
         f"({exc}): {ACL_HINT}"
     )
+
+
+def named_refusal(
+    exc: BaseException, settings: PostroomSettings, where: str
+) -> RedisRefused | None:
+    """`exc` as the error to raise to a caller (the client, the admin API): named, at once."""
+    return RedisRefused(explain(exc, settings, where)) if refused(exc) else None
 
 
 class RefusalGrace:
