@@ -6,10 +6,12 @@ raises the same named error at once instead of retrying; the admin API answers 5
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,54 @@ def acl_user(
     return user, password, settings
 
 
+def worker_env(
+    server: AclServer, prefix: str, user: str, password: str, data: Path
+) -> dict[str, str]:
+    """A `postroom worker` process's environment: `user`'s credentials, a 3 s grace."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "REDIS_URL": server.url(),
+        "REDIS_USERNAME": user,
+        "REDIS_PASSWORD": password,
+        "POSTROOM_KEY_PREFIX": prefix,
+        "POSTROOM_TASK_MODULES": "tests.security_tasks",
+        "POSTROOM_DATA_DIR": str(data),
+        "POSTROOM_LEASE_SECONDS": "2",
+        "POSTROOM_SHUTDOWN_GRACE": "1",
+        "POSTROOM_REDIS_AUTH_GRACE": "3",
+    }
+
+
+@contextlib.asynccontextmanager
+async def postroom_process(
+    env: dict[str, str], log: Path, *args: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m workers ARGS`, its output in `log`; killed if it still runs at the end."""
+    with log.open("w") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "workers", *args),
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def exit_after_revoking(
+    process: asyncio.subprocess.Process, server: AclServer, user: str, rule: list[str]
+) -> int:
+    """Revoke `user` (`rule`) under the running `process`; its exit code."""
+    revoke(server, user, rule)
+    return await asyncio.wait_for(process.wait(), timeout=120)  # a bound, not a sleep
+
+
 def revoke(server: AclServer, user: str, rule: list[str], *, kill: bool = True) -> None:
     """Apply `rule` to `user` and (`kill`) drop its connections, as an operator revoking it
     does; a rule on keys or commands applies to open connections too."""
@@ -67,43 +117,18 @@ async def test_redis_auth_revoked_worker_exits_after_the_grace_and_its_job_is_re
     prefix = f"rev-{uuid.uuid4().hex[:10]}"
     user, password = acl_redis.add_user(acl_rule(prefix))
     *_, good = acl_user(acl_redis, tmp_path, prefix, lease_seconds=2)  # the rescuer
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "REDIS_URL": acl_redis.url(),
-        "REDIS_USERNAME": user,
-        "REDIS_PASSWORD": password,
-        "POSTROOM_KEY_PREFIX": prefix,
-        "POSTROOM_TASK_MODULES": "tests.security_tasks",
-        "POSTROOM_DATA_DIR": str(tmp_path / "revoked"),
-        "POSTROOM_LEASE_SECONDS": "2",
-        "POSTROOM_SHUTDOWN_GRACE": "1",
-        "POSTROOM_REDIS_AUTH_GRACE": "3",
-    }
+    env = worker_env(acl_redis, prefix, user, password, tmp_path / "revoked")
     release = tmp_path / "release"
     log = tmp_path / "worker.log"
     async with await PostroomClient.connect(good) as client:
-        with log.open("w") as output:
-            worker = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "workers", "worker", "--queues", "message-delivery"),
-                cwd=ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        try:
+        async with postroom_process(env, log, "worker", "--queues", "message-delivery") as worker:
             job = await client.enqueue(held.call(str(release)))
 
             async def running() -> bool:
                 return await job.status() == JobState.RUNNING
 
             await eventually(running, "the worker runs the job")
-            revoke(acl_redis, user, rule)
-            code = await asyncio.wait_for(worker.wait(), timeout=120)  # a bound, not a sleep
-        finally:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
+            code = await exit_after_revoking(worker, acl_redis, user, rule)
         text = log.read_text()
         assert code == 2, text
         errors = [line for line in text.splitlines() if "POSTROOM_REDIS_AUTH_GRACE" in line]
@@ -117,6 +142,29 @@ async def test_redis_auth_revoked_worker_exits_after_the_grace_and_its_job_is_re
             assert await job.result(timeout=60) == "released"
     # Its lease lapsed (the revoked worker could neither renew nor put it back): recovered.
     assert "job recovered from the unfinished run" in caplog.text
+
+
+async def test_redis_auth_revoked_process_pool_stops_instead_of_restarting_its_children(
+    acl_redis: AclServer, tmp_path: Path
+) -> None:
+    """`--processes 2`: a child that exits for a setting to fix is not restarted (it would
+    be refused again); the pool stops the others and exits 2 for the orchestrator."""
+    prefix = f"rev-{uuid.uuid4().hex[:10]}"
+    user, password = acl_redis.add_user(acl_rule(prefix))
+    env = worker_env(acl_redis, prefix, user, password, tmp_path)
+    log = tmp_path / "pool.log"
+    args = ("worker", "--processes", "2", "--queues", "message-delivery")
+    async with postroom_process(env, log, *args) as pool:
+
+        async def serving() -> bool:
+            return log.read_text().count("worker started") == 2
+
+        await eventually(serving, "both worker processes serve")
+        code = await exit_after_revoking(pool, acl_redis, user, ["off"])
+    text = log.read_text()
+    assert code == 2, text
+    assert "stopping every worker process" in text
+    assert "restarting in" not in text and password not in text
 
 
 async def test_redis_auth_revoked_client_raises_the_named_error_at_once(

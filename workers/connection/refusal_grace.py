@@ -67,7 +67,13 @@ def named_refusal(
 
 
 class RefusalGrace:
-    """Counts how long Redis has refused this process; `check` raises once it is too long."""
+    """Counts how long Redis has refused this process; `check` raises once it is too long.
+
+    A run of refusals ends only after a whole grace without one: with a password changed on
+    the server, connections opened before still work while each new one is refused, so a
+    success says little, and a worker in that state would be stopped at its next reconnect
+    anyway.
+    """
 
     def __init__(
         self,
@@ -79,31 +85,27 @@ class RefusalGrace:
         self.where = where
         self.grace = settings.redis_auth_grace
         self.clock = clock
-        # When the current run of refusals began (None: Redis accepts us).
-        self.since: float | None = None
+        # The first and the latest refusal of the current run (None: none lately).
+        self.first: float | None = None
+        self.latest: float | None = None
 
     def check(self, exc: BaseException) -> bool:
         """False for an error that is not a refusal; True for one within the grace (the
-        first one is logged); raises `RedisRefused` once the grace is over."""
+        first of a run is logged); raises `RedisRefused` once the grace is over."""
         if not refused(exc):
             return False
         now = self.clock()
         message = explain(exc, self.settings, self.where)
-        if self.since is None:
-            self.since = now
+        if self.first is None or self.latest is None or now - self.latest > self.grace:
+            self.first = now
             logger.error(
                 "%s; retrying for %gs (POSTROOM_REDIS_AUTH_GRACE), then stopping",
                 message,
                 self.grace,
             )
-        if now - self.since >= self.grace:
+        self.latest = now
+        if now - self.first >= self.grace:
             raise RedisRefused(
                 f"{message}; still refused after {self.grace:g}s (POSTROOM_REDIS_AUTH_GRACE)"
             ) from None
         return True
-
-    def accepted(self) -> None:
-        """Redis answered: a refusal seen before has mended (the rollout finished)."""
-        if self.since is not None:
-            logger.warning("%s accepts the credentials again", self.where)
-            self.since = None

@@ -263,7 +263,6 @@ class Supervisor:
                     worker.redis_lost()
                 else:
                     if worker.connected:
-                        self.refusals.accepted()
                         self.runtime.metrics.queue(queue).heartbeat.set_to_current_time()
             await self._observe_depths(served)
             pools = [w.pool for w in served.values() if w.connected]
