@@ -20,6 +20,7 @@ let stats = new Map(); // queue name -> its last QueueStats
 // Whether the session's token may change things (GET session); a read-only one may not, so
 // every change control is disabled. The API refuses its changes whatever the page shows.
 let mayChange = false;
+let sessionKnown = false; // GET session answered (else it is asked again at each refresh)
 const READ_ONLY_TIP = "read-only token: changes need an operator token";
 // Tabs whose count a queue's numbers give exactly.
 // A job in one of these states can still be cancelled.
@@ -577,6 +578,8 @@ async function refresh() {
   $("dashboard").hidden = onAudit;
   $("audit").hidden = !onAudit;
   try {
+    // The controls stay disabled until the session's role is known.
+    if (!sessionKnown && !(await showSession())) return; // refused: logged out
     if (onAudit) await loadAudit();
     else await loadQueuesPage();
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -613,6 +616,7 @@ async function showSession() {
   try {
     const who = await api("GET", "session");
     mayChange = who.may_change === true;
+    sessionKnown = true;
     guardAll();
     $("whoami").textContent = `${who.name} (${who.role})`;
     $("whoami").hidden = false;
@@ -626,6 +630,7 @@ async function showSession() {
 function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   mayChange = false;
+  sessionKnown = false;
   guardAll();
   if (polling !== null) clearInterval(polling);
   polling = null;
