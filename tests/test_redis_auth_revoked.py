@@ -1,7 +1,8 @@
 """Credentials revoked while postroom runs, against a real ACL Redis the tests start: a
 worker logs one error naming the variable, retries for POSTROOM_REDIS_AUTH_GRACE, then exits
 non-zero; the job it held is recovered by a worker whose credentials are good. The client
-raises the same named error at once instead of retrying; the admin API answers 503 with it."""
+raises the same named error at once instead of retrying; the admin API answers 503 with it;
+a RabbitMQ event consumer stops after the grace and leaves its event to a good one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -22,15 +23,33 @@ import tests.security_tasks  # noqa: F401 - registers the tasks enqueued here
 from config.errors import ConfigError
 from config.settings import PostroomSettings
 from tests.conftest import ROOT, eventually, running_worker
+from tests.events.rabbitmq_support import consuming_here, rabbit_settings
 from tests.security_tasks import Letter, deliver, held
 from tests.servers.guarded import AclServer
+from tests.servers.rabbitmq import Broker
 from tests.test_redis_auth import guarded_settings
 from workers.client import PostroomClient
 from workers.connection.acl_rule import acl_rule
+from workers.connection.refusal_grace import RedisRefused
+from workers.events import DomainEvent, EventHandlers, RabbitMQEventBus
+from workers.events.rabbitmq.consumer import EventConsumer
 from workers.ops.admin import create_admin_app
 from workers.store.job_status import JobState
 
 ADMIN_TOKEN = "admin-token-of-the-revocation-test"
+events = EventHandlers()
+handled: set[str] = set()
+
+
+class Revoked(DomainEvent):
+    type: Literal["tests.revoked.noted"] = "tests.revoked.noted"
+
+
+@events.on(Revoked)
+async def note(event: Revoked) -> None:
+    handled.add(event.id)
+
+
 # How each revocation is done on the server, and what the worker's error then says.
 REVOCATIONS = {
     # The user switched off (or its password changed): every new connection is refused.
@@ -201,3 +220,43 @@ async def test_redis_auth_revoked_admin_api_answers_503_naming_the_variable(
     detail = answer.json()["detail"]
     assert detail.startswith(f"REDIS_USERNAME: the ACL user {user!r} of Redis at redis://")
     assert "No permissions to access a key" in detail and password not in detail
+
+
+async def test_redis_auth_revoked_event_consumer_stops_after_the_grace_and_leaves_the_event(
+    acl_redis: AclServer, rabbitmq: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    prefix = f"rev-{uuid.uuid4().hex[:10]}"
+    user, password, settings = acl_user(acl_redis, tmp_path, prefix)
+    *_, good = acl_user(acl_redis, tmp_path, prefix)
+    rabbit = rabbit_settings(
+        settings, rabbitmq, redis_username=user, redis_password=password, redis_auth_grace=2
+    )
+    credentials = {"redis_username": good.redis_username, "redis_password": good.redis_password}
+    rescuing = rabbit.model_copy(update=credentials)
+    bus = RabbitMQEventBus(rabbitmq.url, rabbit.event_exchange)
+    event = Revoked()
+    try:
+        async with await PostroomClient.connect(rabbit) as client:
+            consumer = EventConsumer(rabbit, client, events, group="revoked")
+            run = asyncio.create_task(consumer.run())
+            await asyncio.wait_for(consumer.ready.wait(), timeout=60)
+            revoke(acl_redis, user, ["resetkeys"], kill=False)
+            await bus.publish(event)
+            with pytest.raises(RedisRefused) as caught:
+                await asyncio.wait_for(run, timeout=120)  # a bound, not a sleep
+        assert str(caught.value).startswith(f"REDIS_USERNAME: the ACL user {user!r} of Redis at")
+        assert "still refused after 2s" in str(caught.value)
+        assert len([m for m in caplog.messages if "retrying for 2s" in m]) == 1
+        assert event.id not in handled
+        async with (
+            await PostroomClient.connect(rescuing) as client,
+            consuming_here(rescuing, client, events, "revoked"),
+        ):
+
+            async def noted() -> bool:
+                return event.id in handled
+
+            await eventually(noted, "a consumer with good credentials handles the event")
+    finally:
+        await bus.close()

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from config.settings import PostroomSettings
-from workers.client import PostroomClient
+from workers.client import PostroomClient, redis_named
+from workers.connection.refusal_grace import RedisRefused, RefusalGrace
 from workers.events.envelope import CONTENT_TYPE, MalformedEvent, decode
 from workers.events.handled_log import RedisHandledLog
 from workers.events.handlers import (
@@ -127,6 +128,10 @@ class EventConsumer:
         self._wait_queues: set[int] = set()
         self._channel: AbstractChannel | None = None
         self.ready = asyncio.Event()
+        # Redis refusing the credentials (revoked while running): retried for the grace,
+        # then the consumer stops and `run()` raises it (exit 2).
+        self.refusals = RefusalGrace(settings, redis_named(settings))
+        self.refused: RedisRefused | None = None
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """First call: drain; a second one: cancel what runs without waiting."""
@@ -167,6 +172,8 @@ class EventConsumer:
             await self._drain(queue, tag)
         finally:
             await connection.close()
+        if self.refused is not None:
+            raise self.refused
 
     async def _drain(self, queue: AbstractQueue, tag: str) -> None:
         from workers.events.rabbitmq.publisher import transient_errors
@@ -213,7 +220,9 @@ class EventConsumer:
         except Exception as exc:
             # Not the handlers (their errors are retried above) but what they stand on: Redis
             # (the handled log) away, say. Give it back a moment later, not at once in a loop.
-            logger.error(
+            # A refusal by Redis is logged once, by the grace.
+            log = logger.debug if self._note_refusal(exc) else logger.error
+            log(
                 "event message %s not handled (%s: %s); requeued in %gs",
                 message.message_id,
                 type(exc).__name__,
@@ -223,6 +232,17 @@ class EventConsumer:
             await asyncio.sleep(REQUEUE_PAUSE)
             with contextlib.suppress(*transient_errors()):
                 await message.nack(requeue=True)
+
+    def _note_refusal(self, exc: BaseException) -> bool:
+        """Whether `exc` is Redis refusing us; once that outlasts the grace, stop (run()
+        raises it)."""
+        try:
+            return self.refusals.check(exc)
+        except RedisRefused as refused:
+            if self.refused is None:
+                self.refused = refused
+                self.stop()
+            return True
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         headers = dict(message.headers or {})
