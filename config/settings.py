@@ -162,6 +162,10 @@ class PostroomSettings(BaseSettings):
     # unset, on when `encryption.keys` are configured; true or false overrides (true needs
     # keys or an explicit key file, which every process must share).
     payload_encryption: bool | None = None
+    # Whether log lines, spans and event dead letters carry the text of a task's or handler's
+    # exception, which may quote its payload (workers/error_text.py): unset, only when
+    # payloads are not sealed. The try error kept with the job has it either way.
+    log_error_details: bool | None = None
     push: PushSettings = PushSettings()
     sms: SmsSettings = SmsSettings()
     smtp: SmtpSettings = SmtpSettings()
@@ -316,6 +320,15 @@ class PostroomSettings(BaseSettings):
         if self.event_transport is not None:
             return self.event_transport
         return "queued" if self.use_queue_event_bus else "memory"
+
+    @property
+    def error_details(self) -> bool:
+        """Whether exceptions' own text may be logged (`log_error_details`): unset, when
+        payloads are not sealed, as sealing.PayloadSealer.of_settings decides."""
+        if self.log_error_details is not None:
+            return self.log_error_details
+        configured = bool(self.encryption.keys) or self.encryption.key_file is not None
+        return not (configured if self.payload_encryption is None else self.payload_encryption)
 
     @field_validator("admin_tokens", mode="before")
     @classmethod

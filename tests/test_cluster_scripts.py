@@ -152,7 +152,6 @@ async def claim(redis: RedisCluster, keys: QueueKeys, want: int) -> list[tuple[s
         want,
         1000,
         30_000,
-        keys.lease(""),
         keys.job(""),
         keys.tries(""),
         keys.running(""),
@@ -217,8 +216,7 @@ async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None
     await accepted("_REPORT", report(percentage=50, step="half"))
     assert await redis.exists(keys.progress("a"))
 
-    renew_args: list[Any] = [int(time.time() * 1000), 30_000]
-    renew_args += [keys.running(""), keys.lease(""), keys.recoveries("")]
+    renew_args: list[Any] = [30_000, keys.running(""), keys.recoveries("")]
     for job_id, token in tokens.items():
         renew_args += [token, job_id]
     assert await accepted("RENEW", RENEW(redis, [keys.active], renew_args)) == []
@@ -250,10 +248,10 @@ async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None
 
     letters = DeadLetterStore(redis, Keys(prefix), 3600)
     # Refused while a worker still holds the dying run; the letter stays.
-    await redis.set(keys.lease("c"), "other-worker")
+    await redis.zadd(keys.active, {"c": time.time() * 1000 + 60_000})  # a live lease
     assert not await accepted("DeadLetterStore.retry", letters.retry("c", queue))
     assert await redis.exists(keys.dead_record("c"))
-    await redis.delete(keys.lease("c"))
+    await redis.zrem(keys.active, "c")
     assert await accepted("DeadLetterStore.retry", letters.retry("c", queue))
     assert await redis.zscore(keys.queue, "c") is not None
     assert not await redis.exists(keys.dead_record("c"), keys.result("c"), keys.tries("c"))

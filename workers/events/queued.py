@@ -54,10 +54,7 @@ async def dispatch_event(ctx: JobContext, event: dict[str, Any]) -> EventHandled
     try:
         decoded = event_class.model_validate(event)
     except ValidationError as exc:
-        errors = [
-            ("event." + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
-        ]
-        raise PayloadValidationError(ctx["task"], errors) from exc
+        raise PayloadValidationError.of(ctx["task"], exc, prefix="event.") from exc
     settings = ctx["settings"]
     log = RedisHandledLog(
         ctx["redis"],

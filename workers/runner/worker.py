@@ -398,7 +398,6 @@ class QueueWorker:
             count,
             self.read_limit,
             int(self.lease_s * 1000),
-            keys.lease(""),
             keys.job(""),
             keys.tries(""),
             keys.running(""),
@@ -554,14 +553,7 @@ class QueueWorker:
         lost: list[str] = []
         for partition, runs in by_partition.items():
             keys = self.parts[partition].keys
-            args: list[str | int] = [
-                timestamp_ms(),
-                lease_ms,
-                keys.running(""),
-                keys.lease(""),
-                keys.recoveries(""),
-                *runs,
-            ]
+            args: list[str | int] = [lease_ms, keys.running(""), keys.recoveries(""), *runs]
             lost += [job_id.decode() for job_id in await RENEW(self.pool, (keys.active,), args)]
         return lost
 

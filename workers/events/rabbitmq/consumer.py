@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from config.settings import PostroomSettings
 from workers.client import PostroomClient, redis_named
 from workers.connection.refusal_grace import RedisRefused, RefusalGrace
+from workers.error_text import shown
 from workers.events.envelope import CONTENT_TYPE, MalformedEvent, decode
 from workers.events.handled_log import RedisHandledLog
 from workers.events.handlers import (
@@ -67,6 +68,7 @@ from workers.events.rabbitmq.topology import (
     declare_group_queue,
     declare_wait_queue,
 )
+from workers.observe.masking import masked_text
 from workers.observe.trace_gate import active_tracing
 from workers.runner.backoff import nominal_delay, retry_delay
 from workers.store.keys import Keys
@@ -108,6 +110,7 @@ class EventConsumer:
             raise ValueError("the RabbitMQ consumer needs RABBITMQ_URL")
         self.settings = settings
         self.client = client
+        self.details = settings.error_details  # a handler's text in logs and letters
         self.registry = registry
         self.names = GroupTopology(settings.event_exchange, group or settings.event_group)
         self.policy = settings.queues[settings.event_queue]
@@ -250,13 +253,14 @@ class EventConsumer:
         try:
             event = decode(message.body, self.registry)
         except MalformedEvent as exc:
+            error = shown(exc, details=self.details)
             logger.error(
                 "malformed event message %s (%s) dead-lettered: %s",
                 message.message_id,
                 exc.reason,
-                exc,
+                error,
             )
-            await self._dead_letter(message, exc.reason, str(exc), attempt, None)
+            await self._dead_letter(message, exc.reason, error, attempt, None)
             await message.ack()
             return
         async with self.claims.claim(event.id) as claimed:
@@ -289,10 +293,13 @@ class EventConsumer:
                     ):
                         await self.registry.run(event, self.log, self.context)
         except EventHandlersRejected as exc:
-            logger.error("event %s %s dead-lettered: %s", event.type, event.id, exc)
-            await self._dead_letter(message, REJECTED, str(exc), attempt, event.id)
+            error = masked_text(shown(exc, details=self.details), event.to_json())
+            logger.error("event %s %s dead-lettered: %s", event.type, event.id, error)
+            await self._dead_letter(message, REJECTED, error, attempt, event.id)
         except (EventHandlersFailed, TimeoutError) as exc:
-            error = str(exc) or f"the handlers took longer than {self.policy.timeout:g}s"
+            error = f"the handlers took longer than {self.policy.timeout:g}s"
+            if str(exc):
+                error = masked_text(shown(exc, details=self.details), event.to_json())
             if attempt >= self.policy.max_tries:
                 logger.error(
                     "event %s %s dead-lettered after %d tries: %s",
