@@ -94,6 +94,9 @@ class PostroomSettings(BaseSettings):
     # Redis Sentinel (workers/connection/connections.py): the sentinels' addresses,
     # `host:port` comma separated, and the service they watch. REDIS_USERNAME/REDIS_PASSWORD/
     # REDIS_DB are the data nodes'; the sentinels may have credentials of their own.
+    # Seconds a running worker keeps retrying once Redis refuses its credentials or an ACL
+    # permission (a password or rule being rolled out), before it exits non-zero.
+    redis_auth_grace: float = Field(default=60.0, ge=0)
     redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
     redis_sentinel_username: str | None = None
