@@ -94,6 +94,9 @@ class PostroomSettings(BaseSettings):
     # Redis Sentinel (workers/connection/connections.py): the sentinels' addresses,
     # `host:port` comma separated, and the service they watch. REDIS_USERNAME/REDIS_PASSWORD/
     # REDIS_DB are the data nodes'; the sentinels may have credentials of their own.
+    # Seconds a running worker keeps retrying once Redis refuses its credentials or an ACL
+    # permission (a password or rule being rolled out), before it exits non-zero.
+    redis_auth_grace: float = Field(default=60.0, ge=0)
     redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
     redis_sentinel_username: str | None = None
@@ -159,6 +162,10 @@ class PostroomSettings(BaseSettings):
     # unset, on when `encryption.keys` are configured; true or false overrides (true needs
     # keys or an explicit key file, which every process must share).
     payload_encryption: bool | None = None
+    # Whether log lines, spans and event dead letters carry the text of a task's or handler's
+    # exception, which may quote its payload (workers/error_text.py): unset, only when
+    # payloads are not sealed. The try error kept with the job has it either way.
+    log_error_details: bool | None = None
     push: PushSettings = PushSettings()
     sms: SmsSettings = SmsSettings()
     smtp: SmtpSettings = SmtpSettings()
@@ -313,6 +320,15 @@ class PostroomSettings(BaseSettings):
         if self.event_transport is not None:
             return self.event_transport
         return "queued" if self.use_queue_event_bus else "memory"
+
+    @property
+    def error_details(self) -> bool:
+        """Whether exceptions' own text may be logged (`log_error_details`): unset, when
+        payloads are not sealed, as sealing.PayloadSealer.of_settings decides."""
+        if self.log_error_details is not None:
+            return self.log_error_details
+        configured = bool(self.encryption.keys) or self.encryption.key_file is not None
+        return not (configured if self.payload_encryption is None else self.payload_encryption)
 
     @field_validator("admin_tokens", mode="before")
     @classmethod

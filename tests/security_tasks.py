@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 from config.queues import BackoffPolicy, QueueName
@@ -36,3 +39,12 @@ async def flaky(ctx: JobContext, letter: Letter) -> None:
     at = f" at {letter.callback_url}" if letter.callback_url else ""
     # An HTTP client's error quotes the URL it called, password and all.
     raise RuntimeError(f"provider answered 503 for message {letter.message_id}{at}")
+
+
+@task(queue=QueueName.DELIVERY, name="tests.security.held", max_tries=3)
+async def held(ctx: JobContext, release: str) -> str:
+    """Runs until the file `release` exists (another process makes it), touching no Redis:
+    the job a worker holds while its credentials are revoked."""
+    while not await asyncio.to_thread(Path(release).exists):  # noqa: ASYNC110 - another process
+        await asyncio.sleep(0.05)
+    return "released"

@@ -12,6 +12,7 @@ with its checkpoint, a reseal) runs for two queues on two different primaries.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import time
 import uuid
@@ -29,9 +30,9 @@ from config.queues import QueueName
 from config.rate_limits import RateLimit, parse_rate_limit
 from config.settings import PostroomSettings
 from tests.servers.cluster import LocalCluster
-from workers.events.queued import RedisHandledLog, handled_key
+from workers.events.handled_log import RedisHandledLog
+from workers.events.queued import handled_key
 from workers.events.rabbitmq.claim import EventClaims
-from workers.events.rabbitmq.consumer import GroupHandledLog
 from workers.keyring.keyring import Keyring
 from workers.store import key_migration
 from workers.store.audit_log import AuditLog, AuditRecord
@@ -71,8 +72,7 @@ RUN_ON_CLUSTER = {
     "workers.store.dead_letter._ADD",
     "workers.store.dead_letter._RETRY",
     "workers.store.indexed_delete._DELETE_INDEXED",
-    "workers.events.queued._MARK",
-    "workers.events.rabbitmq.consumer._MARK",
+    "workers.events.handled_log._MARK",
     "workers.events.rabbitmq.claim._RENEW",
     "workers.events.rabbitmq.claim._RELEASE",
     "workers.store.audit_log._APPEND",
@@ -152,7 +152,6 @@ async def claim(redis: RedisCluster, keys: QueueKeys, want: int) -> list[tuple[s
         want,
         1000,
         30_000,
-        keys.lease(""),
         keys.job(""),
         keys.tries(""),
         keys.running(""),
@@ -217,8 +216,7 @@ async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None
     await accepted("_REPORT", report(percentage=50, step="half"))
     assert await redis.exists(keys.progress("a"))
 
-    renew_args: list[Any] = [int(time.time() * 1000), 30_000]
-    renew_args += [keys.running(""), keys.lease(""), keys.recoveries("")]
+    renew_args: list[Any] = [30_000, keys.running(""), keys.recoveries("")]
     for job_id, token in tokens.items():
         renew_args += [token, job_id]
     assert await accepted("RENEW", RENEW(redis, [keys.active], renew_args)) == []
@@ -250,10 +248,10 @@ async def queue_life(redis: RedisCluster, prefix: str, queue: QueueName) -> None
 
     letters = DeadLetterStore(redis, Keys(prefix), 3600)
     # Refused while a worker still holds the dying run; the letter stays.
-    await redis.set(keys.lease("c"), "other-worker")
+    await redis.zadd(keys.active, {"c": time.time() * 1000 + 60_000})  # a live lease
     assert not await accepted("DeadLetterStore.retry", letters.retry("c", queue))
     assert await redis.exists(keys.dead_record("c"))
-    await redis.delete(keys.lease("c"))
+    await redis.zrem(keys.active, "c")
     assert await accepted("DeadLetterStore.retry", letters.retry("c", queue))
     assert await redis.zscore(keys.queue, "c") is not None
     assert not await redis.exists(keys.dead_record("c"), keys.result("c"), keys.tries("c"))
@@ -318,7 +316,7 @@ async def test_cluster_marks_handled_events_on_two_primaries(
         event_id = uuid.uuid4().hex
         key = handled_key(prefix, event_id)
         ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, event_id)
-    log = RedisHandledLog(cluster_client, prefix, 60)
+    log = RedisHandledLog(cluster_client, Keys(prefix).event_handled, 60)
     for event_id in ports.values():
         await accepted("_MARK", log.mark(event_id, "first"))
         await accepted("_MARK", log.mark(event_id, "second"))
@@ -339,7 +337,9 @@ async def test_cluster_runs_a_rabbitmq_groups_claims_and_handled_log_on_two_prim
         key = keys.event_group_claim("billing", event_id)
         ports.setdefault(redis_cluster.node_of_slot(key_slot(key.encode())).port, event_id)
     claims = EventClaims(cluster_client, keys, "billing", lease_seconds=0.3)
-    log = GroupHandledLog(cluster_client, keys, "billing", ttl_seconds=60)
+    log = RedisHandledLog(
+        cluster_client, functools.partial(keys.event_group_handled, "billing"), ttl_seconds=60
+    )
     for event_id in ports.values():
         claim_key = keys.event_group_claim("billing", event_id)
         async with claims.claim(event_id) as held:

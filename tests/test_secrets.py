@@ -154,6 +154,9 @@ def deployment_env(planted: Planted, url: str, tmp_path: Path, prefix: str) -> d
         "POSTROOM_ENCRYPTION__KEYS": orjson.dumps({"k1": planted.encryption_key}).decode(),
         "POSTROOM_ENCRYPTION__ACTIVE_KEY_ID": "k1",
         "POSTROOM_LOG_LEVEL": "DEBUG",
+        # The tasks' own error text in the log lines too (off by default with payloads
+        # sealed): still never a credential or a body.
+        "POSTROOM_LOG_ERROR_DETAILS": "true",
         "POSTROOM_SHUTDOWN_GRACE": "5",
     }
 

@@ -222,7 +222,8 @@ async def test_tracing_a_failed_validation_keeps_the_refused_value_out_of_the_sp
     [event] = run.events
     assert event.attributes == {
         "exception.type": "ValidationError",
-        "exception.message": "1 validation error(s)",
+        "exception.message": "<value>: Input should be a valid integer, unable to parse string as "
+        "an integer",  # its field and reason, as the logs have them
     }
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is the same at run time 
     from workers.client import JobFailedError, JobHandle, PostroomClient
     from workers.context import JobContext
     from workers.crontab import Cron
+    from workers.error_text import own_words
     from workers.errors import (
         ConfigError,
         PayloadValidationError,
@@ -55,6 +56,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "workers.client": ("JobFailedError", "JobHandle", "PostroomClient"),
     "workers.context": ("JobContext",),
     "workers.crontab": ("Cron",),
+    "workers.error_text": ("own_words",),
     "workers.keyring.envelope": ("Envelope",),
     "workers.keyring.errors": (
         "DecryptionError",
@@ -125,6 +127,7 @@ __all__ = [
     "decode_key",
     "load_keyring",
     "marker_rule",
+    "own_words",
     "registry",
     "task",
 ]

@@ -21,6 +21,7 @@ from config.settings import PostroomSettings, load_settings
 from workers.connection.cluster_connection import connect_cluster
 from workers.connection.connections import create_pool, describe, redis_settings
 from workers.connection.redis_refusal import refusal
+from workers.connection.refusal_grace import named_refusal
 from workers.errors import PostroomError
 from workers.observe.trace_gate import tracing_for
 from workers.registry import JobRequest, Task, TaskRegistry, registry
@@ -130,6 +131,12 @@ def redis_url(settings: PostroomSettings) -> str:
     return describe(redis_settings(settings))
 
 
+def redis_named(settings: PostroomSettings) -> str:
+    """`redis_url` as a message says it: "Redis at redis://host:6379/0"."""
+    where = redis_url(settings)
+    return where if settings.redis_cluster else f"Redis at {where}"
+
+
 class PostroomClient:
     """Enqueue tasks from any asyncio app; build it from the same settings as the workers."""
 
@@ -234,11 +241,19 @@ class PostroomClient:
         """
         now = int(time.time() * 1000)
         jobs = [self._new_job(request, now) for request in requests]
-        if self.tracing is None:
-            created = await self._write([job for job, _ in jobs], checkpoint)
-        else:  # each job under its span, carrying its trace context
-            write = functools.partial(self._write, checkpoint=checkpoint)
-            created = await self.tracing.sent([job for job, _ in jobs], write)
+        try:
+            if self.tracing is None:
+                created = await self._write([job for job, _ in jobs], checkpoint)
+            else:  # each job under its span, carrying its trace context
+                write = functools.partial(self._write, checkpoint=checkpoint)
+                created = await self.tracing.sent([job for job, _ in jobs], write)
+        except RedisError as exc:
+            # Refused credentials or permissions (revoked while running) never mend by
+            # retrying: say which variable to fix.
+            refused = named_refusal(exc, self.settings, redis_named(self.settings))
+            if refused is None:
+                raise
+            raise refused from None
         if self.metrics is not None:
             self.metrics.enqueued(
                 (task.queue, task.name) for (_, task), new in zip(jobs, created, strict=True) if new

@@ -12,7 +12,10 @@ PostroomError
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from config.errors import ConfigError, PostroomError
+from workers.error_text import own_words, problems
 
 
 class TaskDefinitionError(PostroomError, TypeError):
@@ -29,8 +32,20 @@ class PayloadValidationError(PostroomError, ValueError):
     def __init__(self, task: str, errors: list[tuple[str, str]]) -> None:
         self.task = task
         self.errors = errors
+        super().__init__(self._text(task, errors))
+
+    @staticmethod
+    def _text(task: str, errors: list[tuple[str, str]]) -> str:
         detail = "; ".join(f"{field}: {message}" for field, message in errors)
-        super().__init__(f"invalid payload for task {task!r}: {detail}")
+        return f"invalid payload for task {task!r}: {detail}"
+
+    @classmethod
+    def of(cls, task: str, error: ValidationError, prefix: str = "") -> PayloadValidationError:
+        """The error of `error`'s fields; where logs leave out what a task raised, they show
+        its fields and the reasons pydantic words from the schema (error_text.py)."""
+        invalid = cls(task, problems(error, prefix=prefix, empty="<payload>"))
+        safe = problems(error, prefix=prefix, empty="<payload>", quoting=False)
+        return own_words(invalid, cls._text(task, safe))
 
     @property
     def fields(self) -> list[str]:

@@ -27,12 +27,6 @@ TaskFunction = Callable[Concatenate[JobContext, P], Awaitable[R]]
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def _field_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    return [
-        (".".join(str(p) for p in err["loc"]) or "<payload>", err["msg"]) for err in exc.errors()
-    ]
-
-
 # What JSON (and orjson) can hold: 64-bit integers, strings of valid UTF-8, 254 levels.
 _INT_RANGE = (-(2**63), 2**64 - 1)
 _MAX_DEPTH = 254
@@ -154,8 +148,8 @@ class Task(Generic[P, R]):
 
     def decode(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """Turn a stored job's JSON arguments back into the typed values the function takes."""
-        model = self._validate(stored)
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        # The model forbids extra fields: its __dict__ holds its fields, and nothing else.
+        return self._validate(stored).__dict__.copy()
 
     def partition_key(self, kwargs: Mapping[str, Any]) -> str | None:
         """The value of `partition_by` in a stored payload, or None."""
@@ -188,9 +182,11 @@ class Task(Generic[P, R]):
             problem = f"must be an object keyed by argument name, not {type(arguments).__name__}"
             raise PayloadValidationError(self.name, [("<payload>", problem)])
         try:
-            return self.arguments.model_validate(dict(arguments))
+            if type(arguments) is not dict:  # a stored payload is one already: no copy
+                arguments = dict(arguments)
+            return self.arguments.model_validate(arguments)
         except ValidationError as exc:
-            raise PayloadValidationError(self.name, _field_errors(exc)) from exc
+            raise PayloadValidationError.of(self.name, exc) from exc
 
     @functools.cached_property
     def _by_keyword(self) -> bool:
@@ -224,7 +220,9 @@ def _arguments_model(name: str, function: Callable[..., Any]) -> type[BaseModel]
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (hints[parameter.name], default)
     model: type[BaseModel] = create_model(
-        f"{name}.arguments", __config__=ConfigDict(extra="forbid"), **fields
+        f"{name}.arguments",
+        __config__=ConfigDict(extra="forbid", hide_input_in_errors=True),
+        **fields,
     )
     return model
 

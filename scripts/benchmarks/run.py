@@ -25,6 +25,9 @@ from benchmarks.measure import latency as measure_latency
 from benchmarks.measure import peak_rss as measure_rss
 from benchmarks.systems import SYSTEMS, System
 
+# What `--figures` chooses from: the measurements of a run (`_MEASURES`) and the RSS one.
+FIGURES = ("drain", "bulk", "io", "e2e", "latency", "drain-2procs", "rss")
+
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
@@ -42,7 +45,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also run one drain of each chosen system under py-spy (bench-results/profiles/)",
     )
+    parser.add_argument(
+        "--figures",
+        default="",
+        help=f"comma-separated figures to measure (default all: {','.join(FIGURES)})",
+    )
     args = parser.parse_args(argv)
+    args.figures = {f.strip() for f in args.figures.split(",") if f.strip()} or set(FIGURES)
+    if args.figures - set(FIGURES):
+        parser.error(f"unknown figure(s); known: {', '.join(FIGURES)}")
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SYSTEMS)
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
@@ -89,15 +100,23 @@ def _attempt(
     return outcome
 
 
-def _one_run(h: Harness, results: Results, system: System) -> None:
-    sizes = h.sizes
-    name = system.name
+def _one_run(h: Harness, results: Results, system: System, figures: set[str]) -> None:
+    for figure, measure in _MEASURES:
+        applies = (figure != "bulk" or system.bulk) and (
+            figure != "drain-2procs" or system.name == "postroom"
+        )
+        if figure in figures and applies:
+            measure(h, results, system)
+
+
+def _drain(h: Harness, results: Results, system: System) -> None:
     # The 1-by-1 enqueue fills the drain's queue (see measure.drain); bulk is timed apart.
+    name = system.name
     got = _attempt(
         results,
         system,
         "enqueue+drain",
-        lambda: drain(h, system, jobs.NOOP, sizes.drain, fill="one"),
+        lambda: drain(h, system, jobs.NOOP, h.sizes.drain, fill="one"),
     )
     if got:
         results.add(name, "enqueue_one", got["enqueue_one"])
@@ -109,31 +128,57 @@ def _one_run(h: Harness, results: Results, system: System) -> None:
         results.add(name, "cores_busy", got["cores_busy"])
         results.add(name, "drain_peak_rss_mib", got["peak_rss_mib"])
         results.details.setdefault(name, {})["drain_commands"] = got["commands"]
-    if system.bulk:
-        got = _attempt(results, system, "enqueue-bulk", lambda: enqueue_rate(h, system, "bulk"))
-        if got:
-            results.add(name, "enqueue_bulk", got["enqueue_bulk"])
-    got = _attempt(results, system, "io", lambda: drain(h, system, jobs.SLEEP, sizes.io))
+
+
+def _bulk(h: Harness, results: Results, system: System) -> None:
+    got = _attempt(results, system, "enqueue-bulk", lambda: enqueue_rate(h, system, "bulk"))
     if got:
-        results.add(name, "io", got["throughput"])
+        results.add(system.name, "enqueue_bulk", got["enqueue_bulk"])
+
+
+def _io(h: Harness, results: Results, system: System) -> None:
+    got = _attempt(results, system, "io", lambda: drain(h, system, jobs.SLEEP, h.sizes.io))
+    if got:
+        results.add(system.name, "io", got["throughput"])
+
+
+def _e2e(h: Harness, results: Results, system: System) -> None:
     for task, metric in ((jobs.NOOP, "e2e"), (jobs.SLEEP, "e2e_io")):
         got = _attempt(results, system, metric, lambda t=task: end_to_end(h, system, t))  # type: ignore[misc]
         if got:
-            results.add(name, metric, got["throughput"])
+            results.add(system.name, metric, got["throughput"])
+
+
+def _latency(h: Harness, results: Results, system: System) -> None:
     got = _attempt(results, system, "latency", lambda: measure_latency(h, system))
     if got:
         for key in ("p50_ms", "p99_ms", "max_ms", "mean_ms"):
-            results.add(name, f"latency_{key}", got[key])
-    if name == "postroom":
-        got = _attempt(
-            results, system, "drain-2procs", lambda: drain(h, system, jobs.NOOP, sizes.drain, 2)
-        )
-        if got:
-            results.add(name, "drain_2procs", got["throughput"])
-            results.add(name, "commands_per_job_2procs", got["commands_per_job"])
-            results.add(name, "worker_cpu_us_per_job_2procs", got["worker_cpu_us_per_job"])
-            results.add(name, "redis_cpu_us_per_job_2procs", got["redis_cpu_us_per_job"])
-            results.add(name, "cores_busy_2procs", got["cores_busy"])
+            results.add(system.name, f"latency_{key}", got[key])
+
+
+def _drain_2procs(h: Harness, results: Results, system: System) -> None:
+    name = system.name
+    got = _attempt(
+        results, system, "drain-2procs", lambda: drain(h, system, jobs.NOOP, h.sizes.drain, 2)
+    )
+    if got:
+        results.add(name, "drain_2procs", got["throughput"])
+        results.add(name, "commands_per_job_2procs", got["commands_per_job"])
+        results.add(name, "worker_cpu_us_per_job_2procs", got["worker_cpu_us_per_job"])
+        results.add(name, "redis_cpu_us_per_job_2procs", got["redis_cpu_us_per_job"])
+        results.add(name, "cores_busy_2procs", got["cores_busy"])
+
+
+# Each run's measurements in order, by the `--figures` name that chooses them (drain-2procs is
+# postroom's alone, bulk only for a system with a bulk enqueue).
+_MEASURES: tuple[tuple[str, Callable[[Harness, Results, System], None]], ...] = (
+    ("drain", _drain),
+    ("bulk", _bulk),
+    ("io", _io),
+    ("e2e", _e2e),
+    ("latency", _latency),
+    ("drain-2procs", _drain_2procs),
+)
 
 
 def _profile(h: Harness, system: System, out: Path) -> None:
@@ -192,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in range(1, args.runs + 1):
             _say(f"run {run}/{args.runs}")
             for system in args.systems:
-                _one_run(h, results, system)
+                _one_run(h, results, system, args.figures)
         _say("peak RSS with queued jobs")
-        for system in args.systems:
+        for system in args.systems if "rss" in args.figures else ():
             got = _attempt(results, system, "rss", lambda s=system: measure_rss(h, s))  # type: ignore[misc]
             if got:
                 results.add(system.name, "peak_rss_mib", got["peak_rss_mib"])

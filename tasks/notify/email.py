@@ -150,7 +150,7 @@ class EmailChannel(Channel):
                     await smtp.send_message(email, sender=sender, recipients=[address])
             except (aiosmtplib.SMTPException, OSError) as exc:
                 error = self._classify(self.provider, exc)
-                logger.info("%s", error)
+                logger.info("%s", error.said)  # the job's line may add the server's reply
                 raise error from exc
             finally:
                 await _closed(smtp.connection, settings.timeout)
@@ -160,10 +160,14 @@ class EmailChannel(Channel):
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
             exc = exc.recipients[0]
         if isinstance(exc, aiosmtplib.SMTPResponseException):
-            detail = f"SMTP {exc.code} {_reply(exc.message)}"
-            if 500 <= exc.code < 600:
-                return ProviderRejected(self.channel, provider, exc.code, f"rejected, {detail}")
-            return ProviderUnavailable(self.channel, provider, exc.code, f"unavailable, {detail}")
+            code, reply = exc.code, _reply(exc.message)
+            if 500 <= code < 600:
+                return ProviderRejected(
+                    self.channel, provider, code, f"rejected, SMTP {code}", reply
+                )
+            return ProviderUnavailable(
+                self.channel, provider, code, f"unavailable, SMTP {code}", reply
+            )
         if isinstance(exc, OSError):  # refused, lost, timed out, TLS handshake failed
             detail = f"{type(exc).__name__}: {_reply(str(exc))}"
             return ProviderUnavailable(self.channel, provider, None, f"unavailable, {detail}")

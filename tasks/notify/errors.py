@@ -1,13 +1,15 @@
 """Notification failures, split by what a retry can do about them.
 
 Messages name the channel, the provider's host and the status; never the message, the
-recipient's token or a credential, since they end up in logs and dead letters.
+recipient's token or a credential, since they end up in logs and dead letters. An SMTP
+server's reply, which may quote the recipient's address, follows them: the log lines leave it
+out where the payloads are sealed.
 """
 
 from __future__ import annotations
 
 from config.errors import PostroomError
-from workers import PermanentError, RateLimited
+from workers import PermanentError, RateLimited, own_words
 
 
 class ChannelNotConfigured(PermanentError):
@@ -21,11 +23,17 @@ class InvalidRecipient(PermanentError, ValueError):
 class ProviderError(PostroomError):
     """A provider's answer (or its absence); `status` is the HTTP status or SMTP reply code."""
 
-    def __init__(self, channel: str, provider: str, status: int | None, detail: str) -> None:
+    def __init__(
+        self, channel: str, provider: str, status: int | None, detail: str, reply: str = ""
+    ) -> None:
         self.channel = channel
         self.provider = provider
         self.status = status
-        super().__init__(f"{channel} provider {provider}: {detail}")
+        # The provider's own `reply` may quote the message (a recipient's address): `said`
+        # leaves it out, and so does a log line where the payloads are sealed (own_words).
+        self.said = f"{channel} provider {provider}: {detail}"
+        super().__init__(f"{self.said} {reply}" if reply else self.said)
+        own_words(self, self.said)
 
 
 class ProviderRejected(ProviderError, PermanentError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import os
 
@@ -37,6 +38,16 @@ def test_round_trip_through_the_text_form() -> None:
     parsed = Envelope.from_text(text)
     assert parsed == envelope
     assert keyring.decrypt(parsed, message_id="msg-1") == "héllo, wörld".encode()
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 100])  # every ciphertext length modulo 3
+def test_the_text_form_holds_each_part_in_unpadded_base64url(size: int) -> None:
+    envelope = keyring_a().encrypt(os.urandom(size), message_id="msg-1")
+
+    def url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    assert envelope.to_text() == f"v1:a:{url(envelope.nonce)}:{url(envelope.ciphertext)}"
 
 
 def test_every_encryption_uses_a_fresh_nonce() -> None:

@@ -203,7 +203,7 @@ async def test_a_read_only_token_cannot_mutate_anything_and_each_refusal_is_audi
         ("viewer", op[AUDIT_ACTION], "denied", 403) for _, _, op in changes
     ]
     session = await http.get("/session", headers=bearer(VIEWER))
-    assert session.json() == {"name": "viewer", "role": "read-only"}
+    assert session.json() == {"name": "viewer", "role": "read-only", "may_change": False}
     # It may read everything.
     for path in ("/queues", f"/queues/{DELIVERY}/failed", f"/jobs/{dead}", "/audit", "/metrics"):
         assert (await http.get(path, headers=bearer(VIEWER))).status_code == 200, path
@@ -313,7 +313,11 @@ async def test_a_local_only_app_audits_its_changes_as_local(settings: PostroomSe
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://admin") as http:
             assert (await http.post(f"/queues/{DELIVERY}/pause")).status_code == 200
-            assert (await http.get("/session")).json() == {"name": "local", "role": "operator"}
+            assert (await http.get("/session")).json() == {
+                "name": "local",
+                "role": "operator",
+                "may_change": True,
+            }
             [record] = (await http.get("/audit")).json()["items"]
     assert (record["actor"], record["role"], record["action"], record["source"]) == (
         "local", "operator", "queue.pause", "127.0.0.1"

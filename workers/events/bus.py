@@ -48,4 +48,4 @@ def event_bus(
             publish_timeout=settings.event_publish_timeout,
             client=client,
         )
-    return InMemoryEventBus(registry, client=client)
+    return InMemoryEventBus(registry, client=client, error_details=settings.error_details)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from workers.error_text import own_words, problems
 from workers.events.errors import UnknownEventError
 from workers.events.handlers import EventHandlers
 from workers.events.model import DomainEvent
@@ -33,9 +34,11 @@ class MalformedEvent(ValueError):
 
     REASONS = ("not-json", "schema", "unknown-type", "invalid-data")
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, safe: str | None = None) -> None:
         self.reason = reason
         super().__init__(detail)
+        # Worded here, but for a validator's own reasons (`safe` leaves them out): error_text.
+        own_words(self, safe)
 
 
 class EventEnvelope(BaseModel):
@@ -57,11 +60,12 @@ def encode(event: DomainEvent) -> bytes:
     return orjson.dumps({**head, "data": fields})
 
 
-def _fields(errors: ValidationError, where: str) -> str:
-    return "; ".join(
-        f"{'.'.join([where, *(str(p) for p in err['loc'])]).strip('.')}: {err['msg']}"
-        for err in errors.errors()
-    )
+def _invalid(reason: str, intro: str, errors: ValidationError, where: str) -> MalformedEvent:
+    def fields(quoting: bool) -> str:
+        found = problems(errors, prefix=f"{where}.", quoting=quoting)
+        return intro + "; ".join(f"{field.strip('.')}: {why}" for field, why in found)
+
+    return MalformedEvent(reason, fields(True), fields(False))
 
 
 def decode(body: bytes, registry: EventHandlers) -> DomainEvent:
@@ -73,7 +77,7 @@ def decode(body: bytes, registry: EventHandlers) -> DomainEvent:
     try:
         envelope = EventEnvelope.model_validate(raw)
     except ValidationError as exc:
-        raise MalformedEvent("schema", f"not an event envelope: {_fields(exc, '')}") from None
+        raise _invalid("schema", "not an event envelope: ", exc, "") from None
     try:
         event_class = registry.event_class(envelope.type)
     except UnknownEventError as exc:
@@ -85,5 +89,4 @@ def decode(body: bytes, registry: EventHandlers) -> DomainEvent:
     try:
         return event_class.model_validate({**head, **envelope.data})
     except ValidationError as exc:
-        detail = _fields(exc, "data")
-        raise MalformedEvent("invalid-data", f"event {envelope.type}: {detail}") from None
+        raise _invalid("invalid-data", f"event {envelope.type}: ", exc, "data") from None

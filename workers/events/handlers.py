@@ -19,9 +19,11 @@ from typing import Protocol, TypeVar
 
 from workers.client import PostroomClient
 from workers.context import JobContext
+from workers.error_text import own_words, shown
 from workers.errors import PermanentError, PostroomError
 from workers.events.errors import EventDefinitionError, UnknownEventError
 from workers.events.model import DomainEvent
+from workers.observe.masking import masked_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +40,14 @@ class EventHandlersFailed(PostroomError):
         self.event = event
         self.failures = dict(failures)
         detail = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failures.items())
-        super().__init__(
-            f"event {event.type} {event.id}: {len(failures)} handler(s) failed: {detail}"
+        failed = f"event {event.type} {event.id}: {len(failures)} handler(s) failed: "
+        super().__init__(failed + detail)
+        # What logs and event dead letters show without the handlers' own text (error_text).
+        safe = (
+            f"{name}: {type(exc).__name__}: {shown(exc, details=False)}"
+            for name, exc in failures.items()
         )
+        own_words(self, failed + "; ".join(safe))
 
 
 class EventHandlersRejected(EventHandlersFailed, PermanentError):
@@ -55,6 +62,17 @@ class EventContext:
     client: PostroomClient | None
     # The dispatch job's context on the queued bus (redis, settings, the worker's services).
     job: JobContext | None = None
+    # Whether a failing handler's warning quotes its exception (error_text.py); unset, the
+    # settings of the client or the job decide, else it does.
+    details: bool | None = None
+
+    @property
+    def error_details(self) -> bool:
+        if self.details is not None:
+            return self.details
+        if self.client is not None:
+            return self.client.settings.error_details
+        return self.job is None or self.job["settings"].error_details
 
 
 def _takes_context(name: str, handler: Handler) -> bool:
@@ -159,7 +177,7 @@ class EventHandlers:
                     event.type,
                     event.id,
                     type(exc).__name__,
-                    exc,
+                    masked_text(shown(exc, details=context.error_details), event.to_json()),
                 )
                 failures[name] = exc
             else:

@@ -50,9 +50,10 @@ class InMemoryEventBus:
         *,
         client: PostroomClient | None = None,
         remember: int = REMEMBERED_EVENTS,
+        error_details: bool | None = None,
     ) -> None:
         self.registry = registry
-        self.context = EventContext(client=client)
+        self.context = EventContext(client=client, details=error_details)
         self.log = MemoryHandledLog(remember)
 
     async def publish(self, event: DomainEvent) -> bool:

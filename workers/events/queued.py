@@ -24,15 +24,11 @@ from config.queues import QueueName
 from workers.client import PostroomClient
 from workers.context import JobContext
 from workers.errors import PayloadValidationError
+from workers.events.handled_log import RedisHandledLog
 from workers.events.handlers import EventContext, handlers
 from workers.events.model import DomainEvent
 from workers.registry import Task, task
 from workers.store.keys import Keys
-from workers.store.scripts import LuaScript, RedisClient
-
-# Record a handler as run and renew the log's TTL in one step (a script, not MULTI, so that
-# it runs on a Cluster too). KEYS: the log. ARGV: the handler, the TTL in seconds.
-_MARK = LuaScript.file("mark_handled")
 
 
 def handled_key(key_prefix: str, event_id: str) -> str:
@@ -41,24 +37,6 @@ def handled_key(key_prefix: str, event_id: str) -> str:
 
 def dispatch_task_name(queue: QueueName) -> str:
     return f"postroom.events.{queue.value}"
-
-
-class RedisHandledLog:
-    """The handled log in Redis, kept as long as the event's dead letter could be retried."""
-
-    def __init__(self, redis: RedisClient, key_prefix: str, ttl_seconds: float) -> None:
-        self.redis = redis
-        self.key_prefix = key_prefix
-        self.ttl_seconds = max(int(ttl_seconds), 1)
-
-    async def handled(self, event_id: str) -> set[str]:
-        members = await self.redis.smembers(handled_key(self.key_prefix, event_id))  # type: ignore[misc]
-        return {member.decode() for member in members}
-
-    async def mark(self, event_id: str, handler: str) -> None:
-        await _MARK(
-            self.redis, [handled_key(self.key_prefix, event_id)], [handler, self.ttl_seconds]
-        )
 
 
 class EventHandled(BaseModel):
@@ -76,13 +54,12 @@ async def dispatch_event(ctx: JobContext, event: dict[str, Any]) -> EventHandled
     try:
         decoded = event_class.model_validate(event)
     except ValidationError as exc:
-        errors = [
-            ("event." + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
-        ]
-        raise PayloadValidationError(ctx["task"], errors) from exc
+        raise PayloadValidationError.of(ctx["task"], exc, prefix="event.") from exc
     settings = ctx["settings"]
     log = RedisHandledLog(
-        ctx["redis"], settings.key_prefix, settings.keep_result + settings.dead_letter_retention
+        ctx["redis"],
+        Keys(settings.key_prefix).event_handled,
+        settings.keep_result + settings.dead_letter_retention,
     )
     done = await log.handled(decoded.id)
     context = EventContext(client=PostroomClient(ctx["redis"], settings), job=ctx)

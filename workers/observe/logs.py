@@ -4,6 +4,8 @@ A job's log records carry `queue`, `task`, `job_id` and `job_try` as record attr
 (`extra=`), plus `outcome`, `duration` and `error_type` where they apply: the JSON format puts
 them in each object, the plain format appends them as `key=value`. Payloads never go in,
 and a URL's password in a message (a provider's error quoting the URL it called) is `***`.
+A logged traceback (`exc_info`) is stdlib's, without local variables, and a pydantic error in
+it gives its fields and reasons, never the values it refused (error_text.traceback_text).
 With tracing on (tracing.py), a record made inside a span also has `trace_id` and `span_id`.
 """
 
@@ -17,6 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from config.redaction import redact_credentials
+from workers.error_text import traceback_text
 
 LogFormat = Literal["plain", "json"]
 FIELDS = (
@@ -37,7 +40,13 @@ def _field(record: logging.LogRecord, name: str) -> Any:
     return value.value if isinstance(value, Enum) else value  # a QueueName as its name
 
 
-class JsonFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        text = traceback_text(ei[1]) if isinstance(ei[1], BaseException) else ""
+        return text.rstrip("\n")
+
+
+class JsonFormatter(_Formatter):
     """One JSON object per line, for log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -53,7 +62,7 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-class PlainFormatter(logging.Formatter):
+class PlainFormatter(_Formatter):
     """`time level logger: message key=value ...`, the job's fields after the message."""
 
     def __init__(self) -> None:

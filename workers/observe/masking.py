@@ -2,7 +2,9 @@
 
 The admin API and the CLI show jobs' payloads; a payload carries what users wrote (a
 message's content, a notification's title and text) and sometimes credentials, which an
-operator's screen must not.
+operator's screen must not. An error quoting its payload (`ValueError(f"cannot send
+{content}")`) must not show them either: `masked_text` takes the values `mask` hides out of
+an error's text, in the views and in the workers' log lines.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from workers.store.dead_letter import DeadLetter, opened_letter
 from workers.store.job_status import JobInfo
 from workers.store.sealing import NO_SEALER, PayloadSealer
 
-__all__ = ["MASK", "mask", "masked_job", "masked_letter"]
+__all__ = ["MASK", "hidden_values", "mask", "masked_job", "masked_letter", "masked_text"]
 
 # Fields holding what a user wrote: their text is hidden, a nested object is looked into.
 BODY_FIELDS = frozenset(
@@ -27,6 +29,8 @@ _SECRET = re.compile(
     r"password|passwd|secret|token|apikey|authorization|credential|privatekey|signature"
     r"|variables|ciphertext|envelope|key$"
 )
+# A hidden value shorter than this is left in an error's text: too likely a mere word there.
+MIN_QUOTED = 4
 
 
 def _normal(name: str) -> str:
@@ -51,18 +55,47 @@ def _masked_field(name: str, value: Any) -> Any:
     normal = _normal(name)
     if _SECRET.search(normal) and value is not None:
         return MASK
-    return mask(value, body=normal in BODY_FIELDS or normal.endswith(("content", "body")))
+    return mask(value, body=_is_body(normal))
+
+
+def _is_body(normal: str) -> bool:
+    return normal in BODY_FIELDS or normal.endswith(("content", "body"))
+
+
+def hidden_values(value: Any, *, hidden: bool = False) -> set[str]:
+    """The texts `mask` hides in `value` (bodies, secrets), to find them quoted elsewhere."""
+    if isinstance(value, dict):
+        found: set[str] = set()
+        for key, item in value.items():
+            normal = _normal(str(key))
+            inner = hidden or _is_body(normal) or bool(_SECRET.search(normal))
+            found |= hidden_values(item, hidden=inner)
+        return found
+    if isinstance(value, list):
+        return set().union(*(hidden_values(item, hidden=hidden) for item in value))
+    if hidden and isinstance(value, str | int | float) and not isinstance(value, bool):
+        text = str(value)
+        return {text} if len(text) >= MIN_QUOTED else set()
+    return set()
+
+
+def masked_text(text: str, payload: Any) -> str:
+    """`text` (an error's message or traceback) with each value `mask` hides in `payload`
+    replaced by `MASK`, and URL passwords redacted."""
+    for value in sorted(hidden_values(payload), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return redact_credentials(text)
 
 
 def masked_letter(letter: DeadLetter, sealer: PayloadSealer = NO_SEALER) -> DeadLetter:
-    """A copy of a dead letter, opened with `sealer` (sealing.py), its payload masked and URL
-    passwords out of its errors, as the API and the CLI show it."""
+    """A copy of a dead letter, opened with `sealer` (sealing.py), its payload masked and
+    what that hides and URL passwords out of its errors, as the API and the CLI show it."""
     opened = opened_letter(sealer, letter)
     errors = [
         error.model_copy(
             update={
-                "message": redact_credentials(error.message),
-                "traceback": redact_credentials(error.traceback),
+                "message": masked_text(error.message, opened.payload),
+                "traceback": masked_text(error.traceback, opened.payload),
             }
         )
         for error in opened.errors
@@ -71,6 +104,7 @@ def masked_letter(letter: DeadLetter, sealer: PayloadSealer = NO_SEALER) -> Dead
 
 
 def masked_job(info: JobInfo) -> JobInfo:
-    """A copy of a job's status with its result masked and URL passwords out of its error."""
-    error = redact_credentials(info.error) if info.error else info.error
+    """A copy of a job's status with its result masked, and what its payload's mask hides
+    and URL passwords out of its error."""
+    error = masked_text(info.error, info.payload) if info.error else info.error
     return info.model_copy(update={"result": mask(info.result), "error": error})

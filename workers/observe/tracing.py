@@ -38,9 +38,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from pydantic import ValidationError
 
 from config.settings import PostroomSettings
+from workers.error_text import shown
 
 if TYPE_CHECKING:
     from config.queues import QueueName
@@ -75,14 +75,6 @@ def _provider(exporter: str) -> TracerProvider:
     return provider
 
 
-def error_text(error: BaseException) -> str:
-    """A failed try's error for its span. A pydantic error quotes the values it refused (the
-    payload, maybe): only its count then, as the logs do (observation.describe)."""
-    if isinstance(error, ValidationError):
-        return f"{error.error_count()} validation error(s)"
-    return str(error)
-
-
 def _log_ids(previous: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     """A log record factory adding the current span's trace and span ids to each record."""
 
@@ -100,8 +92,10 @@ def _log_ids(previous: Callable[..., logging.LogRecord]) -> Callable[..., loggin
 class Tracing:
     """This process's tracing: the spans of enqueues, runs and calls."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
+    def __init__(self, tracer: trace.Tracer, *, details: bool = False) -> None:
         self.tracer = tracer
+        # Whether a failed try's span quotes its exception, as the logs do (error_text.py).
+        self.details = details
         self._instrumented = False
         self._record_factory = logging.getLogRecordFactory()
         logging.setLogRecordFactory(_log_ids(self._record_factory))
@@ -112,7 +106,7 @@ class Tracing:
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # none set
             trace.set_tracer_provider(_provider(settings.tracing_exporter))
             logger.info("tracing on: exporting spans to %s", settings.tracing_exporter)
-        return cls(trace.get_tracer(TRACER_NAME))
+        return cls(trace.get_tracer(TRACER_NAME), details=settings.error_details)
 
     def instrument_libraries(self) -> None:
         """Spans for the tasks' HTTP (httpx) and SQL (SQLAlchemy) calls, in this process."""
@@ -225,7 +219,9 @@ class Tracing:
             if outcome.kind in FAILED and error is not None:
                 span.set_attribute("error.type", type(error).__qualname__)
                 event = {"exception.type": type(error).__qualname__}
-                span.add_event("exception", {**event, "exception.message": error_text(error)})
+                span.add_event(
+                    "exception", {**event, "exception.message": shown(error, details=self.details)}
+                )
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             return outcome
 

@@ -17,6 +17,7 @@ from arq.worker import Retry
 
 from config.queues import QueueConfig, QueueName
 from workers.context import LEASE_LOST, LEASE_TOKEN, LOST_BY, RECOVERIES, JobContext
+from workers.error_text import own_words, shown
 from workers.errors import PayloadValidationError, PermanentError, RateLimited
 from workers.registry import Task
 from workers.runner.backoff import retry_delay
@@ -82,7 +83,7 @@ class JobExecution:
         stored = kwargs if stored is None else stored
         if name == UNDELIVERABLE_TASK:
             # Counted under the internal task's name: the stored one may be anything at all.
-            started = self.observer.started(UNDELIVERABLE_TASK, ctx)
+            started = self.observer.started(UNDELIVERABLE_TASK, ctx, kwargs.get("payload"))
             outcome = self._undeliverable(ctx, **kwargs)
         else:
             task, policy = self.tasks[name]
@@ -102,7 +103,7 @@ class JobExecution:
             )
             member = f"{keys.tag}:{ctx['job_id']}"  # the job, in the limits' held slots
             ctx["throttle"] = self.throttle.bind(ctx["redis"], member, policy.timeout)
-            started = self.observer.started(name, ctx)
+            started = self.observer.started(name, ctx, kwargs)
             outcome = await self._run(task, policy, ctx, kwargs, stored, keys)
         self.observer.ended(started, ctx, outcome)
         return outcome
@@ -119,7 +120,7 @@ class JobExecution:
         kind: Reason = "malformed" if malformed else "undeliverable"
         if unsealable:
             kind = "unsealable"
-        return self._dead_letter(ctx, task, payload, kind, PermanentError(reason))
+        return self._dead_letter(ctx, task, payload, kind, own_words(PermanentError(reason)))
 
     async def _run(
         self,
@@ -149,10 +150,12 @@ class JobExecution:
         except RateDeferral as exc:
             return deferred(exc.delay_s, f"rate limit {exc.name!r}: waiting for its start slot")
         except RateLimited as exc:
-            return await self._provider_limited(task, ctx, stored, keys, exc)
+            return await self._provider_limited(task, ctx, (kwargs, stored), keys, exc)
         except Exception as exc:
             if isinstance(exc, TimeoutError):
-                exc = TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
+                exc = own_words(
+                    TimeoutError(f"task {task.name!r} timed out after {policy.timeout:g}s")
+                )
             if job_try >= policy.max_tries:
                 return self._dead_letter(ctx, task.name, stored, "max-tries", exc)
             delay = retry_delay(policy.backoff, job_try)
@@ -171,13 +174,15 @@ class JobExecution:
         self,
         task: Task[Any, Any],
         ctx: dict[str, Any],
-        stored: Any,
+        payload: tuple[dict[str, Any], Any],
         keys: QueueKeys,
         exc: RateLimited,
     ) -> RunOutcome:
         """The provider said "too many requests": defer the job by its Retry-After, spending
         no try, at most POSTROOM_MAX_RATE_LIMITED times (counted in Redis, so across workers;
-        FINISH drops the count when the job ends); then it is dead-lettered as rate-limited."""
+        FINISH drops the count when the job ends); then it is dead-lettered as rate-limited.
+        `payload`: the job's arguments, opened and as stored."""
+        kwargs, stored = payload
         settings = self.runtime.settings
         counter = keys.rate_limited(ctx["job_id"])
         try:
@@ -192,13 +197,16 @@ class JobExecution:
             )
             times = 1
         if times > settings.max_rate_limited:
-            error = PermanentError(
+            limited = (
                 f"rate-limited: deferred {times - 1} times by its provider's 429, the most "
-                f"POSTROOM_MAX_RATE_LIMITED allows; last: {exc}"
+                "POSTROOM_MAX_RATE_LIMITED allows; last: {}"
             )
+            error = PermanentError(limited.format(exc))
+            own_words(error, limited.format(shown(exc, details=False)))
             return self._dead_letter(ctx, task.name, stored, "rate-limited", error)
         delay = min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER_S)
-        why = f"{exc} ({times}/{settings.max_rate_limited} deferrals)"
+        said = self.observer.describe(exc, kwargs)
+        why = f"{said} ({times}/{settings.max_rate_limited} deferrals)"
         return deferred(delay, why, exc)
 
     def _stopped(self, ctx: dict[str, Any]) -> RunOutcome:
@@ -227,7 +235,9 @@ class JobExecution:
         )
         if recoveries <= limit:
             return None
-        error = PermanentError(f"stalled: its worker died {recoveries} times while running it")
+        error = own_words(
+            PermanentError(f"stalled: its worker died {recoveries} times while running it")
+        )
         return self._dead_letter(ctx, task.name, stored, "stalled", error)
 
     def _dead_letter(

@@ -4,7 +4,9 @@ A run logs at DEBUG when it starts and once when it ends: INFO when it completed
 cancelled, put back by a shutdown or deferred by a rate limit, WARNING when it will be retried
 or was lost to another worker, ERROR when it was dead-lettered. Each line carries the queue,
 task, job id and try as record fields (see logs.py) and, on failure, the error's type and
-message; never the payload.
+message as error_text.shown has it: with payloads sealed, a task's own message (which may quote
+its payload) stays with the sealed try error unless POSTROOM_LOG_ERROR_DETAILS=true. Never the
+payload.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from config.queues import QueueName
+from workers.error_text import shown
+from workers.observe.masking import masked_text
 from workers.observe.metrics import JobCounts
 from workers.runtime import Runtime
 from workers.store.outcome import RunOutcome
@@ -33,16 +35,6 @@ def due_ms(score: float) -> float:
     return score + OFFSET[priority_of(score)]
 
 
-def describe(error: BaseException) -> str:
-    """An error's message for a log line. A pydantic error (a task validating data itself)
-    quotes the values it refused, which may be the payload: only its fields and reasons."""
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<value>'}: {e['msg']}" for e in error.errors()
-        )
-    return str(error)
-
-
 @dataclass(slots=True)
 class StartedRun:
     """A started run: what its end needs to log and count."""
@@ -50,6 +42,7 @@ class StartedRun:
     counts: JobCounts
     task: str
     started: float
+    payload: Any = None  # its arguments: what masking hides is kept out of its error's text
 
 
 class JobObserver:
@@ -60,6 +53,7 @@ class JobObserver:
         self.runtime = runtime
         self.metrics = runtime.metrics
         self.gauges = runtime.metrics.queue(queue)
+        self.details = runtime.settings.error_details
 
     def fields(self, task: str, ctx: dict[str, Any]) -> dict[str, Any]:
         """A job line's record fields (built only for a line that is logged)."""
@@ -70,14 +64,21 @@ class JobObserver:
             "job_try": ctx["job_try"],
         }
 
-    def started(self, task: str, ctx: dict[str, Any]) -> StartedRun:
+    def describe(self, error: BaseException | None, payload: Any = None) -> str:
+        """An error's message for a log line (error_text.shown), without what masking hides
+        of the job's `payload` (masking.masked_text)."""
+        if error is None:
+            return ""
+        return masked_text(shown(error, details=self.details), payload)
+
+    def started(self, task: str, ctx: dict[str, Any], payload: Any = None) -> StartedRun:
         counts = self.metrics.task(self.queue, task)
         counts.started += 1
         counts.latency.observe(max(time.time() - due_ms(ctx["score"]) / 1000, 0.0))
         self.gauges.in_flight += 1
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("job started", extra=self.fields(task, ctx))
-        return StartedRun(counts, task, time.perf_counter())
+        return StartedRun(counts, task, time.perf_counter(), payload)
 
     def ended(self, run: StartedRun, ctx: dict[str, Any], outcome: RunOutcome) -> None:
         """Count and log a run's end."""
@@ -128,7 +129,7 @@ class JobObserver:
                 "job failed after %.3fs (%s: %s); %s",
                 duration,
                 fields["error_type"],
-                describe(error) if error is not None else "",
+                self.describe(error, run.payload),
                 outcome.detail,
                 extra=fields,
             )
@@ -138,7 +139,7 @@ class JobObserver:
                 "job dead-lettered after %.3fs (%s: %s); %s",
                 duration,
                 fields["error_type"],
-                describe(error) if error is not None else "",
+                self.describe(error, run.payload),
                 outcome.detail,
                 extra=fields,
             )

@@ -1,4 +1,5 @@
-"""`postroom worker --processes N`: N worker processes, each restarted if it crashes."""
+"""`postroom worker --processes N`: N worker processes, each restarted if it crashes (but
+not when it exits for a setting to fix: then they all stop)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ logger = logging.getLogger(__name__)
 # (doubling up to the cap) so a crash loop does not spin the machine.
 STABLE_AFTER = 30.0
 RESTART_DELAYS = (1.0, 30.0)
+# A child's exit code for a setting to fix (cli.py): refused credentials at start-up, or for
+# all of POSTROOM_REDIS_AUTH_GRACE at run time. Restarting cannot mend it, so the pool stops
+# and exits with it, for the orchestrator to see.
+CONFIG_ERROR = 2
 
 
 class ProcessPool:
@@ -41,6 +46,8 @@ class ProcessPool:
             loop.add_signal_handler(sig, self._forward, sig)
         slots = [asyncio.create_task(self._keep_alive(i)) for i in range(self.processes)]
         codes = await asyncio.gather(*slots)
+        if CONFIG_ERROR in codes:
+            return CONFIG_ERROR
         return 0 if all(code == 0 for code in codes) else 1
 
     def _forward(self, sig: signal.Signals) -> None:
@@ -71,6 +78,16 @@ class ProcessPool:
                 # Killed by the signal we forwarded before it could handle it: it was still
                 # starting (importing), so it ran no job and its stop is a clean one.
                 return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
+            if code == CONFIG_ERROR:
+                logger.error(
+                    "worker process %d (pid %d) exited with %d: a setting to fix (its error "
+                    "above); stopping every worker process",
+                    slot,
+                    child.pid,
+                    code,
+                )
+                self._forward(signal.SIGTERM)
+                return code
             if time.monotonic() - started > STABLE_AFTER:
                 delay = RESTART_DELAYS[0]
             logger.error(

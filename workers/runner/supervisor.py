@@ -22,7 +22,9 @@ from arq.connections import ArqRedis, RedisSettings
 from redis.exceptions import RedisError
 
 from config.queues import QueueName
+from workers.connection.connections import describe
 from workers.connection.redis_pool import close_pool, on_cluster, open_pool
+from workers.connection.refusal_grace import RefusalGrace
 from workers.observe.metrics_server import MetricsServer
 from workers.registry import TaskRegistry
 from workers.runner.cron import CronScheduler
@@ -79,6 +81,8 @@ class Supervisor:
         self._host_recorded = 0.0
         # This process's /metrics, while run() runs, when `metrics_port` is set.
         self.metrics_server: MetricsServer | None = None
+        # Refused credentials or permissions are retried this long, then stop the process.
+        self.refusals = RefusalGrace(runtime.settings, f"Redis at {describe(redis_settings)}")
 
     async def run(self) -> None:
         """Run every queue until a signal (or, in burst mode, until the queues are empty)."""
@@ -109,9 +113,12 @@ class Supervisor:
             self._maintenance = asyncio.create_task(self._maintain())
             runs.append(self._maintenance)
             stop = asyncio.create_task(self._stop.wait())
-            waiters: list[asyncio.Future[Any]] = [stop, asyncio.gather(*runs)]
+            gathered = asyncio.gather(*runs)
+            waiters: list[asyncio.Future[Any]] = [stop, gathered]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
+            # Its failure is raised from `runs` below; taken here so it is not reported twice.
+            gathered.add_done_callback(lambda done: done.cancelled() or done.exception())
             await self.stop()
             failures = [
                 outcome
@@ -251,7 +258,8 @@ class Supervisor:
                 try:
                     await self._maintain_worker(queue, worker)
                 except (RedisError, OSError) as exc:
-                    logger.warning("queue %s: lease renewal failed: %s", queue, exc)
+                    if not self.refusals.check(exc):  # a refusal is logged once, there
+                        logger.warning("queue %s: lease renewal failed: %s", queue, exc)
                     worker.redis_lost()
                 else:
                     if worker.connected:
@@ -351,7 +359,8 @@ class Supervisor:
                 finally:
                     await close_pool(redis)
             except (RedisError, OSError) as exc:
-                logger.warning("cron scheduler lost Redis (%s); retrying in 1s", exc)
+                if not self.refusals.check(exc):
+                    logger.warning("cron scheduler lost Redis (%s); retrying in 1s", exc)
                 await sleep_unless(self._stop, 1.0)
 
     async def _keep_running(self, queue: QueueName, worker: QueueWorker) -> None:
@@ -368,7 +377,9 @@ class Supervisor:
             except (RedisError, OSError) as exc:
                 if self._stop.is_set():
                     return
-                logger.warning(
+                # A refusal: logged once, retried for the grace, then the process stops.
+                log = logger.debug if self.refusals.check(exc) else logger.warning
+                log(
                     "queue %s lost Redis (%s: %s); reconnecting in %.1fs",
                     queue,
                     type(exc).__name__,

@@ -26,10 +26,10 @@ CancelOutcome = Literal["cancelled", "stopping", "not-found"]
 # How long a cancel request for a running job waits for its worker to act on it.
 REQUEST_TTL_MS = 60_000
 
-# KEYS: queue, lease, job, try counter, result, cancel requests, stats, result index (all of
+# KEYS: queue, active set, job, try counter, result, cancel requests, stats, result index (all of
 # one queue: keys.QueueKeys).
 # ARGV: job id, the cancelled result, its ttl ms, now ms.
-_CANCEL = LuaScript.file("cancel")
+_CANCEL = LuaScript.file("clock", "cancel")
 
 
 class JobCancelledError(PostroomError):
@@ -71,7 +71,7 @@ async def cancel_job(
         redis,
         [
             qk.queue,
-            qk.lease(job_id),
+            qk.active,
             qk.job(job_id),
             qk.tries(job_id),
             qk.result(job_id),

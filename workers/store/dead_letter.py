@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -12,6 +11,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from config.queues import QueueName
+from workers.error_text import message, traceback_text
 from workers.store.enqueue import NewJob, enqueue_call
 from workers.store.indexed_delete import delete_indexed
 from workers.store.job_record import malformed_payload
@@ -43,11 +43,12 @@ Reason = Literal[
 _ADD = LuaScript.file("add_dead_letter")
 
 # Queue a dead letter's job again and drop the letter, unless a worker still holds the dying
-# run (its lease: finishing, it would delete the new job) or the letter is gone (retried
-# meanwhile). The failed result and try counter would block the id and spend the new budget.
-# KEYS: lease, dead record, dead index, tries, recoveries, running, then ENQUEUE's job, result,
+# run (its lease is live in the active set: finishing, it would delete the new job) or the
+# letter is gone (retried meanwhile). The failed result and try counter would block the id and
+# spend the new budget.
+# KEYS: active set, dead record, dead index, tries, recoveries, running, then ENQUEUE's job, result,
 # queue, wake. ARGV: ENQUEUE's payload, TTL, score, id. Returns 1 if queued, else 0.
-_RETRY = LuaScript.file("enqueue_function", "retry_dead_letter")
+_RETRY = LuaScript.file("clock", "enqueue_function", "retry_dead_letter")
 
 # A traceback longer than this is cut from the middle of the text; the ends carry the story.
 TRACEBACK_LIMIT = 8_000
@@ -150,12 +151,16 @@ def why(letter: DeadLetter) -> str:
 
 
 def try_error(attempt: int, exc: BaseException) -> TryError:
-    text = "".join(traceback.format_exception(exc))
+    text = traceback_text(exc)
     if len(text) > TRACEBACK_LIMIT:
         half = TRACEBACK_LIMIT // 2
         text = f"{text[:half]}\n... cut ...\n{text[-half:]}"
     return TryError(
-        attempt=attempt, type=type(exc).__name__, message=str(exc), traceback=text, at=time.time()
+        attempt=attempt,
+        type=type(exc).__name__,
+        message=message(exc),
+        traceback=text,
+        at=time.time(),
     )
 
 
@@ -369,7 +374,7 @@ class DeadLetterStore:
             priority=letter.priority,
         )
         job_keys, job_args = enqueue_call(job)
-        lease_keys = [keys.lease(job_id), keys.dead_record(job_id), keys.dead_index]
+        lease_keys = [keys.active, keys.dead_record(job_id), keys.dead_index]
         run_keys = [keys.tries(job_id), keys.recoveries(job_id), keys.running(job_id)]
         return bool(await _RETRY(self.redis, lease_keys + run_keys + job_keys, job_args))
 

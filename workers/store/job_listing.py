@@ -53,10 +53,13 @@ async def list_jobs(
 ) -> JobPage:
     """`queue`'s jobs in `state`: queued in the order they will start, running, deferred and
     retrying by when they are due, finished and dead-lettered newest first (their sealed
-    values opened with `sealer`)."""
-    ids, total = await _page(redis, keys, queue, JobState(state), offset, limit)
+    values opened with `sealer`). A job that moved on to another state between the page's
+    read and its records' (a run that ended meanwhile) is left out: it is listed there."""
+    state = JobState(state)
+    ids, total = await _page(redis, keys, queue, state, offset, limit)
     infos = await read_job_infos(redis, keys, ids, queue, sealer)
-    items = [info for info in infos if info is not None]
+    items = [info for info in infos if info is not None and info.state is state]
+    total -= len(ids) - len(items)
     return JobPage(queue=queue, state=state, total=total, offset=offset, limit=limit, items=items)
 
 

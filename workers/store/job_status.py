@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from arq.connections import ArqRedis
 from arq.jobs import JobResult, SerializationError, deserialize_result
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from config.queues import QueueName
 from workers.store.dead_letter import opened_error, problem_of, read_dead_letter
@@ -53,6 +53,8 @@ class JobInfo(BaseModel):
     progress: Progress | None = None
     result: Any = None
     error: str | None = None
+    # A failed job's arguments, opened: what the views mask out of its error (masked_job).
+    payload: Any = Field(default=None, exclude=True, repr=False)
     # Why a stored record of the job cannot be read (its job record, result, dead letter or
     # progress); what that record would have told is left unset. A queued job with a
     # malformed job record is dead-lettered as "malformed" when a worker claims it.
@@ -116,18 +118,19 @@ async def read_job_infos(
                 pipe.get(qk.dead_record(job_id))
                 pipe.get(qk.result(job_id))
                 pipe.zscore(qk.queue, job_id)
-                pipe.exists(qk.lease(job_id))
+                pipe.zscore(qk.active, job_id)  # the end of its run's lease
                 pipe.get(qk.tries(job_id))
                 pipe.get(qk.job(job_id))
                 pipe.get(qk.progress(job_id))
         replies = await pipe.execute()
+    now_ms = time.time() * 1000
     per_job = _READS * len(queues)
     infos: list[JobInfo | None] = []
     for i, job_id in enumerate(job_ids):
         found = None
         for j, qk in enumerate(queues):
             at = i * per_job + j * _READS
-            found = _job_info(job_id, qk.queue_name, replies[at : at + _READS], sealer)
+            found = _job_info(job_id, qk.queue_name, replies[at : at + _READS], sealer, now_ms)
             if found is not None:
                 break
         infos.append(found)
@@ -149,9 +152,9 @@ def _progress(
 
 
 def _job_info(
-    job_id: str, queue: QueueName, replies: Sequence[Any], sealer: PayloadSealer
+    job_id: str, queue: QueueName, replies: Sequence[Any], sealer: PayloadSealer, now_ms: float
 ) -> JobInfo | None:
-    dead, result, score, running, tries, job, progress_raw = replies
+    dead, result, score, lease_end, tries, job, progress_raw = replies
     if dead is None and result is None and score is None:
         return None
     progress, unreadable = _progress(progress_raw, job_id, queue, sealer)
@@ -170,6 +173,7 @@ def _job_info(
             progress=progress,
             error=letter.malformed or (last and f"{last.type}: {last.message}"),
             malformed=letter.malformed or unreadable,
+            payload=sealer.shown(letter.payload, job_id, letter.queue, "kwargs") if last else None,
         )
     if result is not None:
         info = _finished(job_id, queue, result, progress, sealer)
@@ -192,7 +196,7 @@ def _job_info(
         else:
             info.task = record.task
             info.enqueued_at = datetime.fromtimestamp(record.enqueue_ms / 1000, UTC)
-    if running:
+    if lease_end is not None and lease_end > now_ms:  # a run holds a live lease
         info.state = JobState.RUNNING
     elif is_waiting(score) and score > time.time() * 1000:
         info.state = JobState.RETRYING if info.tries else JobState.DEFERRED
@@ -238,6 +242,9 @@ def _finished(
             progress=progress,
             result=stored.result if stored.success else None,
             error=None if stored.success else _error_text(stored.result),
+            payload=None
+            if stored.success
+            else sealer.shown(stored.kwargs, job_id, queue, "kwargs"),
         )
     except _UNREADABLE as exc:
         why = f"malformed result record: {exc.__cause__ or exc}"

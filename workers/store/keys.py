@@ -88,16 +88,13 @@ class QueueKeys:
         """The job's result (arq's encoding), kept `keep_result` seconds."""
         return f"{self.tag}:result:{job_id}"
 
-    def lease(self, job_id: str) -> str:
-        """Set while a worker holds the job; it lapses unless the worker renews it."""
-        return f"{self.tag}:lease:{job_id}"
-
     def tries(self, job_id: str) -> str:
         """How many tries the job has started (counted at each claim)."""
         return f"{self.tag}:tries:{job_id}"
 
     def running(self, job_id: str) -> str:
-        """Set while a job runs; found at pickup, it means the previous run's worker died."""
+        """Set while a job runs, to its run's lease token (the lease's end is the job's score
+        in the active set); found with that lease lapsed, the run's worker died."""
         return f"{self.tag}:running:{job_id}"
 
     def recoveries(self, job_id: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from workers.error_text import message
 from workers.store.job_record import MalformedJobRecord, malformed_payload, parse_job_record
 
 # The internal task every queue runs for a job it cannot decode or route; see execution.py.
@@ -19,8 +20,9 @@ def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
     if isinstance(value, BaseException):
-        # arq stores a failed job's exception as its result; keep its type and message.
-        return {"error": type(value).__name__, "message": str(value)}
+        # arq stores a failed job's exception as its result; keep its type and message (a
+        # ValidationError's without the values it refused: error_text.message).
+        return {"error": type(value).__name__, "message": message(value)}
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"cannot serialize {type(value).__name__}")

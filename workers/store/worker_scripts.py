@@ -16,9 +16,9 @@ from workers.store.scripts import LuaScript, lua_string
 RETRY_TTL_S = 88400
 
 # KEYS: queue, active set, result index. ARGV: now ms, how many jobs to claim, how many ready
-# ids to look at at most, the lease ms, then the key prefixes of a job's lease, payload, try
-# counter, running marker and recovery counter (keys.QueueKeys, all under the queue's hash
-# tag), this worker's id, the first number of this claim's lease tokens, the marker's TTL ms,
+# ids to look at at most, the lease ms, then the key prefixes of a job's payload, try counter,
+# running marker and recovery counter (keys.QueueKeys, all under the queue's hash tag), this
+# worker's id, the first number of this claim's lease tokens, the marker's TTL ms,
 # the try counter's TTL s, the oldest finish time whose result is kept (ms), and whether a run
 # whose lease lapsed may be retaken now ('1') or only after its worker had time to renew it
 # ('0', in the first moments after this worker reconnected: a Redis restart lapses every
@@ -26,32 +26,35 @@ RETRY_TTL_S = 88400
 #
 # Promotes every waiting job whose time has come into its band (priority.py), then claims
 # ready jobs in priority order, skipping those running (they stay in the queue until they
-# finish; those whose lease is live are skipped without a command, the rest by SET NX).
-# A job's first try is counted by one SET NX of its counter (INCR and EXPIRE after that).
-# Claiming a job sets its lease, reads its payload and counts its try; sets its running
-# marker to the run's lease token `<worker>/<n>`, which fences every later write of the run
-# (RENEW, FINISH, progress: a run whose marker is no longer its token has lost the job); and
-# adds it to the active set, scored by when the lease runs out. A marker found in place names
-# a run that never finished (its worker died, or lost its lease): that try is not counted
-# again, and the recovery is. Also drops the result index's expired entries (the results
-# themselves expire on their own), here once per claim instead of once per job.
+# finish; those whose lease is live are skipped without a command).
+# A run's lease is its job's score in the active set, when it runs out on Redis's clock (TIME,
+# not the worker's: a worker whose clock ran ahead would take live runs for lapsed ones); no
+# key of its own, so claiming a job is two writes, not three. Claiming a job sets its
+# running marker to the run's lease token `<worker>/<n>` (one SET NX), which fences every
+# later write of the run (RENEW, FINISH, progress: a run whose marker is no longer its token
+# has lost the job); reads its payload and counts its try (a first try by one SET NX of its
+# counter, INCR and EXPIRE after that); and adds it to the active set, scored by its lease's
+# end. A marker found in place names a run that never finished (its worker died, or lost its
+# lease): that try is not counted again, and the recovery is. Also drops the result index's
+# expired entries (the results themselves expire on their own), here once per claim instead
+# of once per job.
 # Returns, per job (CLAIMED_FIELDS): id, score, payload (nil if expired), try, previous
 # marker (nil if none), lease token, recoveries so far.
 CLAIMED_FIELDS = 7
-CLAIM = LuaScript.file("bands", "claim", **LUA_BAND_VALUES)
+CLAIM = LuaScript.file("clock", "bands", "claim", **LUA_BAND_VALUES)
 
-# KEYS: the active set. ARGV: now ms, the lease ms, the key prefixes of a job's running
-# marker, lease and recovery counter, then a lease token and job id per running job.
+# KEYS: the active set. ARGV: the lease ms, the key prefixes of a job's running marker and
+# recovery counter, then a lease token and job id per running job.
 #
-# Renews each run's lease that is still its own (its marker holds its token), setting it
-# again if it lapsed meanwhile (no other worker took the job: its claim would have replaced
-# the marker), and moves its end in the active set. Returns the ids of the runs that lost
-# their job: another worker claimed it (the run's recovery, counted by that claim, is taken
-# back, since this worker did not die) or it ended without them.
-RENEW = LuaScript.file("renew")
+# Renews each run's lease that is still its own (its marker holds its token), moving its end
+# in the active set (on Redis's clock, as CLAIM), also when it lapsed meanwhile (no other
+# worker took the job: its claim would have replaced the marker). Returns the ids of the runs
+# that lost their job: another worker claimed it (the run's recovery, counted by that claim,
+# is taken back, since this worker did not die) or it ended without them.
+RENEW = LuaScript.file("clock", "renew")
 
 # Baked in ($NAMES, see `finish_script`): the queue's keys (queue, active set, stats, result
-# index, dead-letter index), the key prefixes of a job's lease, running marker, try counter,
+# index, dead-letter index), the key prefixes of a job's running marker, try counter,
 # payload, result, try errors, dead letter and 429 deferral count, how many results the
 # queue keeps, how long
 # try errors are kept (s). KEYS: the queue (declared so that a Redis Cluster routes the call
@@ -89,7 +92,6 @@ def finish_script(keys: QueueKeys, *, results_kept: int, errors_kept_s: int) -> 
         "ACTIVE": keys.active,
         "STATS": keys.stats,
         "RESULTS": keys.results,
-        "LOCK": keys.lease(""),
         "RUNNING": keys.running(""),
         "RETRY": keys.tries(""),
         "JOB": keys.job(""),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -35,8 +36,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from config.settings import PostroomSettings
-from workers.client import PostroomClient
+from workers.client import PostroomClient, redis_named
+from workers.connection.refusal_grace import RedisRefused, RefusalGrace
+from workers.error_text import shown
 from workers.events.envelope import CONTENT_TYPE, MalformedEvent, decode
+from workers.events.handled_log import RedisHandledLog
 from workers.events.handlers import (
     EventContext,
     EventHandlers,
@@ -64,41 +68,20 @@ from workers.events.rabbitmq.topology import (
     declare_group_queue,
     declare_wait_queue,
 )
+from workers.observe.masking import masked_text
 from workers.observe.trace_gate import active_tracing
 from workers.runner.backoff import nominal_delay, retry_delay
 from workers.store.keys import Keys
-from workers.store.scripts import LuaScript, RedisClient
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 logger = logging.getLogger(__name__)
 
-_MARK = LuaScript.file("mark_handled")
 # An error kept with a dead letter is cut to this many characters.
 MAX_ERROR = 2_000
 # Seconds before a delivery that failed outside its handlers (Redis away) is requeued.
 REQUEUE_PAUSE = 1.0
-
-
-class GroupHandledLog:
-    """Which handlers of one group ran for an event, in Redis; kept as long as a queued
-    event's log, so a dead letter retried within the retention skips what succeeded."""
-
-    def __init__(self, redis: RedisClient, keys: Keys, group: str, ttl_seconds: float) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.group = group
-        self.ttl_seconds = max(int(ttl_seconds), 1)
-
-    async def handled(self, event_id: str) -> set[str]:
-        key = self.keys.event_group_handled(self.group, event_id)
-        members = await self.redis.smembers(key)  # type: ignore[misc]
-        return {member.decode() for member in members}
-
-    async def mark(self, event_id: str, handler: str) -> None:
-        key = self.keys.event_group_handled(self.group, event_id)
-        await _MARK(self.redis, [key], [handler, self.ttl_seconds])
 
 
 def delivery_try(headers: Mapping[str, Any]) -> int:
@@ -127,14 +110,14 @@ class EventConsumer:
             raise ValueError("the RabbitMQ consumer needs RABBITMQ_URL")
         self.settings = settings
         self.client = client
+        self.details = settings.error_details  # a handler's text in logs and letters
         self.registry = registry
         self.names = GroupTopology(settings.event_exchange, group or settings.event_group)
         self.policy = settings.queues[settings.event_queue]
         self.keys = Keys(settings.key_prefix)
-        self.log = GroupHandledLog(
+        self.log = RedisHandledLog(
             client.redis,
-            self.keys,
-            self.names.group,
+            functools.partial(self.keys.event_group_handled, self.names.group),
             settings.keep_result + settings.dead_letter_retention,
         )
         self.claims = EventClaims(client.redis, self.keys, self.names.group, settings.lease_seconds)
@@ -148,6 +131,10 @@ class EventConsumer:
         self._wait_queues: set[int] = set()
         self._channel: AbstractChannel | None = None
         self.ready = asyncio.Event()
+        # Redis refusing the credentials (revoked while running): retried for the grace,
+        # then the consumer stops and `run()` raises it (exit 2).
+        self.refusals = RefusalGrace(settings, redis_named(settings))
+        self.refused: RedisRefused | None = None
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """First call: drain; a second one: cancel what runs without waiting."""
@@ -188,6 +175,8 @@ class EventConsumer:
             await self._drain(queue, tag)
         finally:
             await connection.close()
+        if self.refused is not None:
+            raise self.refused
 
     async def _drain(self, queue: AbstractQueue, tag: str) -> None:
         from workers.events.rabbitmq.publisher import transient_errors
@@ -234,7 +223,9 @@ class EventConsumer:
         except Exception as exc:
             # Not the handlers (their errors are retried above) but what they stand on: Redis
             # (the handled log) away, say. Give it back a moment later, not at once in a loop.
-            logger.error(
+            # A refusal by Redis is logged once, by the grace.
+            log = logger.debug if self._note_refusal(exc) else logger.error
+            log(
                 "event message %s not handled (%s: %s); requeued in %gs",
                 message.message_id,
                 type(exc).__name__,
@@ -245,19 +236,31 @@ class EventConsumer:
             with contextlib.suppress(*transient_errors()):
                 await message.nack(requeue=True)
 
+    def _note_refusal(self, exc: BaseException) -> bool:
+        """Whether `exc` is Redis refusing us; once that outlasts the grace, stop (run()
+        raises it)."""
+        try:
+            return self.refusals.check(exc)
+        except RedisRefused as refused:
+            if self.refused is None:
+                self.refused = refused
+                self.stop()
+            return True
+
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         headers = dict(message.headers or {})
         attempt = delivery_try(headers)
         try:
             event = decode(message.body, self.registry)
         except MalformedEvent as exc:
+            error = shown(exc, details=self.details)
             logger.error(
                 "malformed event message %s (%s) dead-lettered: %s",
                 message.message_id,
                 exc.reason,
-                exc,
+                error,
             )
-            await self._dead_letter(message, exc.reason, str(exc), attempt, None)
+            await self._dead_letter(message, exc.reason, error, attempt, None)
             await message.ack()
             return
         async with self.claims.claim(event.id) as claimed:
@@ -290,10 +293,13 @@ class EventConsumer:
                     ):
                         await self.registry.run(event, self.log, self.context)
         except EventHandlersRejected as exc:
-            logger.error("event %s %s dead-lettered: %s", event.type, event.id, exc)
-            await self._dead_letter(message, REJECTED, str(exc), attempt, event.id)
+            error = masked_text(shown(exc, details=self.details), event.to_json())
+            logger.error("event %s %s dead-lettered: %s", event.type, event.id, error)
+            await self._dead_letter(message, REJECTED, error, attempt, event.id)
         except (EventHandlersFailed, TimeoutError) as exc:
-            error = str(exc) or f"the handlers took longer than {self.policy.timeout:g}s"
+            error = f"the handlers took longer than {self.policy.timeout:g}s"
+            if str(exc):
+                error = masked_text(shown(exc, details=self.details), event.to_json())
             if attempt >= self.policy.max_tries:
                 logger.error(
                     "event %s %s dead-lettered after %d tries: %s",

@@ -30,7 +30,7 @@ from workers.events.rabbitmq.topology import (
     TRY_HEADER,
     GroupTopology,
 )
-from workers.observe.masking import mask
+from workers.observe.masking import mask, masked_text
 from workers.store.keys import Keys
 from workers.store.scripts import RedisClient
 
@@ -62,7 +62,9 @@ class EventDeadLetter(BaseModel):
     body: str | None = None
 
     def masked(self) -> EventDeadLetter:
-        return self.model_copy(update={"event": mask(self.event)})
+        """As shown: its event masked, and what that hides out of its error too."""
+        error = masked_text(self.error, self.event)
+        return self.model_copy(update={"event": mask(self.event), "error": error})
 
 
 def _letter(group: str, message: AbstractIncomingMessage) -> EventDeadLetter:

@@ -19,7 +19,7 @@ from config.admin import LEGACY_TOKEN_NAME, AdminToken
 from config.errors import ConfigError
 from config.queues import QueueName
 from config.settings import PostroomSettings, load_settings
-from workers.client import PostroomClient, redis_url
+from workers.client import PostroomClient
 from workers.ops.admin import (
     audit,
     dashboard,
@@ -117,7 +117,7 @@ def create_admin_app(
                 },
             },
         )
-    add_error_handlers(app, redis_url(settings))
+    add_error_handlers(app, settings)
     return app
 
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field
 from redis.exceptions import RedisError
 
 from workers.ops.admin.params import Limit
@@ -181,13 +181,16 @@ class Session(BaseModel):
 
     name: str
     role: str
+    may_change: bool = Field(
+        description="False for a read-only token: the dashboard disables its change controls"
+    )
 
 
 @router.get("/session", summary="Whose token this is, and its role", tags=["session"])
 async def session(request: Request) -> Session:
     """What the dashboard shows as logged in; a read-only token may only GET."""
     principal = request.state.principal
-    return Session(name=principal.name, role=principal.role)
+    return Session(name=principal.name, role=principal.role, may_change=principal.may_change)
 
 
 @router.get("/audit", summary="The audit trail, newest first")

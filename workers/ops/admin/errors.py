@@ -1,5 +1,6 @@
-"""The admin app's error answers: Redis being down is a 503 saying so, and a 405 lists every
-method of its path in `Allow` (Starlette names only those of the first route matching)."""
+"""The admin app's error answers: Redis being down (or refusing the credentials, naming the
+variable to fix) is a 503 saying so, and a 405 lists every method of its path in `Allow`
+(Starlette names only those of the first route matching)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,26 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
+from config.settings import PostroomSettings
+from workers.client import redis_named
+from workers.connection.refusal_grace import named_refusal
+
 logger = logging.getLogger(__name__)
 
 
-def add_error_handlers(app: FastAPI, redis_url: str) -> None:
+def add_error_handlers(app: FastAPI, settings: PostroomSettings) -> None:
+    where = redis_named(settings)
+
     async def redis_down(request: Request, exc: Exception) -> JSONResponse:
-        logger.warning("admin API: Redis at %s: %s", redis_url, exc)
-        return JSONResponse(
-            {"detail": f"cannot reach Redis: {type(exc).__name__}: {exc}"},
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
+        refused = named_refusal(exc, settings, where)
+        if refused is not None:
+            # Credentials or an ACL rule revoked while the app runs: no retry mends it.
+            logger.error("admin API: %s", refused)
+            detail = str(refused)
+        else:
+            logger.warning("admin API: %s: %s", where, exc)
+            detail = f"cannot reach Redis: {type(exc).__name__}: {exc}"
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     routes: list[tuple[re.Pattern[str], list[str]]] = []
 

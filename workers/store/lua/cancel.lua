@@ -1,5 +1,6 @@
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
+local lease_end = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if lease_end and tonumber(lease_end) > clock_ms() then  -- running, its lease live
     redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
     return 2
 end

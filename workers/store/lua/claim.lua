@@ -1,11 +1,12 @@
 local queue, active, now, want = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
 local scan, lease = tonumber(ARGV[3]), ARGV[4]
-local lock, job, retry, running, recovered = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local worker, serial, marker_ttl, retry_ttl = ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
-local retake = ARGV[15] == '1'
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[14])
+local job, retry, running, recovered = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local worker, serial, marker_ttl, retry_ttl = ARGV[9], tonumber(ARGV[10]), ARGV[11], ARGV[12]
+local retake = ARGV[14] == '1'
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[13])
+local clock = clock_ms()
 local leased, live = {}, 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', active, '(' .. now, '+inf')) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', active, '(' .. clock, '+inf')) do
     leased[id] = true
     live = live + 1
 end
@@ -15,7 +16,7 @@ for i = 1, #due, 2 do
     redis.call('ZADD', queue, fmt(math.floor(score) - offset_of(score)), due[i])
 end
 local claimed, leases, count, seen = {}, {}, 0, 0
-local lease_end = tonumber(now) + tonumber(lease)
+local lease_end = clock + tonumber(lease)
 while count < want and seen < scan do
     -- Enough for the jobs still wanted and the running ones that may come first, no more.
     local page = math.min(want - count + live, 200, scan - seen)
@@ -24,15 +25,13 @@ while count < want and seen < scan do
     for i = 1, #batch, 2 do
         local id = batch[i]
         local token = worker .. '/' .. (serial + count)
+        -- Not leased: no run, or one whose lease lapsed (its marker is still there).
         local free = count < want and not leased[id]
-            and redis.call('SET', lock .. id, token, 'NX', 'PX', lease)
         local lost_by = false
         if free and retake then
             lost_by = redis.call('SET', running .. id, token, 'PX', marker_ttl, 'GET')
         elseif free and not redis.call('SET', running .. id, token, 'NX', 'PX', marker_ttl) then
-            -- A lapsed run that never ended, for its worker to renew: not retaken yet.
-            redis.call('DEL', lock .. id)
-            free = false
+            free = false  -- a lapsed run that never ended, for its worker to renew: not yet
         end
         if free then
             count = count + 1

@@ -17,7 +17,6 @@ for j = 1, #ARGV, $FIELDS do
         refused[#refused + 1] = id
     else
         ended[#ended + 1] = id
-        gone[#gone + 1] = $LOCK .. id
         gone[#gone + 1] = $RUNNING .. id
         for name in string.gmatch(ARGV[j + 7], '%S+') do counts[name] = (counts[name] or 0) + 1 end
         if what == 'finish' or what == 'dead' then

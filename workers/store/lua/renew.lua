@@ -1,12 +1,12 @@
-local active, now, lease = KEYS[1], tonumber(ARGV[1]), ARGV[2]
-local running, lock, recovered = ARGV[3], ARGV[4], ARGV[5]
+local active, lease = KEYS[1], ARGV[1]
+local running, recovered = ARGV[2], ARGV[3]
+local lease_end = clock_ms() + tonumber(lease)
 local renewed, lost = {}, {}
-for i = 6, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
     local token, id = ARGV[i], ARGV[i + 1]
     local marker = redis.call('GET', running .. id)
     if marker == token then
-        redis.call('SET', lock .. id, token, 'PX', lease)
-        renewed[#renewed + 1] = now + tonumber(lease)
+        renewed[#renewed + 1] = lease_end
         renewed[#renewed + 1] = id
     else
         lost[#lost + 1] = id

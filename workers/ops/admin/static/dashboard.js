@@ -17,6 +17,11 @@ let inFlight = false;
 let again = false; // a refresh was asked for while one ran: run another after it
 let errorSource = null;
 let stats = new Map(); // queue name -> its last QueueStats
+// Whether the session's token may change things (GET session); a read-only one may not, so
+// every change control is disabled. The API refuses its changes whatever the page shows.
+let mayChange = false;
+let sessionKnown = false; // GET session answered (else it is asked again at each refresh)
+const READ_ONLY_TIP = "read-only token: changes need an operator token";
 // Tabs whose count a queue's numbers give exactly.
 // A job in one of these states can still be cancelled.
 const CANCELLABLE = ["queued", "deferred", "retrying", "running"];
@@ -46,6 +51,23 @@ function opens(open) {
       },
     },
   };
+}
+
+// A control that changes something (marked data-change): disabled, with the reason as its
+// tooltip, for a read-only session.
+function guard(button) {
+  button.dataset.change = "";
+  button.disabled = !mayChange;
+  button.title = mayChange ? "" : READ_ONLY_TIP;
+  return button;
+}
+
+function changeButton(props, label) {
+  return guard(el("button", { type: "button", ...props }, label));
+}
+
+function guardAll() {
+  for (const button of document.querySelectorAll("[data-change]")) guard(button);
 }
 
 // ---- the API ----
@@ -186,8 +208,7 @@ function renderQueues(queues) {
     for (const field of ["waiting", "active", "delayed", "dead_lettered_now", "completed", "failed", "retried", "cancelled", "deferred"]) {
       row.append(el("td", { className: "count", dataset: { testid: `count-${field}` } }, q[field] ?? 0));
     }
-    const button = el("button", {
-      type: "button",
+    const button = changeButton({
       dataset: { testid: `queue-${action}` },
       on: {
         click: (event) => {
@@ -277,13 +298,11 @@ function renderLetter(letter) {
     ...letter.errors.map((e) => el("pre", { className: "traceback", dataset: { testid: "traceback" } },
       `try ${e.attempt} · ${when(e.at)}\n${e.traceback}`)));
   const buttons = el("div", { className: "actions" },
-    el("button", {
-      type: "button",
+    changeButton({
       dataset: { testid: "retry" },
       on: { click: () => retry(letter.queue, letter.job_id) },
     }, "Retry"),
-    el("button", {
-      type: "button",
+    changeButton({
       className: "danger",
       dataset: { testid: "remove" },
       on: { click: () => remove(letter.queue, letter.job_id) },
@@ -340,13 +359,11 @@ function renderEventLetter(letter) {
       el("summary", {}, "event (message bodies masked)"),
       el("pre", { dataset: { testid: "event-body" } }, letter.body ?? json(letter.event))),
     el("div", { className: "actions" },
-      el("button", {
-        type: "button",
+      changeButton({
         dataset: { testid: "event-retry" },
         on: { click: () => act(() => api("POST", `events/${enc(letter.group)}/failed/${enc(letter.id)}/retry`)) },
       }, "Retry"),
-      el("button", {
-        type: "button",
+      changeButton({
         className: "danger",
         dataset: { testid: "event-remove" },
         on: { click: () => removeEvent(letter.group, letter.id) },
@@ -561,6 +578,8 @@ async function refresh() {
   $("dashboard").hidden = onAudit;
   $("audit").hidden = !onAudit;
   try {
+    // The controls stay disabled until the session's role is known.
+    if (!sessionKnown && !(await showSession())) return; // refused: logged out
     if (onAudit) await loadAudit();
     else await loadQueuesPage();
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -596,6 +615,9 @@ async function login(token) {
 async function showSession() {
   try {
     const who = await api("GET", "session");
+    mayChange = who.may_change === true;
+    sessionKnown = true;
+    guardAll();
     $("whoami").textContent = `${who.name} (${who.role})`;
     $("whoami").hidden = false;
   } catch (err) {
@@ -607,6 +629,9 @@ async function showSession() {
 
 function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  mayChange = false;
+  sessionKnown = false;
+  guardAll();
   if (polling !== null) clearInterval(polling);
   polling = null;
   $("dashboard").hidden = true;
