@@ -65,9 +65,10 @@ async def test_rabbitmq_event_dead_letters_are_listed_retried_and_purged_by_the_
         events = [Refunded(content=f"secret text {n}") for n in range(3)]
         await bus.publish_all(events)
         items = await _dead(api, "refunds", 3)
-        assert [item["id"] for item in items] == [e.id for e in events]
+        # In the order they died: each took its own retries, so not always the published one.
+        assert sorted(item["id"] for item in items) == sorted(e.id for e in events)
         assert {item["reason"] for item in items} == {"rejected"}
-        assert items[0]["event"]["data"] == {"content": "***"}
+        assert {item["event"]["data"]["content"] for item in items} == {"***"}
         assert "secret" not in (await api.get(f"/events/refunds/failed/{events[0].id}")).text
         # One retried (now welcome), one removed, the last purged.
         welcome.add(events[0].id)
